@@ -1,0 +1,35 @@
+"""nlp_transfer: adapt a pretrained encoder to your task from one recipe or one Python call.
+
+    import nlp_transfer
+    result = nlp_transfer.train("recipes/sst2_demo.yaml")
+    model = nlp_transfer.load_model(result.output_dir)
+    model.predict(["a gorgeous, witty film"])
+"""
+__version__ = "0.1.0"
+
+from .config import Recipe, load_recipe  # noqa: E402
+from .errors import NLPTransferError  # noqa: E402
+
+
+def train(recipe, overrides=None, **kwargs):
+    """Fine-tune from a recipe file, dict or Recipe; see `nlp_transfer.training.train`."""
+    from .training import train as _train
+
+    return _train(recipe, overrides, **kwargs)
+
+
+def load_model(path, device=None, trust_remote_code=False):
+    """Load a trained output directory for prediction; see `nlp_transfer.inference.load_model`."""
+    from .inference import load_model as _load_model
+
+    return _load_model(path, device, trust_remote_code)
+
+
+def evaluate(model_dir, data, split="validation", batch_size=64):
+    """Score a trained model on a data card split; see `nlp_transfer.evaluation.evaluate`."""
+    from .evaluation import evaluate as _evaluate
+
+    return _evaluate(model_dir, data, split, batch_size)
+
+
+__all__ = ["NLPTransferError", "Recipe", "evaluate", "load_model", "load_recipe", "train", "__version__"]

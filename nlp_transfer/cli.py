@@ -1,0 +1,174 @@
+"""The ``nlp-transfer`` command: train, predict, evaluate, cards.
+
+Errors in the user's input print one line (``error: file: line N: what; fix``) and exit with 2.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from .errors import NLPTransferError, did_you_mean
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlp-transfer", description="Transfer learning for NLP: fine-tune pretrained encoders from recipes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="fine-tune a model from a YAML recipe")
+    train.add_argument("recipe", help="recipe file, e.g. recipes/sst2_demo.yaml")
+    train.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. training.learning_rate=3e-5")
+
+    predict = sub.add_parser("predict", help="predict labels for texts with a trained model")
+    predict.add_argument("model", help="a trained output directory")
+    predict.add_argument("--input", required=True, help="texts: .txt (one per line), .csv/.tsv or .jsonl")
+    predict.add_argument("--output", required=True, help="where to write predictions (.jsonl)")
+    predict.add_argument("--text-column", default="text", help="column/key holding the text (csv, tsv, jsonl)")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--window", action="store_true", help="score long texts by overlapping windows")
+    predict.add_argument("--stride", type=int, default=64, help="tokens shared by neighbouring windows")
+
+    evaluate = sub.add_parser("evaluate", help="score a trained model on a data card split")
+    evaluate.add_argument("model", help="a trained output directory")
+    evaluate.add_argument("--data", required=True, help="data card, e.g. data_cards/sst2.md")
+    evaluate.add_argument("--split", default="validation")
+    evaluate.add_argument("--output", help="write the metrics as JSON here too")
+
+    cards = sub.add_parser("cards", help="list and validate data cards")
+    cards.add_argument("folder", nargs="?", default="data_cards")
+    return parser
+
+
+def read_texts(path: str, column: str = "text") -> list[str]:
+    """Texts for prediction, with file:line errors for anything unreadable."""
+    from .data.readers import _decode, _is_missing
+
+    file = Path(path)
+    if not file.is_file():
+        raise NLPTransferError(f"input file '{path}' not found; check the path")
+    text = _decode(file.read_bytes(), path, "utf-8")
+    suffix = file.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        # As in the data-card reader: TSV does not quote (quotes are plain characters), CSV quoting is strict.
+        quoting = csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="," if suffix == ".csv" else "\t",
+                                quoting=quoting, strict=True)
+        texts, start = [], 1
+        try:
+            if reader.fieldnames is None or column not in reader.fieldnames:
+                found = reader.fieldnames or []
+                raise NLPTransferError(f"{path}: line 1: no column '{column}'{did_you_mean(column, found)} (columns: {', '.join(found)}); pass --text-column")
+            start = reader.line_num + 1
+            for row in reader:
+                value = row.get(column)
+                if value is None or None in row:
+                    raise NLPTransferError(f"{path}: line {reader.line_num}: wrong number of fields; quote fields that contain the delimiter")
+                if _is_missing(value):
+                    raise NLPTransferError(f"{path}: line {reader.line_num}: empty text in column '{column}'; fill it in or remove the row")
+                texts.append(value)
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise NLPTransferError(f"{path}: line {start}: malformed row ({exc}); check the quoting of this row") from None
+        return texts
+    if suffix in (".jsonl", ".json"):
+        texts = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise NLPTransferError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or column not in record:
+                keys = list(record) if isinstance(record, dict) else []
+                raise NLPTransferError(f"{path}: line {number}: no key '{column}'{did_you_mean(column, keys)}; pass --text-column")
+            if _is_missing(record[column]):
+                raise NLPTransferError(f"{path}: line {number}: empty or missing text in key '{column}'; fill it in or remove the line")
+            texts.append(str(record[column]))
+        return texts
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _cmd_train(args) -> int:
+    from .training import train
+
+    result = train(args.recipe, args.overrides)
+    from .training import _is_main_process
+
+    if _is_main_process():
+        _print_summary(result.metrics, result.output_dir)
+    return 0
+
+
+def _print_summary(metrics: dict, output_dir) -> None:
+    evaluated = metrics.get("eval") or {}
+    scalars = {k: v for k, v in evaluated.items() if isinstance(v, float)}
+    main = metrics.get("main_metric")
+    print(f"\nnlp-transfer: {metrics['model']} on {metrics['data']} ({metrics['strategy']}), "
+          f"{metrics['train']['runtime_s']:.0f} s training")
+    if main in scalars:
+        print(f"  {metrics['eval_split']} {main}: {scalars[main]:.4f}")
+    print("  " + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items() if k != main))
+    print(f"  saved to {output_dir}")
+
+
+def _cmd_predict(args) -> int:
+    from .inference import load_model
+    from .io import write_jsonl_atomic
+
+    texts = read_texts(args.input, args.text_column)
+    model = load_model(args.model)
+    predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride, progress=True)
+    count = write_jsonl_atomic(args.output, ({"text": t, **p} for t, p in zip(texts, predictions)))
+    print(f"nlp-transfer: wrote {count} predictions to {args.output}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluation import evaluate
+    from .io import write_json_atomic
+
+    result = evaluate(args.model, args.data, args.split)
+    if args.output:
+        write_json_atomic(args.output, result)
+    scalars = {k: v for k, v in result.items() if isinstance(v, float)}
+    print(f"nlp-transfer: {args.model} on {result['data']}/{args.split} ({result['rows']} rows): "
+          + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
+    return 0
+
+
+def _cmd_cards(args) -> int:
+    from .data.readers import load_card
+
+    folder = Path(args.folder)
+    cards = sorted(folder.glob("*.md"))
+    if not cards:
+        raise NLPTransferError(f"no data cards (*.md) in '{folder}'")
+    for path in cards:
+        card = load_card(path)
+        missing = [s for s in card.splits if card.format != "datasets" and not Path(card.split_path(s)).exists()]
+        state = f"missing files for {', '.join(missing)}" if missing else "ok"
+        print(f"{card.name:20s} {card.task:26s} {card.language or '-':6s} splits={','.join(card.splits)}  [{state}]")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "cards": _cmd_cards}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except NLPTransferError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

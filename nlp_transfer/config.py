@@ -1,0 +1,218 @@
+"""Recipes: one YAML file per experiment, every value with a default.
+
+    from nlp_transfer.config import load_recipe
+    recipe = load_recipe("recipes/sst2_minilm.yaml", ["training.learning_rate=3e-5"])
+
+Unknown keys are rejected with the closest valid key; ``training:`` is passed through to
+`transformers.TrainingArguments`, so its keys are checked against that class.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import NLPTransferError, did_you_mean
+
+TASKS = ("sequence-classification",)
+PROBLEM_TYPES = ("auto", "single_label", "multi_label", "regression")
+STRATEGIES = ("full",)
+
+
+@dataclass
+class StrategyConfig:
+    """How much of the pretrained network is adapted. Only ``full`` exists so far."""
+
+    name: str = "full"
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """Stop when ``metric`` has not improved for ``patience`` evaluations (None: never stop early)."""
+
+    patience: int | None = None
+    metric: str | None = None  # default: the task's main metric (accuracy, f1_micro, pearson)
+    threshold: float = 0.0
+
+
+@dataclass
+class Recipe:
+    """One experiment. Paths are relative to the working directory (or to the recipe file)."""
+
+    task: str = "sequence-classification"
+    data: str | None = None  # a data card (data_cards/*.md)
+    model: str = "minilm-l6"  # alias, local directory or hub id
+    output_dir: str = "runs/default"
+    max_length: int = 128
+    seed: int = 42
+    problem_type: str = "auto"  # auto: from the card (multi-label / regression) or single-label
+    threshold: float = 0.5  # multi-label decision threshold on sigmoid scores
+    class_weights: Any = None  # None | "balanced" | list of weights in label order
+    train_split: str = "train"
+    eval_split: str = "validation"
+    resume: bool = False  # continue from the last checkpoint in output_dir
+    overwrite: bool = False  # allow writing into a non-empty output_dir
+    keep_checkpoints: bool = False  # keep checkpoint-* folders after a successful run
+    trust_remote_code: bool = False
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    training: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments
+    source: str | None = field(default=None, repr=False)  # the recipe file, for messages
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        return out
+
+
+def _training_argument_names() -> set[str]:
+    from transformers import TrainingArguments
+
+    return {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+
+
+def _coerce(text: str) -> Any:
+    """Parse an override value: YAML scalars, plus numbers YAML 1.1 leaves as strings (3e-5)."""
+    value = yaml.safe_load(text) if text != "" else ""
+    if isinstance(value, str):
+        for cast in (int, float):
+            try:
+                return cast(value)
+            except ValueError:
+                pass
+    return value
+
+
+def _check_keys(values: dict, allowed: set[str], where: str, source: str) -> None:
+    for key in values:
+        if key not in allowed:
+            raise NLPTransferError(
+                f"{source}: unknown key '{where}{key}'{did_you_mean(key, allowed)} "
+                f"(valid keys: {', '.join(sorted(allowed))})"
+            )
+
+
+def _build(cls, values: dict, where: str, source: str):
+    if not isinstance(values, dict):
+        raise NLPTransferError(f"{source}: '{where.rstrip('.')}' must be a mapping of keys to values")
+    fields_by_name = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    _check_keys(values, set(fields_by_name), where, source)
+    kwargs = {}
+    for name, value in values.items():
+        default = fields_by_name[name].default_factory if fields_by_name[name].default is dataclasses.MISSING else None
+        if default in (StrategyConfig, EarlyStoppingConfig):
+            if isinstance(value, str) and default is StrategyConfig:
+                value = {"name": value}
+            value = _build(default, value or {}, f"{where}{name}.", source)
+        elif name == "training":
+            value = value or {}
+            if not isinstance(value, dict):
+                raise NLPTransferError(f"{source}: 'training' must be a mapping of TrainingArguments options")
+            _check_keys(value, _training_argument_names(), "training.", source)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _set_dotted(values: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = values
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {} if child is None else {"name": child} if part == "strategy" else child
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
+    parsed = []
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise NLPTransferError(f"override '{item}' is not of the form key=value (e.g. training.learning_rate=3e-5)")
+        parsed.append((key.strip(), _coerce(text.strip())))
+    return parsed
+
+
+def validate(recipe: Recipe) -> Recipe:
+    source = recipe.source or "recipe"
+    checks = [("task", recipe.task, TASKS), ("problem_type", recipe.problem_type, PROBLEM_TYPES),
+              ("strategy.name", recipe.strategy.name, STRATEGIES)]
+    for key, value, allowed in checks:
+        if value not in allowed:
+            raise NLPTransferError(
+                f"{source}: {key} '{value}' is not supported{did_you_mean(value, allowed)} (choose from {', '.join(allowed)})"
+            )
+    if recipe.data is None:
+        raise NLPTransferError(f"{source}: no 'data' key; point it at a data card, e.g. data: data_cards/sst2.md")
+    if not isinstance(recipe.max_length, int) or recipe.max_length < 8:
+        raise NLPTransferError(f"{source}: max_length must be an integer >= 8, got {recipe.max_length!r}")
+    cw = recipe.class_weights
+    if cw is not None and cw != "balanced" and not (isinstance(cw, list) and all(isinstance(w, (int, float)) for w in cw)):
+        raise NLPTransferError(f"{source}: class_weights must be 'balanced' or a list of numbers, got {cw!r}")
+    return recipe
+
+
+def load_recipe(path_or_values: str | Path | dict | Recipe | None = None, overrides: list[str] | None = None,
+                **kwargs: Any) -> Recipe:
+    """Build a validated Recipe from a YAML file, a dict or a Recipe, plus ``key=value`` overrides
+    (strings, as on the command line) and keyword overrides (``training={"num_train_epochs": 1}``)."""
+    source = "recipe"
+    if isinstance(path_or_values, Recipe):
+        values = path_or_values.to_dict()
+        source = path_or_values.source or source
+    elif isinstance(path_or_values, dict):
+        values = dict(path_or_values)
+    elif path_or_values is None:
+        values = {}
+    else:
+        path = Path(path_or_values)
+        source = str(path)
+        if not path.is_file():
+            raise NLPTransferError(f"recipe file '{path}' not found; check the path (recipes live in recipes/*.yaml)")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f": line {mark.line + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            start = getattr(exc, "context_mark", None)  # where an unclosed quote/bracket began
+            if start and getattr(exc, "context", None) and (not mark or start.line != mark.line):
+                problem += f" ({exc.context} started on line {start.line + 1})"
+            raise NLPTransferError(f"{path}{line}: {problem}; fix the YAML syntax") from None
+        except UnicodeDecodeError:
+            raise NLPTransferError(f"{path}: not valid UTF-8; re-save the recipe as UTF-8") from None
+        if not isinstance(values, dict):
+            raise NLPTransferError(f"{path}: a recipe must be a YAML mapping (key: value lines)")
+    values = _deep_copy(values)
+    for key, value in parse_overrides(overrides):
+        _set_dotted(values, key, value)
+    for key, value in kwargs.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    recipe = _build(Recipe, values, "", source)
+    recipe.source = source
+    return validate(recipe)
+
+
+def _deep_copy(values: Any) -> Any:
+    if isinstance(values, dict):
+        return {k: _deep_copy(v) for k, v in values.items()}
+    if isinstance(values, list):
+        return [_deep_copy(v) for v in values]
+    return values
+
+
+def resolve_path(path: str, recipe: Recipe) -> Path:
+    """A path from a recipe: relative to the working directory, else to the recipe's folder."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or candidate.exists() or not recipe.source or recipe.source == "recipe":
+        return candidate
+    beside = Path(recipe.source).parent / candidate
+    return beside if beside.exists() else candidate

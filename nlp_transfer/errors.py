@@ -1,0 +1,20 @@
+"""User-facing errors.
+
+Every problem caused by the user's input (a recipe, a data file, a model name) is raised as
+`NLPTransferError` with a one-line message that names the place (file, line or key) and the fix.
+The CLI prints it as ``error: ...`` and exits with code 2, without a traceback.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class NLPTransferError(Exception):
+    """A problem with the user's input; the message is one line and says how to fix it."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
+    matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{matches[0]}'?" if matches else ""

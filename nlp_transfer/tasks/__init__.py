@@ -1,0 +1,1 @@
+"""Task modules: each knows its head, metrics and post-processing."""

@@ -1,0 +1,183 @@
+"""Sequence classification: binary, multi-class, multi-label and regression.
+
+Problem types use transformers' names in model configs (``single_label_classification``,
+``multi_label_classification``, ``regression``); recipes and cards use the short forms.
+Metrics come from scikit-learn (and scipy for correlations).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+HF_PROBLEM_TYPES = {
+    "single_label": "single_label_classification",
+    "multi_label": "multi_label_classification",
+    "regression": "regression",
+}
+MAIN_METRIC = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "pearson"}
+LOWER_IS_BETTER = {"loss", "mse", "mae"}
+METRIC_NAMES = {
+    "single_label": ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "loss"),
+    "multi_label": ("f1_micro", "f1_macro", "subset_accuracy", "loss"),
+    "regression": ("pearson", "spearman", "mse", "mae", "loss"),
+}
+
+
+def short_problem_type(hf_name: str | None) -> str:
+    for short, long in HF_PROBLEM_TYPES.items():
+        if hf_name == long:
+            return short
+    return "single_label"
+
+
+def scores_from_logits(logits: torch.Tensor, problem_type: str) -> torch.Tensor:
+    """Probabilities (softmax / sigmoid) or, for regression, the raw value."""
+    logits = logits.float()
+    if problem_type == "multi_label":
+        return torch.sigmoid(logits)
+    if problem_type == "regression":
+        return logits.squeeze(-1)
+    return torch.softmax(logits, dim=-1)
+
+
+def classification_metrics(predicted: np.ndarray, gold: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    ids = list(range(len(label_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(gold, predicted, labels=ids, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "f1_macro": float(f1_score(gold, predicted, labels=ids, average="macro", zero_division=0)),
+        "f1_micro": float(f1_score(gold, predicted, labels=ids, average="micro", zero_division=0)),
+        "precision_macro": float(np.mean(precision)),
+        "recall_macro": float(np.mean(recall)),
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i, name in enumerate(label_names)
+        },
+        "confusion_matrix": {"labels": list(label_names), "matrix": confusion_matrix(gold, predicted, labels=ids).tolist()},
+    }
+
+
+def multi_label_metrics(predicted: np.ndarray, gold: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(gold, predicted, zero_division=0)
+    return {
+        "f1_micro": float(f1_score(gold, predicted, average="micro", zero_division=0)),
+        "f1_macro": float(f1_score(gold, predicted, average="macro", zero_division=0)),
+        "subset_accuracy": float(np.mean(np.all(gold == predicted, axis=1))),
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i, name in enumerate(label_names)
+        },
+    }
+
+
+def regression_metrics(predicted: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    from scipy.stats import pearsonr, spearmanr
+
+    constant = np.all(predicted == predicted[0]) or np.all(gold == gold[0])
+    return {
+        "pearson": 0.0 if constant else float(pearsonr(predicted, gold)[0]),
+        "spearman": 0.0 if constant else float(spearmanr(predicted, gold)[0]),
+        "mse": float(np.mean((predicted - gold) ** 2)),
+        "mae": float(np.mean(np.abs(predicted - gold))),
+    }
+
+
+class StreamingMetrics:
+    """`compute_metrics` for Trainer's ``batch_eval_metrics=True`` mode.
+
+    Called once per evaluation batch; it keeps only each example's decision and the score of
+    that decision (never the full logits), and returns flat scalar metrics on the last batch.
+    Per-class tables, the confusion matrix and the per-example decisions of the latest
+    evaluation stay in ``details`` / ``decisions`` for metrics.json and the predictions file."""
+
+    def __init__(self, problem_type: str, label_names: list[str], threshold: float = 0.5):
+        self.problem_type = problem_type
+        self.label_names = label_names
+        self.threshold = threshold
+        self.details: dict[str, Any] = {}
+        self.decisions: dict[str, np.ndarray] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._predicted, self._scores, self._gold = [], [], []
+
+    def __call__(self, eval_pred, compute_result: bool = True) -> dict[str, float]:
+        logits = eval_pred.predictions
+        if isinstance(logits, (tuple, list)):  # models that also return hidden states / attentions
+            logits = logits[0]
+        logits = torch.as_tensor(logits).detach().cpu()
+        gold = torch.as_tensor(eval_pred.label_ids).detach().cpu()
+        scores = scores_from_logits(logits, self.problem_type)
+        if self.problem_type == "single_label":
+            top_score, predicted = scores.max(dim=-1)
+            self._predicted.append(predicted.numpy())
+            self._scores.append(top_score.numpy())
+        elif self.problem_type == "multi_label":
+            self._predicted.append((scores >= self.threshold).numpy())
+            self._scores.append(scores.max(dim=-1).values.numpy())
+        else:
+            self._predicted.append(scores.numpy())
+            self._scores.append(scores.numpy())
+        self._gold.append(gold.numpy())
+        if not compute_result:
+            return {}
+        return self._finish()
+
+    def _finish(self) -> dict[str, float]:
+        predicted = np.concatenate(self._predicted)
+        gold = np.concatenate(self._gold)
+        self.decisions = {"predicted": predicted, "score": np.concatenate(self._scores), "gold": gold}
+        self._reset()
+        if self.problem_type == "single_label":
+            details = classification_metrics(predicted, gold.astype(int), self.label_names)
+        elif self.problem_type == "multi_label":
+            details = multi_label_metrics(predicted.astype(int), gold.astype(int), self.label_names)
+        else:
+            details = regression_metrics(predicted.astype(float), gold.astype(float))
+        self.details = details
+        return {k: v for k, v in details.items() if isinstance(v, float)}
+
+    def decision_rows(self) -> list[dict[str, Any]]:
+        """The latest evaluation's decisions, one dict per example in dataset order."""
+        rows = []
+        for predicted, score, gold in zip(self.decisions["predicted"], self.decisions["score"], self.decisions["gold"]):
+            rows.append({"label": self.describe(gold), "predicted": self.describe(predicted), "score": round(float(score), 6)})
+        return rows
+
+    def describe(self, value: Any) -> Any:
+        if self.problem_type == "single_label":
+            return self.label_names[int(value)]
+        if self.problem_type == "multi_label":
+            return [name for name, on in zip(self.label_names, value) if on]
+        return float(value)
+
+
+def class_weight_tensor(setting: Any, labels: list, problem_type: str, num_labels: int) -> torch.Tensor | None:
+    """Loss weights: ``balanced`` (n_samples / (n_classes * count), as scikit-learn) or explicit."""
+    if setting is None:
+        return None
+    if isinstance(setting, list):
+        if len(setting) != num_labels:
+            from ..errors import NLPTransferError
+
+            raise NLPTransferError(f"class_weights has {len(setting)} numbers but there are {num_labels} labels; give one per label")
+        return torch.tensor(setting, dtype=torch.float32)
+    if problem_type == "multi_label":
+        hot = np.asarray(labels, dtype=np.float64)
+        positives = hot.sum(axis=0)
+        return torch.tensor((len(hot) - positives) / np.maximum(positives, 1.0), dtype=torch.float32)  # pos_weight
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=num_labels).astype(np.float64)
+    return torch.tensor(counts.sum() / (num_labels * np.maximum(counts, 1.0)), dtype=torch.float32)
+
+
+def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, problem_type: str) -> torch.Tensor:
+    weights = weights.to(logits.device)
+    if problem_type == "multi_label":
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
+    return torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), weight=weights)

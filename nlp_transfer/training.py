@@ -1,0 +1,311 @@
+"""The Trainer wrapper: one place that turns a Recipe into a `transformers.Trainer` run.
+
+    from nlp_transfer import train
+    result = train("recipes/sst2_demo.yaml", ["training.num_train_epochs=1"])
+    print(result.metrics["eval"]["accuracy"])
+
+Runs unchanged on one CPU and under ``accelerate launch`` / ``torchrun`` (DDP): Trainer handles the
+processes, every rank computes the same metrics on the gathered predictions, and only the main
+process writes the output directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import __version__
+from .config import Recipe, load_recipe, resolve_path
+from .data.adapters import DynamicPaddingCollator, tokenize_dataset
+from .data.readers import card_from_dict, load_card, load_data
+from .errors import NLPTransferError, did_you_mean
+from .io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from .models import load_for_sequence_classification, load_tokenizer
+from .reports import model_card
+from .tasks import classification as cls_task
+
+SIDECAR = "nlp_transfer.json"
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    metrics: dict[str, Any]
+
+
+def _build_trainer_class():
+    from transformers import Trainer
+
+    class ClassificationTrainer(Trainer):
+        """Trainer with optional class-weighted loss; everything else is stock Trainer."""
+
+        def __init__(self, *args, loss_weights=None, problem_type="single_label", **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_weights = loss_weights
+            self.problem_type = problem_type
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.loss_weights is None or "labels" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = cls_task.weighted_loss(outputs.logits, labels, self.loss_weights, self.problem_type)
+            return (loss, outputs) if return_outputs else loss
+
+    return ClassificationTrainer
+
+
+def training_arguments(recipe: Recipe, main_metric: str, has_eval: bool):
+    """Our defaults, then the recipe's ``training:`` keys on top, as TrainingArguments."""
+    import importlib.util
+
+    from transformers import TrainingArguments
+
+    user = dict(recipe.training)
+    values: dict[str, Any] = {
+        "output_dir": recipe.output_dir,
+        "per_device_train_batch_size": 32,
+        "per_device_eval_batch_size": 64,
+        "learning_rate": 5e-5,
+        "num_train_epochs": 3,
+        "weight_decay": 0.01,
+        "warmup_steps": 0.06,  # a float below 1 is a fraction of the total steps
+        "eval_strategy": "epoch" if has_eval else "no",
+        "logging_steps": 50,
+        "save_total_limit": 2,
+        "seed": recipe.seed,
+        "train_sampling_strategy": "group_by_length",
+        "length_column_name": "length",
+        "remove_unused_columns": False,  # our collator keeps exactly the model's inputs
+        "batch_eval_metrics": True,  # stream metrics per batch: no full logits held in memory
+        "dataloader_pin_memory": _cuda_available(),
+        "report_to": ["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
+    }
+    values.update(user)
+    if has_eval and values.get("eval_strategy", "no") != "no":
+        values.setdefault("load_best_model_at_end", True)
+        values.setdefault("metric_for_best_model", main_metric)
+        if "save_strategy" not in user:
+            values["save_strategy"] = values["eval_strategy"]
+        if "save_steps" not in user and "eval_steps" in user:
+            values["save_steps"] = user["eval_steps"]
+        metric = values["metric_for_best_model"].removeprefix("eval_")
+        values.setdefault("greater_is_better", metric not in cls_task.LOWER_IS_BETTER)
+    else:
+        values["eval_strategy"] = "no"
+        values["load_best_model_at_end"] = False
+    try:
+        return TrainingArguments(**values)
+    except (ValueError, TypeError) as exc:
+        message = str(exc).strip().splitlines()[0]
+        raise NLPTransferError(f"{recipe.source or 'recipe'}: training: {message}") from None
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _count_parameters(model) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable": trainable, "total": total}
+
+
+def weights_fingerprint(model) -> str:
+    """A hash of all weights: equal on every DDP rank when the ranks stayed in sync."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _check_output_dir(recipe: Recipe) -> str | None:
+    """Return the checkpoint to resume from (or None); refuse to clobber an earlier run."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(recipe.output_dir)
+    if not out.is_dir():
+        return None
+    checkpoint = get_last_checkpoint(str(out))
+    if recipe.resume:
+        return checkpoint
+    if any(not p.name.startswith(".") for p in out.iterdir()) and not recipe.overwrite:
+        raise NLPTransferError(
+            f"output_dir '{out}' already holds a run; pass resume=true to continue it, overwrite=true to replace it, "
+            f"or choose another output_dir"
+        )
+    return None
+
+
+def _load_card_for(recipe: Recipe):
+    if isinstance(recipe.data, dict):
+        return card_from_dict(recipe.data, None)
+    return load_card(resolve_path(recipe.data, recipe))
+
+
+def _problem_type(recipe: Recipe, card) -> str:
+    if recipe.problem_type != "auto":
+        card.problem_type = recipe.problem_type
+    return card.problem_type
+
+
+def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None, **kwargs: Any) -> RunResult:
+    """Fine-tune the recipe's model on its data card; returns the output directory and metrics."""
+    from transformers import EarlyStoppingCallback, set_seed
+
+    recipe = load_recipe(recipe, overrides, **kwargs)
+    card = _load_card_for(recipe)
+    problem_type = _problem_type(recipe, card)
+    main_metric = cls_task.MAIN_METRIC[problem_type]
+    has_eval = recipe.eval_split in card.splits
+    splits = [recipe.train_split] + ([recipe.eval_split] if has_eval else [])
+    if recipe.train_split not in card.splits:
+        raise NLPTransferError(
+            f"{card.source}: no '{recipe.train_split}' split{did_you_mean(recipe.train_split, card.splits)}; "
+            f"set train_split in the recipe or add the split to the card"
+        )
+    data = load_data(card, splits, recipe.train_split)
+    _check_metric(recipe, problem_type)
+
+    args = training_arguments(recipe, recipe.early_stopping.metric or main_metric, has_eval)
+    checkpoint = _check_output_dir(recipe)
+    if args.should_save and not recipe.resume and recipe.overwrite and Path(recipe.output_dir).is_dir():
+        _clear_previous_run(Path(recipe.output_dir))
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(Path(recipe.output_dir) / "logs"))
+
+    tokenizer = load_tokenizer(recipe.model, recipe.trust_remote_code)
+    train_set = tokenize_dataset(data.splits[recipe.train_split], tokenizer, recipe.max_length, "tokenizing train")
+    eval_set = tokenize_dataset(data.splits[recipe.eval_split], tokenizer, recipe.max_length, "tokenizing eval") if has_eval else None
+
+    set_seed(recipe.seed)  # before the head is created, so the same seed gives the same run
+    model = load_for_sequence_classification(recipe.model, data.label_names, cls_task.HF_PROBLEM_TYPES[problem_type],
+                                             recipe.trust_remote_code)
+    metrics_fn = cls_task.StreamingMetrics(problem_type, data.label_names, recipe.threshold)
+    loss_weights = cls_task.class_weight_tensor(recipe.class_weights, data.splits[recipe.train_split]["label"],
+                                                problem_type, len(data.label_names))
+    callbacks = []
+    if recipe.early_stopping.patience is not None:
+        if not has_eval:
+            raise NLPTransferError(f"{recipe.source}: early_stopping needs an '{recipe.eval_split}' split in the data card")
+        callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.threshold))
+
+    trainer = _build_trainer_class()(
+        model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
+        data_collator=DynamicPaddingCollator(tokenizer, 8 if (args.fp16 or args.bf16) else None),
+        compute_metrics=metrics_fn if has_eval else None, callbacks=callbacks,
+        loss_weights=loss_weights, problem_type=problem_type,
+    )
+    if args.should_save:
+        print(f"nlp-transfer: training {recipe.model} on {card.name} ({len(train_set)} train rows, "
+              f"{len(eval_set) if eval_set is not None else 0} {recipe.eval_split} rows, {len(data.label_names)} labels, "
+              f"{problem_type}) -> {recipe.output_dir}" + (f", resuming from {checkpoint}" if checkpoint else ""), flush=True)
+    started = time.perf_counter()
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    train_seconds = time.perf_counter() - started
+    eval_metrics = trainer.evaluate() if has_eval else {}
+
+    metrics = _collect_metrics(recipe, card, problem_type, trainer, train_output, train_seconds, eval_metrics,
+                               metrics_fn, checkpoint)
+    _save_outputs(trainer, recipe, card, data, metrics, metrics_fn, problem_type)
+    world = trainer.args.world_size
+    if world > 1:
+        print(f"[rank {trainer.args.process_index}/{world}] finished: global_step={trainer.state.global_step} "
+              f"eval_{main_metric}={eval_metrics.get('eval_' + main_metric)} weights={weights_fingerprint(trainer.model)}",
+              flush=True)
+    return RunResult(Path(recipe.output_dir), metrics)
+
+
+def _check_metric(recipe: Recipe, problem_type: str) -> None:
+    metric = recipe.early_stopping.metric or recipe.training.get("metric_for_best_model")
+    if metric is None:
+        return
+    allowed = cls_task.METRIC_NAMES[problem_type]
+    if metric.removeprefix("eval_") not in allowed:
+        raise NLPTransferError(
+            f"{recipe.source}: metric '{metric}' is not computed for {problem_type}{did_you_mean(metric, allowed)} "
+            f"(choose from {', '.join(allowed)})"
+        )
+
+
+def _clear_previous_run(out: Path) -> None:
+    for entry in out.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _collect_metrics(recipe, card, problem_type, trainer, train_output, train_seconds, eval_metrics, metrics_fn,
+                     checkpoint) -> dict[str, Any]:
+    eval_part = {k.removeprefix("eval_"): v for k, v in eval_metrics.items()
+                 if k.removeprefix("eval_") not in ("runtime", "samples_per_second", "steps_per_second", "epoch")}
+    eval_part.update({k: v for k, v in metrics_fn.details.items() if not isinstance(v, float)})
+    return {
+        "task": recipe.task,
+        "problem_type": problem_type,
+        "model": recipe.model,
+        "data": card.name,
+        "strategy": recipe.strategy.name,
+        "eval_split": recipe.eval_split if eval_metrics else None,
+        "main_metric": cls_task.MAIN_METRIC[problem_type],
+        "eval": eval_part,
+        "train": {
+            "runtime_s": round(train_seconds, 2),
+            "samples_per_second": train_output.metrics.get("train_samples_per_second"),
+            "loss": train_output.metrics.get("train_loss"),
+            "global_step": trainer.state.global_step,
+            "epochs": trainer.state.epoch,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "resumed_from": checkpoint,
+        },
+        "params": _count_parameters(trainer.model),
+        "history": trainer.state.log_history,  # train loss and eval metrics per logging step: learning curves
+        "world_size": trainer.args.world_size,
+        "seed": recipe.seed,
+        "nlp_transfer_version": __version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _save_outputs(trainer, recipe, card, data, metrics, metrics_fn, problem_type) -> None:
+    """Write the final model and reports: staged in a hidden folder, then renamed into place."""
+    out = Path(recipe.output_dir)
+    staging = out / ".final-staging"
+    trainer.save_model(str(staging))  # every rank calls it (some backends need that); only the main one writes
+    if not trainer.args.should_save:
+        return
+    sidecar = {"task": recipe.task, "problem_type": problem_type, "max_length": recipe.max_length,
+               "threshold": recipe.threshold, "label_names": data.label_names, "text_columns": card.text,
+               "nlp_transfer_version": __version__}
+    (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; recipe.yaml holds the same settings
+    write_json_atomic(staging / SIDECAR, sidecar)
+    write_json_atomic(staging / "metrics.json", metrics)
+    write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
+    if metrics_fn.decisions:
+        source = data.splits[recipe.eval_split]
+        texts = source["text"]
+        pairs = source["text_pair"] if "text_pair" in source.column_names else None
+        lines = source["line"]
+        rows = ({"line": lines[i], "text": texts[i], **({"text_pair": pairs[i]} if pairs else {}), **row}
+                for i, row in enumerate(metrics_fn.decision_rows()))
+        write_jsonl_atomic(staging / f"predictions_{recipe.eval_split}.jsonl", rows)
+    write_text_atomic(staging / "README.md", model_card(recipe, card, metrics, data.label_names))
+    move_contents(staging, out)
+    if not recipe.keep_checkpoints:
+        for checkpoint in out.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _is_main_process() -> bool:
+    """True on the process that writes outputs (rank 0), also before any Trainer exists."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0

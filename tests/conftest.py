@@ -1,0 +1,131 @@
+"""Shared fixtures: tiny real models (2 layers, hidden 32) with real tokenizers trained here.
+
+- ``tiny_bert``: BERT with a WordPiece tokenizer (uncased, [CLS]/[SEP], token_type_ids).
+- ``tiny_xlmr``: XLM-R style model with a SentencePiece-like Unigram tokenizer (<s>/</s>, no token types).
+Both are saved as safetensors directories, exactly like a downloaded checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_TRAIN = REPO / "samples" / "sst2" / "train.tsv"
+SAMPLE_DEV = REPO / "samples" / "sst2" / "dev.tsv"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+EXTRA_TEXT = [
+    "Angela Merkel visited Paris on Monday.", "Der Hund läuft schnell über die Straße.",
+    "Москва — столица России.", "東京は日本の首都です。", "مرحبا بالعالم", "café naïve résumé",
+]
+
+
+def corpus() -> list[str]:
+    lines = SAMPLE_TRAIN.read_text(encoding="utf-8").splitlines()[1:]
+    return [line.split("\t")[0].strip() for line in lines] + EXTRA_TEXT * 5
+
+
+def build_tiny_bert(path: Path) -> Path:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(corpus(), trainers.WordPieceTrainer(vocab_size=1200, special_tokens=specials))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    tokenizer = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.token_to_id("[PAD]"))
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def build_tiny_xlmr(path: Path) -> Path:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(corpus(), trainers.UnigramTrainer(vocab_size=1500, special_tokens=specials, unk_token="<unk>"))
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
+    tokenizer = XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                        cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+                                        model_max_length=128)
+    config = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64, max_position_embeddings=130, type_vocab_size=1,
+                              pad_token_id=tok.token_to_id("<pad>"), bos_token_id=bos, eos_token_id=eos)
+    import torch
+
+    torch.manual_seed(0)
+    XLMRobertaModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr(tmp_path_factory) -> Path:
+    return build_tiny_xlmr(tmp_path_factory.mktemp("tiny-xlmr"))
+
+
+def write_card(folder: Path, name: str = "toy", **front) -> Path:
+    """Write a data card whose front matter is ``front`` (YAML)."""
+    import yaml
+
+    front = {"name": name, "task": "sequence-classification", **front}
+    path = folder / f"{name}.md"
+    path.write_text("---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n# toy card\n", encoding="utf-8")
+    return path
+
+
+def sample_rows(path: Path, count: int, seed: int = 0) -> list[tuple[str, str]]:
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    rows = [tuple(line.rsplit("\t", 1)) for line in lines]
+    return random.Random(seed).sample(rows, count)
+
+
+@pytest.fixture()
+def sst2_toy(tmp_path) -> Path:
+    """A small real SST-2 card: 160 training rows from the shipped sample, 64 dev sentences."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, source, count in (("train.tsv", SAMPLE_TRAIN, 160), ("dev.tsv", SAMPLE_DEV, 64)):
+        rows = sample_rows(source, count)
+        (folder / name).write_text("sentence\tlabel\n" + "\n".join(f"{s}\t{l}" for s, l in rows) + "\n", encoding="utf-8")
+    return write_card(folder, "sst2-toy", splits={"train": "train.tsv", "validation": "dev.tsv"}, format="tsv",
+                      text="sentence", label="label", labels=["negative", "positive"], license="research-only")
+
+
+def tiny_recipe(card: Path, model: Path, out: Path, **training) -> dict:
+    """A recipe dict that trains a tiny model for a few seconds."""
+    return {
+        "task": "sequence-classification", "data": str(card), "model": str(model), "output_dir": str(out),
+        "max_length": 48, "seed": 7,
+        "training": {"num_train_epochs": 2, "per_device_train_batch_size": 16, "learning_rate": 1e-3,
+                     "logging_steps": 5, "report_to": "none", "disable_tqdm": True, **training},
+    }
