@@ -129,15 +129,37 @@ def weights_fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
+def last_complete_checkpoint(out: Path) -> str | None:
+    """The newest checkpoint that was completely written.
+
+    Trainer writes ``trainer_state.json`` last and not atomically, so a run killed while saving leaves
+    a newer, partial checkpoint behind; resuming from it would crash, so we skip it."""
+    import json
+
+    def step(path: Path) -> int:
+        return int(path.name.rsplit("-", 1)[1])
+
+    candidates = sorted((p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()),
+                        key=step, reverse=True)
+    for checkpoint in candidates:
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            print(f"nlp-transfer: skipping incomplete {checkpoint.name} (interrupted while saving)", flush=True)
+            continue
+        return str(checkpoint)
+    return None
+
+
 def _check_output_dir(recipe: Recipe) -> str | None:
     """Return the checkpoint to resume from (or None); refuse to clobber an earlier run."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     out = Path(recipe.output_dir)
     if not out.is_dir():
         return None
-    checkpoint = get_last_checkpoint(str(out))
     if recipe.resume:
+        checkpoint = last_complete_checkpoint(out)
+        if checkpoint is None:
+            print(f"nlp-transfer: resume=true but {out} has no complete checkpoint; starting from scratch", flush=True)
         return checkpoint
     if any(not p.name.startswith(".") for p in out.iterdir()) and not recipe.overwrite:
         raise NLPTransferError(
