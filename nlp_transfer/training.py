@@ -48,6 +48,10 @@ def _build_trainer_class():
 
         def __init__(self, *args, loss_weights=None, problem_type="single_label", **kwargs):
             super().__init__(*args, **kwargs)
+            # Classification heads return a batch *mean* loss and ignore num_items_in_batch, but their forward()
+            # takes **kwargs, so Trainer would multiply the loss by the number of processes under DDP (2x loss and
+            # gradients on 2 ranks). Declaring that the model takes no loss kwargs keeps the mean as it is.
+            self.model_accepts_loss_kwargs = False
             self.loss_weights = loss_weights
             self.problem_type = problem_type
 
@@ -89,6 +93,10 @@ def training_arguments(recipe: Recipe, main_metric: str, has_eval: bool):
         "report_to": ["tensorboard"] if importlib.util.find_spec("tensorboard") else "none",
     }
     values.update(user)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda_available() and "use_cpu" not in user:
+        # Several processes but no GPU (accelerate launch --multi_gpu / torchrun on CPUs): without use_cpu,
+        # every process would silently train alone with world_size 1. use_cpu gives gloo DDP across them.
+        values["use_cpu"] = True
     if has_eval and values.get("eval_strategy", "no") != "no":
         values.setdefault("load_best_model_at_end", True)
         values.setdefault("metric_for_best_model", main_metric)
@@ -203,6 +211,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     checkpoint = _check_output_dir(recipe)
     if args.should_save and not recipe.resume and recipe.overwrite and Path(recipe.output_dir).is_dir():
         _clear_previous_run(Path(recipe.output_dir))
+    args.distributed_state.wait_for_everyone()  # no rank starts before the main one has cleared the folder
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(Path(recipe.output_dir) / "logs"))
 
     tokenizer = load_tokenizer(recipe.model, recipe.trust_remote_code)
@@ -242,7 +251,8 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     world = trainer.args.world_size
     if world > 1:
         print(f"[rank {trainer.args.process_index}/{world}] finished: global_step={trainer.state.global_step} "
-              f"eval_{main_metric}={eval_metrics.get('eval_' + main_metric)} weights={weights_fingerprint(trainer.model)}",
+              f"eval_{main_metric}={eval_metrics.get('eval_' + main_metric)} weights={weights_fingerprint(trainer.model)} "
+              f"writes_outputs={trainer.args.should_save}",
               flush=True)
     return RunResult(Path(recipe.output_dir), metrics)
 
@@ -262,9 +272,9 @@ def _check_metric(recipe: Recipe, problem_type: str) -> None:
 def _clear_previous_run(out: Path) -> None:
     for entry in out.iterdir():
         if entry.is_dir():
-            shutil.rmtree(entry)
+            shutil.rmtree(entry, ignore_errors=True)
         else:
-            entry.unlink()
+            entry.unlink(missing_ok=True)
 
 
 def _collect_metrics(recipe, card, problem_type, trainer, train_output, train_seconds, eval_metrics, metrics_fn,
