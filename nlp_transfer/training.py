@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -212,7 +213,6 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     if args.should_save and not recipe.resume and recipe.overwrite and Path(recipe.output_dir).is_dir():
         _clear_previous_run(Path(recipe.output_dir))
     args.distributed_state.wait_for_everyone()  # no rank starts before the main one has cleared the folder
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(Path(recipe.output_dir) / "logs"))
 
     tokenizer = load_tokenizer(recipe.model, recipe.trust_remote_code)
     train_set = tokenize_dataset(data.splits[recipe.train_split], tokenizer, recipe.max_length, "tokenizing train")
@@ -230,12 +230,13 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
             raise NLPTransferError(f"{recipe.source}: early_stopping needs an '{recipe.eval_split}' split in the data card")
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.threshold))
 
-    trainer = _build_trainer_class()(
-        model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
-        data_collator=DynamicPaddingCollator(tokenizer, 8 if (args.fp16 or args.bf16) else None),
-        compute_metrics=metrics_fn if has_eval else None, callbacks=callbacks,
-        loss_weights=loss_weights, problem_type=problem_type,
-    )
+    with _tensorboard_dir(Path(recipe.output_dir) / "logs"):  # read when Trainer creates its callbacks
+        trainer = _build_trainer_class()(
+            model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
+            data_collator=DynamicPaddingCollator(tokenizer, 8 if (args.fp16 or args.bf16) else None),
+            compute_metrics=metrics_fn if has_eval else None, callbacks=callbacks,
+            loss_weights=loss_weights, problem_type=problem_type,
+        )
     if args.should_save:
         print(f"nlp-transfer: training {recipe.model} on {card.name} ({len(train_set)} train rows, "
               f"{len(eval_set) if eval_set is not None else 0} {recipe.eval_split} rows, {len(data.label_names)} labels, "
@@ -255,6 +256,21 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
               f"writes_outputs={trainer.args.should_save}",
               flush=True)
     return RunResult(Path(recipe.output_dir), metrics)
+
+
+@contextmanager
+def _tensorboard_dir(path: Path):
+    """TensorBoard logs go to OUTPUT_DIR/logs unless the user set TENSORBOARD_LOGGING_DIR; the variable is
+    restored afterwards so a second run in the same process logs into its own folder."""
+    key = "TENSORBOARD_LOGGING_DIR"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = str(path)
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def _check_metric(recipe: Recipe, problem_type: str) -> None:
