@@ -5,13 +5,10 @@ Errors in the user's input print one line (``error: file: line N: what; fix``) a
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import sys
 from pathlib import Path
 
-from .errors import NLPTransferError, did_you_mean
+from .errors import NLPTransferError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,56 +39,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_texts(path: str, column: str = "text") -> list[str]:
-    """Texts for prediction, with file:line errors for anything unreadable."""
-    from .data.readers import _decode, _is_missing
-
-    file = Path(path)
-    if not file.is_file():
-        raise NLPTransferError(f"input file '{path}' not found; check the path")
-    text = _decode(file.read_bytes(), path, "utf-8")
-    suffix = file.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        # As in the data-card reader: TSV does not quote (quotes are plain characters), CSV quoting is strict.
-        quoting = csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="," if suffix == ".csv" else "\t",
-                                quoting=quoting, strict=True)
-        texts, start = [], 1
-        try:
-            if reader.fieldnames is None or column not in reader.fieldnames:
-                found = reader.fieldnames or []
-                raise NLPTransferError(f"{path}: line 1: no column '{column}'{did_you_mean(column, found)} (columns: {', '.join(found)}); pass --text-column")
-            start = reader.line_num + 1
-            for row in reader:
-                value = row.get(column)
-                if value is None or None in row:
-                    raise NLPTransferError(f"{path}: line {reader.line_num}: wrong number of fields; quote fields that contain the delimiter")
-                if _is_missing(value):
-                    raise NLPTransferError(f"{path}: line {reader.line_num}: empty text in column '{column}'; fill it in or remove the row")
-                texts.append(value)
-                start = reader.line_num + 1
-        except csv.Error as exc:
-            raise NLPTransferError(f"{path}: line {start}: malformed row ({exc}); check the quoting of this row") from None
-        return texts
-    if suffix in (".jsonl", ".json"):
-        texts = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise NLPTransferError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or column not in record:
-                keys = list(record) if isinstance(record, dict) else []
-                raise NLPTransferError(f"{path}: line {number}: no key '{column}'{did_you_mean(column, keys)}; pass --text-column")
-            if _is_missing(record[column]):
-                raise NLPTransferError(f"{path}: line {number}: empty or missing text in key '{column}'; fill it in or remove the line")
-            texts.append(str(record[column]))
-        return texts
-    return [line for line in text.splitlines() if line.strip()]
-
-
 def _cmd_train(args) -> int:
     from .training import train
 
@@ -116,6 +63,7 @@ def _print_summary(metrics: dict, output_dir) -> None:
 
 
 def _cmd_predict(args) -> int:
+    from .data.readers import read_texts
     from .inference import load_model
     from .io import write_jsonl_atomic
 

@@ -269,11 +269,11 @@ def test_predict_with_a_missing_input_file(tmp_path, tiny_bert, capsys):
 
 
 @pytest.mark.parametrize("name, content, expected", [
-    ("in.jsonl", '{"text": "a"}\n{"text": null}\n', "in.jsonl: line 2: empty or missing text in key 'text'"),
-    ("in.jsonl", '{"text": "a"}\n{"text": NaN}\n', "in.jsonl: line 2: empty or missing text in key 'text'"),
-    ("in.csv", "text\na\n\"\"\n", "in.csv: line 3: empty text in column 'text'"),
+    ("in.jsonl", '{"text": "a"}\n{"text": null}\n', "in.jsonl: line 2: empty or missing text in column 'text'"),
+    ("in.jsonl", '{"text": "a"}\n{"text": NaN}\n', "in.jsonl: line 2: empty or missing text in column 'text'"),
+    ("in.csv", "text\na\n\"\"\n", "in.csv: line 3: empty or missing text in column 'text'"),
     ("in.csv", 'text,id\n"a, b,1\nc,2\n', "in.csv: line 2: malformed row"),
-    ("in.csv", "body\na\n", "in.csv: line 1: no column 'text'"),
+    ("in.csv", "body\na\n", "in.csv: line 1: no text column 'text'"),
 ], ids=["jsonl-null", "jsonl-NaN", "csv-empty", "csv-unclosed-quote", "csv-no-column"])
 def test_predict_input_with_bad_rows(tmp_path, tiny_bert, capsys, name, content, expected):
     (tmp_path / name).write_text(content, encoding="utf-8")

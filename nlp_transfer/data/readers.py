@@ -162,14 +162,19 @@ def _format_of(card: DataCard, path: str) -> str:
     raise NLPTransferError(f"{card.source}: cannot tell the format of '{path}'; set 'format:' (one of {', '.join(FORMATS)})")
 
 
-def _missing_column(path: str, line: int, column: str, columns: list[str], role: str) -> NLPTransferError:
+COLUMN_FIX = "fix the column name in the data card"
+
+
+def _missing_column(path: str, line: int, column: str, columns: list[str], role: str,
+                    fix: str = COLUMN_FIX) -> NLPTransferError:
     return NLPTransferError(
         f"{path}: line {line}: no {role} column '{column}'{did_you_mean(column, columns)} "
-        f"(columns: {', '.join(map(str, columns))}); fix the column name in the data card"
+        f"(columns: {', '.join(map(str, columns))}); {fix}"
     )
 
 
-def _iter_delimited(path: str, text: str, delimiter: str, needed: list[tuple[str, str]]) -> Iterator[tuple[int, dict]]:
+def _iter_delimited(path: str, text: str, delimiter: str, needed: list[tuple[str, str]],
+                    fix: str = COLUMN_FIX) -> Iterator[tuple[int, dict]]:
     # TSV files (GLUE among them) do not quote; quotes inside sentences are plain characters there.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
@@ -182,7 +187,7 @@ def _iter_delimited(path: str, text: str, delimiter: str, needed: list[tuple[str
     header = [h.strip() for h in header]
     for column, role in needed:
         if column not in header:
-            raise _missing_column(path, 1, column, header, role)
+            raise _missing_column(path, 1, column, header, role, fix)
     while True:
         start = reader.line_num + 1  # an unclosed quote makes the reader run on to the end of the file
         try:
@@ -191,8 +196,8 @@ def _iter_delimited(path: str, text: str, delimiter: str, needed: list[tuple[str
             return
         except csv.Error as exc:
             raise NLPTransferError(f"{path}: line {start}: malformed row ({exc}); check the quoting of this row") from None
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
+        if not row or (len(row) == 1 and not row[0].strip() and len(header) > 1):
+            continue  # a blank line; in a one-column file an empty cell is an empty text, reported below
         if len(row) != len(header):
             hint = "quote fields that contain the delimiter" if delimiter != "\t" else "remove stray tabs inside the text"
             raise NLPTransferError(
@@ -201,7 +206,7 @@ def _iter_delimited(path: str, text: str, delimiter: str, needed: list[tuple[str
         yield reader.line_num, dict(zip(header, row))
 
 
-def _iter_jsonl(path: str, text: str, needed: list[tuple[str, str]]) -> Iterator[tuple[int, dict]]:
+def _iter_jsonl(path: str, text: str, needed: list[tuple[str, str]], fix: str = COLUMN_FIX) -> Iterator[tuple[int, dict]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -213,7 +218,7 @@ def _iter_jsonl(path: str, text: str, needed: list[tuple[str, str]]) -> Iterator
             raise NLPTransferError(f"{path}: line {number}: expected a JSON object like {{\"text\": ..., \"label\": ...}}")
         for column, role in needed:
             if column not in record:
-                raise _missing_column(path, number, column, list(record), role)
+                raise _missing_column(path, number, column, list(record), role, fix)
         yield number, record
 
 
@@ -254,7 +259,8 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def read_rows(card: DataCard, split: str, labelled: bool = True) -> tuple[list[dict], str, list[str] | None]:
+def read_rows(card: DataCard, split: str, labelled: bool = True,
+              fix: str = COLUMN_FIX) -> tuple[list[dict], str, list[str] | None]:
     """Rows of one split as ``{"text", "text_pair"?, "label"?, "line"}`` with texts checked.
 
     Returns the rows, the file they came from and (for `datasets` ClassLabel columns) label names."""
@@ -269,9 +275,9 @@ def read_rows(card: DataCard, split: str, labelled: bool = True) -> tuple[list[d
     else:
         text = _read_file(path, card.encoding)
         if fmt == "jsonl":
-            raw_rows = _iter_jsonl(path, text, needed)
+            raw_rows = _iter_jsonl(path, text, needed, fix)
         else:
-            raw_rows = _iter_delimited(path, text, "," if fmt == "csv" else "\t", needed)
+            raw_rows = _iter_delimited(path, text, "," if fmt == "csv" else "\t", needed, fix)
     unit = "row" if fmt == "datasets" else "line"
     rows = []
     for number, record in raw_rows:
@@ -292,6 +298,18 @@ def read_rows(card: DataCard, split: str, labelled: bool = True) -> tuple[list[d
     if not rows:
         raise NLPTransferError(f"{path}: split '{split}' has no rows; add data or remove the split from {card.source}")
     return rows, path, names
+
+
+def read_texts(path: str, column: str = "text") -> list[str]:
+    """Texts to predict on: .txt (one per non-blank line), or the ``column`` of a .csv/.tsv/.jsonl file,
+    checked exactly like a data card's files."""
+    if not Path(path).is_file():
+        raise NLPTransferError(f"input file '{path}' not found; check the path")
+    if Path(path).suffix.lower() not in (".csv", ".tsv", ".jsonl", ".json"):
+        return [line for line in _read_file(path, "utf-8").splitlines() if line.strip()]
+    card = DataCard(name=str(path), splits={"input": str(Path(path).resolve())}, text=[column], label=None)
+    rows, _, _ = read_rows(card, "input", labelled=False, fix="pass the right one with --text-column")
+    return [row["text"] for row in rows]
 
 
 # ---------------------------------------------------------------- labels

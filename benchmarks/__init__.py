@@ -1,0 +1,1 @@
+"""Benchmark scripts; results go to RESULTS.md (people) and results.json (machines)."""
