@@ -89,10 +89,9 @@ def _coerce(text: str) -> Any:
 def _check_keys(values: dict, allowed: set[str], where: str, source: str) -> None:
     for key in values:
         if key not in allowed:
-            raise NLPTransferError(
-                f"{source}: unknown key '{where}{key}'{did_you_mean(key, allowed)} "
-                f"(valid keys: {', '.join(sorted(allowed))})"
-            )
+            listing = (f"valid keys: {', '.join(sorted(allowed))}" if len(allowed) <= 30
+                       else "see the transformers TrainingArguments documentation")
+            raise NLPTransferError(f"{source}: unknown key '{where}{key}'{did_you_mean(key, allowed, where)} ({listing})")
 
 
 def _build(cls, values: dict, where: str, source: str):

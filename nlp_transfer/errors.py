@@ -14,7 +14,7 @@ class NLPTransferError(Exception):
     """A problem with the user's input; the message is one line and says how to fix it."""
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """Return ``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest choice (written as ``prefix + x``), or ``""``."""
     matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean '{matches[0]}'?" if matches else ""
+    return f"; did you mean '{prefix}{matches[0]}'?" if matches else ""

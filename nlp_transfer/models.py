@@ -84,9 +84,9 @@ def resolve(name: str) -> str:
         return name
     if not _hub_reachable():
         raise NLPTransferError(
-            f"unknown model '{name}': not a local directory or a packaged alias ({', '.join(ALIASES)})"
-            f"{did_you_mean(name, ALIASES)}, and the Hugging Face Hub cannot be reached to download it; "
-            f"download it where the hub is reachable (`hf download {name} --local-dir DIR`) and pass model=DIR"
+            f"unknown model '{name}': not a local directory, not a packaged alias ({', '.join(ALIASES)}), and the "
+            f"Hugging Face Hub cannot be reached to download it{did_you_mean(name, ALIASES)} Otherwise download it "
+            f"where the hub is reachable (`hf download {name} --local-dir DIR`) and pass model=DIR"
         )
     return name
 
