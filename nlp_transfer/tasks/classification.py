@@ -171,7 +171,9 @@ def class_weight_tensor(setting: Any, labels: list, problem_type: str, num_label
     if problem_type == "multi_label":
         hot = np.asarray(labels, dtype=np.float64)
         positives = hot.sum(axis=0)
-        return torch.tensor((len(hot) - positives) / np.maximum(positives, 1.0), dtype=torch.float32)  # pos_weight
+        negatives = len(hot) - positives
+        # pos_weight = negatives / positives; at least 1 each, so a label positive in every row keeps weight > 0
+        return torch.tensor(np.maximum(negatives, 1.0) / np.maximum(positives, 1.0), dtype=torch.float32)
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=num_labels).astype(np.float64)
     return torch.tensor(counts.sum() / (num_labels * np.maximum(counts, 1.0)), dtype=torch.float32)
 
