@@ -1,0 +1,43 @@
+"""The shipped recipes and data cards are valid and point at real files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from nlp_transfer.config import load_recipe, resolve_path
+from nlp_transfer.data.readers import load_card, load_data
+
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+CARDS = sorted((REPO / "data_cards").glob("*.md"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_every_recipe_loads_and_names_an_existing_card(path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    recipe = load_recipe(path)
+    card = load_card(resolve_path(recipe.data, recipe))
+    assert card.task == recipe.task
+
+
+@pytest.mark.parametrize("path", CARDS, ids=[p.name for p in CARDS])
+def test_every_card_has_licence_language_and_prose(path):
+    card = load_card(path)
+    assert card.license and card.language
+    assert len(card.description.split()) > 40  # source, licence and biases written out for people
+
+
+def test_shipped_sample_reads_with_its_documented_counts():
+    data = load_data(REPO / "data_cards" / "sst2_sample.md")
+    assert data.label_names == ["negative", "positive"]
+    assert len(data.splits["train"]) == 2000 and len(data.splits["validation"]) == 872
+    assert sum(data.splits["train"]["label"]) == 1121  # positives, as samples/sst2/SOURCE.md says
+
+
+def test_full_sst2_card_reads_the_shared_data_when_present():
+    card = load_card(REPO / "data_cards" / "sst2.md")
+    if not Path(card.split_path("validation")).exists():
+        pytest.skip("../shared/data/sst2 is not beside this checkout")
+    data = load_data(card, ["validation"])
+    assert len(data.splits["validation"]) == 872
