@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .data.readers import encode_labels, load_card, read_rows
+from .errors import NLPTransferError
 from .inference import load_model
 from .tasks import classification as cls_task
 
@@ -20,23 +21,31 @@ def evaluate(model_dir: str | Path, data: str | Path, split: str = "validation",
     card.problem_type = model.problem_type
     rows, path, _ = read_rows(card, split)
     label_names = model.label_names
-    if card.labels and model.problem_type != "regression":
-        # ids in the files follow the card's order; names are mapped onto the model's
-        encode_labels(rows, card, card.labels, path)
-        remap = {i: label_names.index(name) for i, name in enumerate(card.labels) if name in label_names}
-        for row in rows:
-            if model.problem_type == "single_label":
-                row["label"] = remap.get(row["label"], -1)
-    else:
-        encode_labels(rows, card, label_names, path)
+    names_in_files = card.labels if card.labels and model.problem_type != "regression" else label_names
+    encode_labels(rows, card, names_in_files, path)
+    if names_in_files != label_names:
+        _to_model_order(rows, names_in_files, label_names, model.problem_type, card.source)
     texts = [(r["text"], r["text_pair"]) if "text_pair" in r else r["text"] for r in rows]
     logits = model.logits(texts, batch_size=batch_size, window=window, progress=True)
     scores = cls_task.scores_from_logits(torch.from_numpy(logits), model.problem_type).numpy()
     gold = np.asarray([r["label"] for r in rows])
-    if model.problem_type == "single_label":
-        result = cls_task.classification_metrics(scores.argmax(-1), gold.astype(int), label_names)
-    elif model.problem_type == "multi_label":
-        result = cls_task.multi_label_metrics((scores >= model.threshold).astype(int), gold.astype(int), label_names)
-    else:
-        result = cls_task.regression_metrics(scores.astype(float), gold.astype(float))
+    predicted = cls_task.decide(scores, model.problem_type, model.threshold)
+    result = cls_task.metrics_for(model.problem_type, predicted, gold, label_names)
     return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(rows), **result}
+
+
+def _to_model_order(rows: list[dict], names_in_files: list[str], label_names: list[str], problem_type: str,
+                    source: str) -> None:
+    """Map labels encoded in the card's order onto the model's label ids, by name."""
+    unknown = [name for name in names_in_files if name not in label_names]
+    if unknown:
+        raise NLPTransferError(f"{source}: label '{unknown[0]}' is not one the model knows ({', '.join(label_names)})")
+    index = [label_names.index(name) for name in names_in_files]
+    for row in rows:
+        if problem_type == "single_label":
+            row["label"] = index[row["label"]]
+        else:
+            hot = [0.0] * len(label_names)
+            for position, value in enumerate(row["label"]):
+                hot[index[position]] = value
+            row["label"] = hot

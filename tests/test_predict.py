@@ -86,3 +86,15 @@ def test_evaluate_reproduces_the_training_runs_metrics(trained, capsys):
     assert result["confusion_matrix"] == metrics["eval"]["confusion_matrix"]
     assert main(["evaluate", str(out), "--data", str(card)]) == 0
     assert "accuracy=" in capsys.readouterr().out
+
+
+def test_evaluate_maps_a_cards_label_order_onto_the_models_by_name(trained, tmp_path):
+    out, card, metrics = trained
+    names = {"0": "negative", "1": "positive"}
+    lines = (card.parent / "dev.tsv").read_text().splitlines()
+    rows = [line.rsplit("\t", 1) for line in lines[1:]]
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(f"{s}\t{names[l]}" for s, l in rows) + "\n")
+    reversed_card = write_card(tmp_path, "reversed", splits={"validation": "dev.tsv"}, format="tsv", text="sentence",
+                               labels=["positive", "negative"])
+    result = evaluate(out, reversed_card, "validation")
+    assert result["accuracy"] == pytest.approx(metrics["eval"]["accuracy"], abs=1e-9)

@@ -88,6 +88,24 @@ def regression_metrics(predicted: np.ndarray, gold: np.ndarray) -> dict[str, Any
     }
 
 
+def metrics_for(problem_type: str, predicted: np.ndarray, gold: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+    """All metrics of a problem type from decisions (ids, multi-hot rows or values) and gold labels."""
+    if problem_type == "single_label":
+        return classification_metrics(predicted.astype(int), gold.astype(int), label_names)
+    if problem_type == "multi_label":
+        return multi_label_metrics(predicted.astype(int), gold.astype(int), label_names)
+    return regression_metrics(predicted.astype(float), gold.astype(float))
+
+
+def decide(scores: np.ndarray, problem_type: str, threshold: float = 0.5) -> np.ndarray:
+    """Decisions from scores: the best label id, labels over the threshold, or the value itself."""
+    if problem_type == "single_label":
+        return scores.argmax(-1)
+    if problem_type == "multi_label":
+        return scores >= threshold
+    return scores
+
+
 class StreamingMetrics:
     """`compute_metrics` for Trainer's ``batch_eval_metrics=True`` mode.
 
@@ -134,12 +152,7 @@ class StreamingMetrics:
         gold = np.concatenate(self._gold)
         self.decisions = {"predicted": predicted, "score": np.concatenate(self._scores), "gold": gold}
         self._reset()
-        if self.problem_type == "single_label":
-            details = classification_metrics(predicted, gold.astype(int), self.label_names)
-        elif self.problem_type == "multi_label":
-            details = multi_label_metrics(predicted.astype(int), gold.astype(int), self.label_names)
-        else:
-            details = regression_metrics(predicted.astype(float), gold.astype(float))
+        details = metrics_for(self.problem_type, predicted, gold, self.label_names)
         self.details = details
         return {k: v for k, v in details.items() if isinstance(v, float)}
 
