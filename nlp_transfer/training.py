@@ -56,6 +56,14 @@ def _build_trainer_class():
             self.loss_weights = loss_weights
             self.problem_type = problem_type
 
+        def _get_eval_sampler(self, eval_dataset):
+            # Trainer groups *evaluation* batches by length too when train_sampling_strategy="group_by_length",
+            # in a shuffled order; predictions could then not be matched back to their rows. We sort the
+            # evaluation set by length ourselves (same saving on padding) and read it in order.
+            from torch.utils.data import SequentialSampler
+
+            return SequentialSampler(eval_dataset)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.loss_weights is None or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -216,12 +224,16 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
 
     tokenizer = load_tokenizer(recipe.model, recipe.trust_remote_code)
     train_set = tokenize_dataset(data.splits[recipe.train_split], tokenizer, recipe.max_length, "tokenizing train")
-    eval_set = tokenize_dataset(data.splits[recipe.eval_split], tokenizer, recipe.max_length, "tokenizing eval") if has_eval else None
+    eval_set = None
+    if has_eval:
+        eval_set = tokenize_dataset(data.splits[recipe.eval_split], tokenizer, recipe.max_length, "tokenizing eval")
+        eval_set = eval_set.add_column("row", list(range(len(eval_set)))).sort("length", reverse=True)
 
     set_seed(recipe.seed)  # before the head is created, so the same seed gives the same run
     model = load_for_sequence_classification(recipe.model, data.label_names, cls_task.HF_PROBLEM_TYPES[problem_type],
                                              recipe.trust_remote_code)
-    metrics_fn = cls_task.StreamingMetrics(problem_type, data.label_names, recipe.threshold)
+    metrics_fn = cls_task.StreamingMetrics(problem_type, data.label_names, recipe.threshold,
+                                           order=eval_set["row"] if eval_set is not None else None)
     loss_weights = cls_task.class_weight_tensor(recipe.class_weights, data.splits[recipe.train_split]["label"],
                                                 problem_type, len(data.label_names))
     callbacks = []

@@ -29,6 +29,15 @@ def test_output_dir_holds_model_labels_metrics_predictions_and_card(sst2_toy, ti
     assert len(predictions) == 64
     correct = np.mean([p["label"] == p["predicted"] for p in predictions])
     assert correct == pytest.approx(metrics["eval"]["accuracy"])
+    # each prediction sits beside its own row: text and gold label match the file at that line
+    lines = (sst2_toy.parent / "dev.tsv").read_text().splitlines()
+    for p in predictions:
+        text, label = lines[p["line"] - 1].rsplit("\t", 1)
+        assert p["text"] == text.strip() and p["label"] == ["negative", "positive"][int(label)]
+    # and the predicted label is what the saved model predicts for that text
+    model = load_model(out)
+    again = model.predict([p["text"] for p in predictions])
+    assert [a["label"] for a in again] == [p["predicted"] for p in predictions]
     assert "| accuracy |" in (out / "README.md").read_text()
 
 

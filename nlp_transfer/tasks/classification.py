@@ -114,8 +114,10 @@ class StreamingMetrics:
     Per-class tables, the confusion matrix and the per-example decisions of the latest
     evaluation stay in ``details`` / ``decisions`` for metrics.json and the predictions file."""
 
-    def __init__(self, problem_type: str, label_names: list[str], threshold: float = 0.5):
+    def __init__(self, problem_type: str, label_names: list[str], threshold: float = 0.5,
+                 order: list[int] | None = None):
         self.problem_type = problem_type
+        self.order = order  # original row index of each evaluated row, when the set was reordered (by length)
         self.label_names = label_names
         self.threshold = threshold
         self.details: dict[str, Any] = {}
@@ -157,11 +159,16 @@ class StreamingMetrics:
         return {k: v for k, v in details.items() if isinstance(v, float)}
 
     def decision_rows(self) -> list[dict[str, Any]]:
-        """The latest evaluation's decisions, one dict per example in dataset order."""
-        rows = []
-        for predicted, score, gold in zip(self.decisions["predicted"], self.decisions["score"], self.decisions["gold"]):
-            rows.append({"label": self.describe(gold), "predicted": self.describe(predicted), "score": round(float(score), 6)})
-        return rows
+        """The latest evaluation's decisions, one dict per example, in the original row order."""
+        rows = [{"label": self.describe(gold), "predicted": self.describe(predicted), "score": round(float(score), 6)}
+                for predicted, score, gold in zip(self.decisions["predicted"], self.decisions["score"],
+                                                  self.decisions["gold"])]
+        if self.order is None:
+            return rows
+        restored: list[dict[str, Any]] = [{}] * len(rows)
+        for position, row in zip(self.order, rows):
+            restored[position] = row
+        return restored
 
     def describe(self, value: Any) -> Any:
         if self.problem_type == "single_label":
