@@ -17,7 +17,7 @@ import yaml
 
 from .errors import NLPTransferError, did_you_mean
 
-TASKS = ("sequence-classification",)
+TASKS = ("sequence-classification", "token-classification")
 PROBLEM_TYPES = ("auto", "single_label", "multi_label", "regression")
 STRATEGIES = ("full",)
 
@@ -52,7 +52,11 @@ class Recipe:
     threshold: float = 0.5  # multi-label decision threshold on sigmoid scores
     class_weights: Any = None  # None | "balanced" | list of weights in label order
     train_split: str = "train"
-    eval_split: str = "validation"
+    eval_split: str = "validation"  # evaluated during training; selects the best checkpoint
+    test_split: str | None = None  # scored once by the final model, never used for selection
+    stride: int = 32  # subwords shared by overlapping windows of long inputs (NER training and prediction)
+    label_all_subwords: bool = False  # NER: label every subword, not only the first of each word
+    strict: bool = False  # NER: seqeval strict mode (entities must match the IOB2 scheme exactly)
     resume: bool = False  # continue from the last checkpoint in output_dir
     overwrite: bool = False  # allow writing into a non-empty output_dir
     keep_checkpoints: bool = False  # keep checkpoint-* folders after a successful run

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.readers import encode_labels, load_card, read_rows
+from .data.readers import DataCard, encode_labels, load_card, read_rows, read_token_rows
 from .errors import NLPTransferError
-from .inference import load_model
+from .inference import TokenTagger, load_model
 from .tasks import classification as cls_task
 
 
@@ -17,7 +17,9 @@ def evaluate(model_dir: str | Path, data: str | Path, split: str = "validation",
              window: bool = False) -> dict[str, Any]:
     """Metrics of ``model_dir`` on ``split`` of the data card ``data`` (labels named as the model's)."""
     model = load_model(model_dir)
-    card = load_card(data)
+    card = data if isinstance(data, DataCard) else load_card(data)
+    if isinstance(model, TokenTagger):
+        return _evaluate_tagger(model, model_dir, card, split, batch_size)
     card.problem_type = model.problem_type
     rows, path, _ = read_rows(card, split)
     label_names = model.label_names
@@ -49,3 +51,21 @@ def _to_model_order(rows: list[dict], names_in_files: list[str], label_names: li
             for position, value in enumerate(row["label"]):
                 hot[index[position]] = value
             row["label"] = hot
+
+
+def _evaluate_tagger(tagger: TokenTagger, model_dir, card: DataCard, split: str, batch_size: int) -> dict[str, Any]:
+    """Entity-level scores of a token tagger on a split, every word tagged (windows merged)."""
+    from .data import conll
+    from .tasks.ner import entity_metrics
+
+    sentences, path, _ = read_token_rows(card, split)
+    conll.normalise(sentences, card.scheme, path)
+    unknown = sorted({t for s in sentences for t in s["tags"]} - set(tagger.label_names))
+    if unknown:
+        raise NLPTransferError(f"{path}: tag '{unknown[0]}' is not one the model knows ({', '.join(tagger.label_names)})")
+    tagged = tagger.tag_words([s["tokens"] for s in sentences], batch_size=batch_size, progress=True)
+    gold = [s["tags"] for s in sentences]
+    predicted = [tags for tags, _ in tagged]
+    strict = False
+    return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(sentences),
+            **entity_metrics(gold, predicted, strict)}

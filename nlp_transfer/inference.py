@@ -103,21 +103,122 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="predicting", unit="text")
 
 
-def load_model(path: str | Path, device: str | None = None, trust_remote_code: bool = False) -> TextClassifier:
-    """Load a directory written by ``nlp-transfer train`` (or any sequence-classification model)."""
-    from transformers import AutoModelForSequenceClassification
+class TokenTagger:
+    """A fine-tuned token classifier (NER): words in, one IOB2 tag per word and entity spans out.
+
+        tagger = load_model("runs/conll03-minilm")
+        tagger.predict("Angela Merkel visited Paris.")
+        # [{'type': 'PER', 'text': 'Angela Merkel', 'start': 0, 'end': 13, 'score': 0.99, 'words': [0, 2]},
+        #  {'type': 'LOC', 'text': 'Paris', 'start': 22, 'end': 27, 'score': 0.99, 'words': [3, 4]}]
+
+    Raw text is split into words (`tasks.ner.split_words`: letter/digit runs, single punctuation marks,
+    single CJK characters) with character offsets; sentences longer than max_length are tagged in
+    overlapping windows and merged so every word gets exactly one tag. ``strategy`` sets how a word's
+    subword scores become the word's: ``first`` subword (as trained), ``average`` or ``max``."""
+
+    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.stride = stride
+        self.label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self._collate = DynamicPaddingCollator(tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def tag_words(self, sentences: Sequence[Sequence[str]], strategy: str = "first", batch_size: int = 32,
+                  progress: bool = False) -> list[tuple[list[str], list[float]]]:
+        """For each pre-split sentence: (one tag per word, the probability of that tag)."""
+        from .tasks.ner import STRATEGIES, WindowMerger, tokenize_words
+
+        if strategy not in STRATEGIES:
+            raise NLPTransferError(f"strategy '{strategy}' is not one of {', '.join(STRATEGIES)}")
+        sentences = [list(words) for words in sentences]
+        merger = WindowMerger([len(words) for words in sentences], strategy)
+        if any(sentences):
+            encoded = tokenize_words(self.tokenizer, [s or [""] for s in sentences], self.max_length, self.stride)
+            keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+            rows = [{k: encoded[k][i] for k in keys} for i in range(len(encoded["input_ids"]))]
+            owners = encoded["overflow_to_sample_mapping"]
+            bar = _progress(len(rows), progress)
+            with torch.inference_mode():
+                for indices in length_sorted_batches([len(r["input_ids"]) for r in rows], batch_size):
+                    batch = self._collate([rows[i] for i in indices])
+                    batch = {k: v.to(self.device) for k, v in batch.items()}
+                    probs = torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu().numpy()
+                    for row_probs, window in zip(probs, indices):
+                        word_ids = [-1 if w is None else w for w in encoded.word_ids(int(window))]
+                        if sentences[owners[window]]:
+                            merger.add(owners[window], word_ids, row_probs[: len(word_ids)])
+                    if bar:
+                        bar.update(len(indices))
+            if bar:
+                bar.close()
+        outside = self.label_names.index("O") if "O" in self.label_names else 0
+        results = []
+        for index in range(len(sentences)):
+            scores = merger.word_scores(index, len(self.label_names), outside)
+            best = scores.argmax(-1) if len(scores) else np.zeros(0, dtype=int)
+            tags = _valid_iob2([self.label_names[i] for i in best])
+            results.append((tags, [float(scores[w, i]) for w, i in enumerate(best)]))
+        return results
+
+    def predict_tokens(self, sentences: Sequence[Sequence[str]], strategy: str = "first", batch_size: int = 32,
+                       progress: bool = False) -> list[dict[str, Any]]:
+        """Pre-tokenized input: per sentence its tokens, tags, tag scores and entities (word spans)."""
+        from .tasks.ner import entities
+
+        out = []
+        for words, (tags, scores) in zip(sentences, self.tag_words(sentences, strategy, batch_size, progress)):
+            out.append({"tokens": list(words), "tags": tags, "scores": [round(s, 6) for s in scores],
+                        "entities": entities(words, tags, scores)})
+        return out
+
+    def predict(self, texts: str | Sequence[str], strategy: str = "first", batch_size: int = 32,
+                progress: bool = False) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Entities of raw text: type, text, character start/end (``text[start:end]`` is the entity), score."""
+        from .tasks.ner import entities, split_words
+
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        split = [split_words(text) for text in texts]
+        tagged = self.tag_words([[w for w, _, _ in words] for words in split], strategy, batch_size, progress)
+        results = []
+        for text, words, (tags, scores) in zip(texts, split, tagged):
+            offsets = [(start, end) for _, start, end in words]
+            results.append(entities([w for w, _, _ in words], tags, scores, offsets, text))
+        return results[0] if single else results
+
+
+def _valid_iob2(tags: list[str]) -> list[str]:
+    """Repair predicted tags so they read as IOB2 (an I-X that starts an entity becomes B-X)."""
+    from .data.conll import repair_iob2
+
+    return repair_iob2(tags)[0]
+
+
+def load_model(path: str | Path, device: str | None = None, trust_remote_code: bool = False):
+    """Load a directory written by ``nlp-transfer train``: a `TextClassifier` or a `TokenTagger`."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     location = resolve(str(path))
     sidecar_path = Path(location) / "nlp_transfer.json"
     sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
-    task = sidecar.get("task", "sequence-classification")
-    if task != "sequence-classification":
-        raise NLPTransferError(f"{path}: a '{task}' model cannot be loaded as a text classifier")
+    task = sidecar.get("task")
+    if task is None:  # a model from elsewhere: its architecture tells
+        config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+        token = any(a.endswith("ForTokenClassification") for a in config.architectures or [])
+        task = "token-classification" if token else "sequence-classification"
+    loader = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(location, trust_remote_code=trust_remote_code)
+        model = loader.from_pretrained(location, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise NLPTransferError(f"cannot load model '{path}': {str(exc).strip().splitlines()[0]}") from None
     if device:
         model.to(device)
-    tokenizer = load_tokenizer(location, trust_remote_code)
+    tokenizer = load_tokenizer(location, trust_remote_code, for_words=task == "token-classification")
+    if task == "token-classification":
+        return TokenTagger(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("stride", 32))
     return TextClassifier(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("threshold", 0.5))

@@ -101,10 +101,23 @@ def _load(loader, name: str, **kwargs):
         ) from None
 
 
-def load_tokenizer(name: str, trust_remote_code: bool = False):
+def _is_byte_level(tokenizer) -> bool:
+    import json
+
+    pre = json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer") or {}
+    kinds = [pre.get("type")] + [p.get("type") for p in pre.get("pretokenizers", []) or []]
+    return "ByteLevel" in kinds
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False, for_words: bool = False):
+    """The model's fast tokenizer. ``for_words``: it will get pre-split words (NER), which byte-level BPE
+    tokenizers (RoBERTa, GPT-2 style) only accept with ``add_prefix_space=True``."""
     from transformers import AutoTokenizer
 
     tokenizer = _load(AutoTokenizer.from_pretrained, resolve(name), trust_remote_code=trust_remote_code)
+    if for_words and getattr(tokenizer, "is_fast", False) and _is_byte_level(tokenizer):
+        tokenizer = _load(AutoTokenizer.from_pretrained, resolve(name), trust_remote_code=trust_remote_code,
+                          add_prefix_space=True)
     if not getattr(tokenizer, "is_fast", False):
         raise NLPTransferError(
             f"model '{name}' has no fast tokenizer (tokenizer.json); nlp_transfer needs one for offsets and windows"
@@ -130,4 +143,15 @@ def load_for_sequence_classification(name: str, label_names: list[str], problem_
         label2id={label: i for i, label in id2label.items()}, problem_type=problem_type,
     )
     return _load(AutoModelForSequenceClassification.from_pretrained, resolve(name), config=config,
+                 trust_remote_code=trust_remote_code)
+
+
+def load_for_token_classification(name: str, label_names: list[str], trust_remote_code: bool = False):
+    """Load ``name`` with a token-classification head whose config carries the tag names."""
+    from transformers import AutoModelForTokenClassification
+
+    id2label = {i: label for i, label in enumerate(label_names)}
+    config = load_config(name, trust_remote_code=trust_remote_code, num_labels=len(label_names), id2label=id2label,
+                         label2id={label: i for i, label in id2label.items()})
+    return _load(AutoModelForTokenClassification.from_pretrained, resolve(name), config=config,
                  trust_remote_code=trust_remote_code)

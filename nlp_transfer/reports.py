@@ -8,18 +8,31 @@ import yaml
 from .models import ALIASES
 
 
-def _metric_rows(metrics: dict[str, Any]) -> list[str]:
-    rows = []
-    for name, value in metrics.get("eval", {}).items():
-        if isinstance(value, float):
-            rows.append(f"| {name} | {value:.4f} |")
-    return rows
+def _metric_rows(scores: dict[str, Any]) -> list[str]:
+    return [f"| {name} | {value:.4f} |" for name, value in scores.items() if isinstance(value, float)]
 
 
-def _per_class_rows(metrics: dict[str, Any]) -> list[str]:
-    per_class = metrics.get("eval", {}).get("per_class") or {}
+def _per_class_rows(scores: dict[str, Any]) -> list[str]:
+    per_class = scores.get("per_class") or scores.get("per_type") or {}
     return [f"| {name} | {v['precision']:.4f} | {v['recall']:.4f} | {v['f1']:.4f} | {v['support']} |"
             for name, v in per_class.items()]
+
+
+def _results(title: str, scores: dict[str, Any]) -> list[str]:
+    lines = [f"## Results on `{title}`", "", "| metric | value |", "|---|---|", *_metric_rows(scores), ""]
+    per_class = _per_class_rows(scores)
+    if per_class:
+        lines += ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|", *per_class, ""]
+    return lines
+
+
+USAGE = {
+    "text-classification": ['classifier = pipeline("text-classification", model="PATH/TO/THIS/FOLDER")',
+                            'classifier("a charming and often affecting journey")'],
+    "token-classification": ['tagger = pipeline("token-classification", model="PATH/TO/THIS/FOLDER", '
+                             'aggregation_strategy="simple")',
+                             'tagger("Angela Merkel visited Paris.")'],
+}
 
 
 def _license_fields(text: str | None) -> dict[str, str]:
@@ -31,12 +44,13 @@ def _license_fields(text: str | None) -> dict[str, str]:
     return {"license": "other", "license_name": text.strip()}
 
 
-def model_card(recipe, card, metrics: dict[str, Any], label_names: list[str]) -> str:
+def model_card(recipe, card, metrics: dict[str, Any], label_names: list[str],
+               pipeline_tag: str = "text-classification") -> str:
     """A Hugging Face style model card: YAML metadata, results, labels, usage, data notes."""
     base = ALIASES[recipe.model].description if recipe.model in ALIASES else recipe.model
     header = {
         "library_name": "transformers",
-        "pipeline_tag": "text-classification",
+        "pipeline_tag": pipeline_tag,
         "tags": ["nlp_transfer", recipe.task, recipe.strategy.name],
         **_license_fields(card.license),
         "language": card.language,
@@ -53,16 +67,15 @@ def model_card(recipe, card, metrics: dict[str, Any], label_names: list[str]) ->
         f"{metrics['params']['trainable']:,} of {metrics['params']['total']:,} parameters trained.", "",
     ]
     if split:
-        lines += [f"## Results on `{split}`", "", "| metric | value |", "|---|---|", *_metric_rows(metrics), ""]
-        per_class = _per_class_rows(metrics)
-        if per_class:
-            lines += ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|", *per_class, ""]
+        lines += _results(split, metrics.get("eval", {}))
+    if metrics.get("test"):
+        lines += _results(metrics["test_split"] + " (held out: not used for training or checkpoint selection)",
+                          metrics["test"])
     lines += [
         "## Labels", "", ", ".join(f"`{i}`: {name}" for i, name in enumerate(label_names)), "",
         "## Use", "", "```python",
         "from transformers import pipeline",
-        "classifier = pipeline(\"text-classification\", model=\"PATH/TO/THIS/FOLDER\")",
-        "classifier(\"a charming and often affecting journey\")",
+        *USAGE.get(pipeline_tag, []),
         "# or: from nlp_transfer import load_model; load_model(\"PATH\").predict([...])",
         "```", "",
         "The training recipe is in `recipe.yaml`; metrics in `metrics.json`; predictions on the evaluation split in "

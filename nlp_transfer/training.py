@@ -24,13 +24,14 @@ import yaml
 
 from . import __version__
 from .config import Recipe, load_recipe, resolve_path
-from .data.adapters import DynamicPaddingCollator, tokenize_dataset
+from .data.adapters import DynamicPaddingCollator
 from .data.readers import card_from_dict, load_card, load_data
 from .errors import NLPTransferError, did_you_mean
 from .io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
-from .models import load_for_sequence_classification, load_tokenizer
+from .models import load_tokenizer
 from .reports import model_card
-from .tasks import classification as cls_task
+from .tasks import get_task
+from .tasks.classification import LOWER_IS_BETTER
 
 SIDECAR = "nlp_transfer.json"
 
@@ -44,35 +45,34 @@ class RunResult:
 def _build_trainer_class():
     from transformers import Trainer
 
-    class ClassificationTrainer(Trainer):
-        """Trainer with optional class-weighted loss; everything else is stock Trainer."""
+    class TaskTrainer(Trainer):
+        """Stock Trainer, plus: a task's own loss (class weights), and evaluation read in dataset order."""
 
-        def __init__(self, *args, loss_weights=None, problem_type="single_label", **kwargs):
+        def __init__(self, *args, task_loss=None, **kwargs):
             super().__init__(*args, **kwargs)
-            # Classification heads return a batch *mean* loss and ignore num_items_in_batch, but their forward()
-            # takes **kwargs, so Trainer would multiply the loss by the number of processes under DDP (2x loss and
+            # Our heads return a batch *mean* loss and ignore num_items_in_batch, but their forward() takes
+            # **kwargs, so Trainer would multiply the loss by the number of processes under DDP (2x loss and
             # gradients on 2 ranks). Declaring that the model takes no loss kwargs keeps the mean as it is.
             self.model_accepts_loss_kwargs = False
-            self.loss_weights = loss_weights
-            self.problem_type = problem_type
+            self.task_loss = task_loss
 
         def _get_eval_sampler(self, eval_dataset):
             # Trainer groups *evaluation* batches by length too when train_sampling_strategy="group_by_length",
-            # in a shuffled order; predictions could then not be matched back to their rows. We sort the
-            # evaluation set by length ourselves (same saving on padding) and read it in order.
+            # in a shuffled order; predictions could then not be matched back to their rows. Tasks sort the
+            # evaluation set by length themselves (same saving on padding) and it is read in order.
             from torch.utils.data import SequentialSampler
 
             return SequentialSampler(eval_dataset)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.loss_weights is None or "labels" not in inputs:
+            if self.task_loss is None or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            loss = cls_task.weighted_loss(outputs.logits, labels, self.loss_weights, self.problem_type)
+            loss = self.task_loss(outputs.logits, labels)
             return (loss, outputs) if return_outputs else loss
 
-    return ClassificationTrainer
+    return TaskTrainer
 
 
 def training_arguments(recipe: Recipe, main_metric: str, has_eval: bool):
@@ -114,7 +114,7 @@ def training_arguments(recipe: Recipe, main_metric: str, has_eval: bool):
         if "save_steps" not in user and "eval_steps" in user:
             values["save_steps"] = user["eval_steps"]
         metric = values["metric_for_best_model"].removeprefix("eval_")
-        values.setdefault("greater_is_better", metric not in cls_task.LOWER_IS_BETTER)
+        values.setdefault("greater_is_better", metric not in LOWER_IS_BETTER)
     else:
         values["eval_strategy"] = "no"
         values["load_best_model_at_end"] = False
@@ -204,17 +204,19 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
 
     recipe = load_recipe(recipe, overrides, **kwargs)
     card = _load_card_for(recipe)
-    problem_type = _problem_type(recipe, card)
-    main_metric = cls_task.MAIN_METRIC[problem_type]
+    if card.task != recipe.task:
+        raise NLPTransferError(f"{recipe.source}: the recipe's task is {recipe.task} but {card.source} holds {card.task} data; "
+                               f"use a matching data card or task")
+    task = get_task(recipe.task)
+    _problem_type(recipe, card)
     has_eval = recipe.eval_split in card.splits
-    splits = [recipe.train_split] + ([recipe.eval_split] if has_eval else [])
-    if recipe.train_split not in card.splits:
-        raise NLPTransferError(
-            f"{card.source}: no '{recipe.train_split}' split{did_you_mean(recipe.train_split, card.splits)}; "
-            f"set train_split in the recipe or add the split to the card"
-        )
-    data = load_data(card, splits, recipe.train_split)
-    _check_metric(recipe, problem_type)
+    for split in [recipe.train_split] + ([recipe.test_split] if recipe.test_split else []):
+        if split not in card.splits:
+            raise NLPTransferError(f"{card.source}: no '{split}' split{did_you_mean(split, card.splits)}; "
+                                   f"set train_split/test_split in the recipe or add the split to the card")
+    data = load_data(card, [recipe.train_split] + ([recipe.eval_split] if has_eval else []), recipe.train_split)
+    main_metric = task.main_metric(data.problem_type)
+    _check_metric(recipe, task.metric_names(data.problem_type), data.problem_type)
 
     args = training_arguments(recipe, recipe.early_stopping.metric or main_metric, has_eval)
     checkpoint = _check_output_dir(recipe)
@@ -222,20 +224,9 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
         _clear_previous_run(Path(recipe.output_dir))
     args.distributed_state.wait_for_everyone()  # no rank starts before the main one has cleared the folder
 
-    tokenizer = load_tokenizer(recipe.model, recipe.trust_remote_code)
-    train_set = tokenize_dataset(data.splits[recipe.train_split], tokenizer, recipe.max_length, "tokenizing train")
-    eval_set = None
-    if has_eval:
-        eval_set = tokenize_dataset(data.splits[recipe.eval_split], tokenizer, recipe.max_length, "tokenizing eval")
-        eval_set = eval_set.add_column("row", list(range(len(eval_set)))).sort("length", reverse=True)
-
+    tokenizer = load_tokenizer(recipe.model, recipe.trust_remote_code, for_words=recipe.task == "token-classification")
     set_seed(recipe.seed)  # before the head is created, so the same seed gives the same run
-    model = load_for_sequence_classification(recipe.model, data.label_names, cls_task.HF_PROBLEM_TYPES[problem_type],
-                                             recipe.trust_remote_code)
-    metrics_fn = cls_task.StreamingMetrics(problem_type, data.label_names, recipe.threshold,
-                                           order=eval_set["row"] if eval_set is not None else None)
-    loss_weights = cls_task.class_weight_tensor(recipe.class_weights, data.splits[recipe.train_split]["label"],
-                                                problem_type, len(data.label_names))
+    prepared = task.prepare(recipe, data, tokenizer, has_eval)
     callbacks = []
     if recipe.early_stopping.patience is not None:
         if not has_eval:
@@ -244,23 +235,26 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
 
     with _tensorboard_dir(Path(recipe.output_dir) / "logs"):  # read when Trainer creates its callbacks
         trainer = _build_trainer_class()(
-            model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
-            data_collator=DynamicPaddingCollator(tokenizer, 8 if (args.fp16 or args.bf16) else None),
-            compute_metrics=metrics_fn if has_eval else None, callbacks=callbacks,
-            loss_weights=loss_weights, problem_type=problem_type,
+            model=prepared.model, args=args, train_dataset=prepared.train_set, eval_dataset=prepared.eval_set,
+            processing_class=tokenizer,
+            data_collator=DynamicPaddingCollator(tokenizer, 8 if (args.fp16 or args.bf16) else None,
+                                                 token_labels=prepared.token_labels),
+            compute_metrics=prepared.metrics, callbacks=callbacks, task_loss=prepared.loss,
+            preprocess_logits_for_metrics=prepared.preprocess_logits,
         )
     if args.should_save:
-        print(f"nlp-transfer: training {recipe.model} on {card.name} ({len(train_set)} train rows, "
-              f"{len(eval_set) if eval_set is not None else 0} {recipe.eval_split} rows, {len(data.label_names)} labels, "
-              f"{problem_type}) -> {recipe.output_dir}" + (f", resuming from {checkpoint}" if checkpoint else ""), flush=True)
+        eval_rows = len(data.splits[recipe.eval_split]) if has_eval else 0
+        print(f"nlp-transfer: training {recipe.model} on {card.name} ({len(data.splits[recipe.train_split])} train rows, "
+              f"{eval_rows} {recipe.eval_split} rows, {prepared.summary}) -> {recipe.output_dir}"
+              + (f", resuming from {checkpoint}" if checkpoint else ""), flush=True)
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - started
     eval_metrics = trainer.evaluate() if has_eval else {}
 
-    metrics = _collect_metrics(recipe, card, problem_type, trainer, train_output, train_seconds, eval_metrics,
-                               metrics_fn, checkpoint)
-    _save_outputs(trainer, recipe, card, data, metrics, metrics_fn, problem_type)
+    metrics = _collect_metrics(recipe, card, data.problem_type, main_metric, trainer, train_output, train_seconds,
+                               eval_metrics, prepared.metrics, checkpoint)
+    _save_outputs(trainer, recipe, card, data, metrics, prepared)
     world = trainer.args.world_size
     if world > 1:
         print(f"[rank {trainer.args.process_index}/{world}] finished: global_step={trainer.state.global_step} "
@@ -285,11 +279,10 @@ def _tensorboard_dir(path: Path):
         os.environ.pop(key, None)
 
 
-def _check_metric(recipe: Recipe, problem_type: str) -> None:
+def _check_metric(recipe: Recipe, allowed: tuple[str, ...], problem_type: str) -> None:
     metric = recipe.early_stopping.metric or recipe.training.get("metric_for_best_model")
     if metric is None:
         return
-    allowed = cls_task.METRIC_NAMES[problem_type]
     if metric.removeprefix("eval_") not in allowed:
         raise NLPTransferError(
             f"{recipe.source}: metric '{metric}' is not computed for {problem_type}{did_you_mean(metric, allowed)} "
@@ -305,11 +298,12 @@ def _clear_previous_run(out: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _collect_metrics(recipe, card, problem_type, trainer, train_output, train_seconds, eval_metrics, metrics_fn,
-                     checkpoint) -> dict[str, Any]:
+def _collect_metrics(recipe, card, problem_type, main_metric, trainer, train_output, train_seconds, eval_metrics,
+                     metrics_fn, checkpoint) -> dict[str, Any]:
     eval_part = {k.removeprefix("eval_"): v for k, v in eval_metrics.items()
                  if k.removeprefix("eval_") not in ("runtime", "samples_per_second", "steps_per_second", "epoch")}
-    eval_part.update({k: v for k, v in metrics_fn.details.items() if not isinstance(v, float)})
+    if metrics_fn is not None:
+        eval_part.update({k: v for k, v in metrics_fn.details.items() if not isinstance(v, float)})
     return {
         "task": recipe.task,
         "problem_type": problem_type,
@@ -317,7 +311,7 @@ def _collect_metrics(recipe, card, problem_type, trainer, train_output, train_se
         "data": card.name,
         "strategy": recipe.strategy.name,
         "eval_split": recipe.eval_split if eval_metrics else None,
-        "main_metric": cls_task.MAIN_METRIC[problem_type],
+        "main_metric": main_metric,
         "eval": eval_part,
         "train": {
             "runtime_s": round(train_seconds, 2),
@@ -337,29 +331,28 @@ def _collect_metrics(recipe, card, problem_type, trainer, train_output, train_se
     }
 
 
-def _save_outputs(trainer, recipe, card, data, metrics, metrics_fn, problem_type) -> None:
+def _save_outputs(trainer, recipe, card, data, metrics, prepared) -> None:
     """Write the final model and reports: staged in a hidden folder, then renamed into place."""
     out = Path(recipe.output_dir)
     staging = out / ".final-staging"
     trainer.save_model(str(staging))  # every rank calls it (some backends need that); only the main one writes
     if not trainer.args.should_save:
         return
-    sidecar = {"task": recipe.task, "problem_type": problem_type, "max_length": recipe.max_length,
-               "threshold": recipe.threshold, "label_names": data.label_names, "text_columns": card.text,
-               "nlp_transfer_version": __version__}
+    sidecar = {"task": recipe.task, "max_length": recipe.max_length, "label_names": data.label_names,
+               **prepared.sidecar, "nlp_transfer_version": __version__}
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; recipe.yaml holds the same settings
     write_json_atomic(staging / SIDECAR, sidecar)
+    if recipe.test_split:  # scored once by the final model; never seen by training or checkpoint selection
+        from .evaluation import evaluate
+
+        scores = evaluate(staging, card, recipe.test_split)
+        metrics["test_split"] = recipe.test_split
+        metrics["test"] = {k: v for k, v in scores.items() if k not in ("model", "data", "split")}
     write_json_atomic(staging / "metrics.json", metrics)
     write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
-    if metrics_fn.decisions:
-        source = data.splits[recipe.eval_split]
-        texts = source["text"]
-        pairs = source["text_pair"] if "text_pair" in source.column_names else None
-        lines = source["line"]
-        rows = ({"line": lines[i], "text": texts[i], **({"text_pair": pairs[i]} if pairs else {}), **row}
-                for i, row in enumerate(metrics_fn.decision_rows()))
-        write_jsonl_atomic(staging / f"predictions_{recipe.eval_split}.jsonl", rows)
-    write_text_atomic(staging / "README.md", model_card(recipe, card, metrics, data.label_names))
+    if prepared.prediction_rows is not None:
+        write_jsonl_atomic(staging / f"predictions_{recipe.eval_split}.jsonl", prepared.prediction_rows())
+    write_text_atomic(staging / "README.md", model_card(recipe, card, metrics, data.label_names, prepared.pipeline_tag))
     move_contents(staging, out)
     if not recipe.keep_checkpoints:
         for checkpoint in out.glob("checkpoint-*"):

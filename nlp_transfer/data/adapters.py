@@ -34,12 +34,17 @@ def tokenize_dataset(dataset, tokenizer, max_length: int, desc: str = "tokenizin
 
 class DynamicPaddingCollator:
     """Pads each batch to its longest row (optionally to a multiple of 8 for tensor cores) and
-    drops bookkeeping columns such as ``length``."""
+    drops bookkeeping columns such as ``length``. With ``token_labels`` the per-token labels are
+    padded too (with -100, ignored by the loss)."""
 
-    def __init__(self, tokenizer, pad_to_multiple_of: int | None = None):
-        from transformers import DataCollatorWithPadding
+    def __init__(self, tokenizer, pad_to_multiple_of: int | None = None, token_labels: bool = False):
+        from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
-        self._pad = DataCollatorWithPadding(tokenizer, padding="longest", pad_to_multiple_of=pad_to_multiple_of)
+        if token_labels:
+            self._pad = DataCollatorForTokenClassification(tokenizer, padding="longest",
+                                                           pad_to_multiple_of=pad_to_multiple_of)
+        else:
+            self._pad = DataCollatorWithPadding(tokenizer, padding="longest", pad_to_multiple_of=pad_to_multiple_of)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         kept = [{k: v for k, v in f.items() if k in MODEL_INPUTS or k == "labels"} for f in features]

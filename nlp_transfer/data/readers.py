@@ -34,7 +34,7 @@ import yaml
 
 from ..errors import NLPTransferError, did_you_mean
 
-FORMATS = ("csv", "tsv", "jsonl", "datasets")
+FORMATS = ("csv", "tsv", "jsonl", "conll", "datasets")
 CARD_TASKS = ("sequence-classification", "token-classification", "text")
 PROBLEM_TYPES = ("single_label", "multi_label", "regression")
 
@@ -50,6 +50,9 @@ class DataCard:
     labels: list[str] | None = None  # index order = the ids used in the files
     problem_type: str = "single_label"
     label_separator: str = "|"  # multi-label names inside one CSV/TSV cell
+    columns: list[str] | None = None  # CoNLL: names of all columns, e.g. [token, pos, chunk, ner]
+    tags: str | int = -1  # CoNLL: the tag column, by name (with columns) or index
+    scheme: str = "auto"  # token tags: IOB1 | IOB2 | BIOES | IO | auto (detected); converted to IOB2
     language: str | list[str] | None = None
     license: str | None = None
     encoding: str = "utf-8"
@@ -85,6 +88,9 @@ def card_from_dict(values: dict[str, Any], path: Path | None = None, description
         raise NLPTransferError(f"{source}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], CARD_KEYS)} in the front matter")
     values = dict(values)
     values.setdefault("name", path.stem if path else "data")
+    if values.get("task") == "token-classification":  # JSONL / datasets keys for words and their tags
+        values.setdefault("text", "tokens")
+        values.setdefault("label", "tags")
     if isinstance(values.get("text"), str):
         values["text"] = [values["text"]]
     if values.get("labels") is not None:
@@ -157,6 +163,8 @@ def _format_of(card: DataCard, path: str) -> str:
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix in ("csv", "tsv", "jsonl"):
         return suffix
+    if suffix in ("conll", "bio", "iob", "txt") and card.task == "token-classification":
+        return "conll"
     if suffix == "json":
         return "jsonl"
     raise NLPTransferError(f"{card.source}: cannot tell the format of '{path}'; set 'format:' (one of {', '.join(FORMATS)})")
@@ -395,6 +403,8 @@ def load_data(card: DataCard | str | Path, splits: list[str] | None = None, trai
 
     if not isinstance(card, DataCard):
         card = load_card(card)
+    if card.task == "token-classification":
+        return load_token_data(card, splits, train_split)
     if card.task != "sequence-classification":
         raise NLPTransferError(f"{card.source}: task '{card.task}' cannot be read as sequence classification")
     wanted = splits or list(card.splits)
@@ -421,3 +431,63 @@ def load_data(card: DataCard | str | Path, splits: list[str] | None = None, trai
         encode_labels(rows, card, label_names, files[split])
         out[split] = datasets.Dataset.from_list(rows)
     return LoadedData(out, label_names, card.problem_type, card, files)
+
+
+# ---------------------------------------------------------------- token classification
+
+def read_token_rows(card: DataCard, split: str) -> tuple[list[dict], str, list[str] | None]:
+    """Sentences of one split as ``{"tokens", "tags", "line"}`` with tags as read (any scheme)."""
+    from . import conll
+
+    path = card.split_path(split)
+    fmt = _format_of(card, path)
+    names = None
+    if fmt == "conll":
+        sentences, _ = conll.read_conll(path, tag_column=card.tags, columns=card.columns, encoding=card.encoding)
+    elif fmt == "jsonl":
+        sentences, _ = conll.read_token_jsonl(path, card.text[0], card.label, encoding=card.encoding)
+    elif fmt == "datasets":
+        sentences, names = _token_rows_from_datasets(card, path, split)
+    else:
+        raise NLPTransferError(f"{card.source}: token classification reads conll, jsonl or datasets files, not {fmt}")
+    if not sentences:
+        raise NLPTransferError(f"{path}: split '{split}' has no sentences; add data or remove the split from {card.source}")
+    return sentences, path, names
+
+
+def _token_rows_from_datasets(card: DataCard, location: str, split: str) -> tuple[list[dict], list[str] | None]:
+    rows, names = _iter_datasets(location, split, [(card.text[0], "tokens"), (card.label, "label")])
+    sentences = []
+    for number, row in rows:
+        tags = row[card.label]
+        if names is not None:
+            tags = [names[t] if isinstance(t, int) else t for t in tags]
+        sentences.append({"tokens": [str(t) for t in row[card.text[0]]], "tags": [str(t) for t in tags],
+                          "line": number, "token_lines": [number] * len(tags)})
+    return sentences, names
+
+
+def load_token_data(card: DataCard, splits: list[str] | None = None, train_split: str = "train") -> LoadedData:
+    """Read the card's splits as sentences with IOB2 tag ids (columns tokens, tags, line)."""
+    import datasets
+
+    from . import conll
+
+    wanted = splits or list(card.splits)
+    sentences_by_split, files = {}, {}
+    for split in wanted:
+        sentences, path, _ = read_token_rows(card, split)
+        conll.normalise(sentences, card.scheme, path)
+        sentences_by_split[split], files[split] = sentences, path
+    if card.labels:  # in IOB2, e.g. [O, B-PER, I-PER, ...]; a tag outside them is an error below
+        label_names = list(card.labels)
+    else:
+        source_split = train_split if train_split in sentences_by_split else wanted[0]
+        label_names = conll.label_list(sentences_by_split[source_split])
+    out = {}
+    for split, sentences in sentences_by_split.items():
+        conll.validate_tags(sentences, label_names, files[split])
+        index = {name: i for i, name in enumerate(label_names)}
+        rows = [{"tokens": s["tokens"], "tags": [index[t] for t in s["tags"]], "line": s["line"]} for s in sentences]
+        out[split] = datasets.Dataset.from_list(rows)
+    return LoadedData(out, label_names, "token", card, files)

@@ -1,1 +1,33 @@
-"""Task modules: each knows its head, metrics and post-processing."""
+"""Task modules: each knows its data encoding, head, metrics and post-processing.
+
+`training` asks a task for a `Prepared` bundle and stays task-agnostic.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Prepared:
+    """Everything task-specific a training run needs."""
+
+    train_set: Any  # datasets.Dataset with model inputs, labels, length
+    eval_set: Any | None  # sorted by length, read in order; None without an evaluation split
+    model: Any
+    metrics: Any | None  # streaming compute_metrics with ``details`` after each evaluation
+    main_metric: str
+    token_labels: bool  # labels are per token (padded with -100) rather than per row
+    summary: str  # for the start-of-run line, e.g. "2 labels, single_label"
+    pipeline_tag: str
+    sidecar: dict[str, Any] = field(default_factory=dict)  # saved in nlp_transfer.json for load_model
+    loss: Callable | None = None  # (logits, labels) -> loss, replacing the model's own
+    preprocess_logits: Callable | None = None  # shrink logits before they are gathered for metrics
+    prediction_rows: Callable[[], Iterable[dict]] | None = None  # the evaluation split with its predictions
+
+
+def get_task(name: str):
+    from . import classification, ner
+
+    return {"sequence-classification": classification, "token-classification": ner}[name]

@@ -203,3 +203,47 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
     if problem_type == "multi_label":
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
     return torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), weight=weights)
+
+
+def main_metric(problem_type: str) -> str:
+    return MAIN_METRIC[problem_type]
+
+
+def metric_names(problem_type: str) -> tuple[str, ...]:
+    return METRIC_NAMES[problem_type]
+
+
+def prepare(recipe, data, tokenizer, has_eval: bool):
+    """Tokenize the splits, load the model with a classification head, set up metrics and loss."""
+    from functools import partial
+
+    from ..data.adapters import tokenize_dataset
+    from ..models import load_for_sequence_classification
+    from . import Prepared
+
+    problem_type = data.problem_type
+    train_set = tokenize_dataset(data.splits[recipe.train_split], tokenizer, recipe.max_length, "tokenizing train")
+    eval_set, metrics = None, None
+    if has_eval:
+        eval_set = tokenize_dataset(data.splits[recipe.eval_split], tokenizer, recipe.max_length, "tokenizing eval")
+        eval_set = eval_set.add_column("row", list(range(len(eval_set)))).sort("length", reverse=True)
+        metrics = StreamingMetrics(problem_type, data.label_names, recipe.threshold, order=eval_set["row"])
+    model = load_for_sequence_classification(recipe.model, data.label_names, HF_PROBLEM_TYPES[problem_type],
+                                             recipe.trust_remote_code)
+    weights = class_weight_tensor(recipe.class_weights, data.splits[recipe.train_split]["label"], problem_type,
+                                  len(data.label_names))
+
+    def prediction_rows():
+        source = data.splits[recipe.eval_split]
+        texts, lines = source["text"], source["line"]
+        pairs = source["text_pair"] if "text_pair" in source.column_names else None
+        for i, row in enumerate(metrics.decision_rows()):
+            yield {"line": lines[i], "text": texts[i], **({"text_pair": pairs[i]} if pairs else {}), **row}
+
+    return Prepared(
+        train_set=train_set, eval_set=eval_set, model=model, metrics=metrics, main_metric=MAIN_METRIC[problem_type],
+        token_labels=False, summary=f"{len(data.label_names)} labels, {problem_type}", pipeline_tag="text-classification",
+        sidecar={"problem_type": problem_type, "threshold": recipe.threshold, "text_columns": data.card.text},
+        loss=partial(weighted_loss, weights=weights, problem_type=problem_type) if weights is not None else None,
+        prediction_rows=prediction_rows if has_eval else None,
+    )

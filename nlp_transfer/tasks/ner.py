@@ -1,0 +1,264 @@
+"""Token classification (NER): subword label alignment, windows, merging, seqeval metrics, entity spans.
+
+Words are the unit everywhere: labels are given per word (IOB2 inside the package), the model sees
+subwords, and every word gets exactly one predicted tag back.
+
+- Alignment: the first subword of a word carries its label and the others are ignored (-100), or with
+  ``label_all_subwords`` every subword carries it (continuations of ``B-X`` become ``I-X``).
+- Sentences longer than max_length become overlapping windows (``stride`` subwords shared); a word seen
+  in several windows takes its prediction from the window where it has the most context on both sides.
+- Metrics: entity-level precision/recall/F1 (seqeval; ``strict`` matches the scheme exactly) overall and
+  per type, plus word-level accuracy.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+IGNORE = -100
+MAIN_METRIC = "f1"
+METRIC_NAMES = ("f1", "precision", "recall", "accuracy", "loss")
+STRATEGIES = ("first", "average", "max")
+
+# A word for raw-text prediction: a CJK character alone (those scripts write no spaces), a run of letters,
+# digits and combining marks, or any other single visible character (punctuation, symbols).
+_CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+WORD = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])[\w\u0300-\u036f\u0610-\u061a\u064b-\u065f])+|[^\s]")
+
+
+def split_words(text: str) -> list[tuple[str, int, int]]:
+    """Words of raw text with character offsets: ``[(word, start, end), ...]``."""
+    return [(m.group(), m.start(), m.end()) for m in WORD.finditer(text)]
+
+
+def tokenize_words(tokenizer, words_batch: list[list[str]], max_length: int, stride: int):
+    """Tokenize pre-split words into windows of at most max_length subwords, ``stride`` shared."""
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    return tokenizer(words_batch, is_split_into_words=True, truncation=True, max_length=max_length,
+                     stride=max(0, min(stride, room // 2)), return_overflowing_tokens=True)
+
+
+def align_labels(word_ids: Sequence[int | None], word_labels: Sequence[int], label_names: Sequence[str],
+                 label_all_subwords: bool = False) -> list[int]:
+    """Labels per subword position: the word's label id on its first subword, -100 elsewhere (or on
+    every subword, with ``B-X`` continuations turned into ``I-X``)."""
+    labels, previous = [], None
+    for word in word_ids:
+        if word is None:
+            labels.append(IGNORE)
+        elif word != previous:
+            labels.append(word_labels[word])
+        elif label_all_subwords:
+            name = label_names[word_labels[word]]
+            inside = "I-" + name[2:] if name.startswith("B-") else name
+            labels.append(label_names.index(inside) if inside in label_names else word_labels[word])
+        else:
+            labels.append(IGNORE)
+        previous = word
+    return labels
+
+
+def encode_dataset(dataset, tokenizer, max_length: int, stride: int, label_names: Sequence[str],
+                   label_all_subwords: bool = False, desc: str = "tokenizing"):
+    """Sentences (columns tokens, tags[, line]) -> one row per window with input ids, aligned ``labels``,
+    ``length``, the ``sentence`` it came from and its ``word_ids`` (-1 for special tokens)."""
+
+    def encode(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        encoded = tokenize_words(tokenizer, batch["tokens"], max_length, stride)
+        out: dict[str, list] = {k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded}
+        out["length"] = [len(ids) for ids in encoded["input_ids"]]
+        owners = encoded["overflow_to_sample_mapping"]
+        out["sentence"] = [indices[o] for o in owners]
+        out["word_ids"], out["labels"] = [], []
+        for window, owner in enumerate(owners):
+            word_ids = encoded.word_ids(window)
+            out["word_ids"].append([-1 if w is None else w for w in word_ids])
+            if "tags" in batch:
+                out["labels"].append(align_labels(word_ids, batch["tags"][owner], label_names, label_all_subwords))
+        if not out["labels"]:
+            del out["labels"]
+        return out
+
+    return dataset.map(encode, batched=True, with_indices=True, remove_columns=dataset.column_names, desc=desc)
+
+
+class WindowMerger:
+    """Collects per-subword predictions of windows and keeps, for every word, the one from the window
+    where the word has the most context (distance to the nearer window edge)."""
+
+    def __init__(self, word_counts: Sequence[int], strategy: str = "first"):
+        self.word_counts = list(word_counts)
+        self.strategy = strategy
+        self.best: list[dict[int, tuple[int, np.ndarray]]] = [dict() for _ in word_counts]
+
+    def add(self, sentence: int, word_ids: Sequence[int], scores: np.ndarray) -> None:
+        """``scores``: [positions, labels] probabilities of one window."""
+        positions = [p for p, w in enumerate(word_ids) if w is not None and w >= 0]
+        if not positions:
+            return
+        first, last = positions[0], positions[-1]
+        pieces: dict[int, list[int]] = {}
+        for p in positions:
+            pieces.setdefault(word_ids[p], []).append(p)
+        for word, where in pieces.items():
+            context = min(where[0] - first, last - where[-1])
+            if word in self.best[sentence] and self.best[sentence][word][0] >= context:
+                continue
+            if self.strategy == "average":
+                word_scores = scores[where].mean(axis=0)
+            elif self.strategy == "max":
+                word_scores = scores[where].max(axis=0)
+            else:
+                word_scores = scores[where[0]]
+            self.best[sentence][word] = (context, word_scores)
+
+    def word_scores(self, sentence: int, num_labels: int, outside: int = 0) -> np.ndarray:
+        """[words, labels]; a word no window covered (zero subwords) is scored as certain ``O``."""
+        out = np.zeros((self.word_counts[sentence], num_labels), dtype=np.float32)
+        out[:, outside] = 1.0
+        for word, (_, scores) in self.best[sentence].items():
+            out[word] = scores
+        return out
+
+
+def entity_metrics(gold: list[list[str]], predicted: list[list[str]], strict: bool = False) -> dict[str, Any]:
+    """seqeval entity-level scores, overall and per type, plus word accuracy."""
+    from seqeval.metrics import accuracy_score, classification_report
+    from seqeval.scheme import IOB2
+
+    kwargs = {"mode": "strict", "scheme": IOB2} if strict else {}
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0, **kwargs)
+    per_type = {name: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]),
+                       "support": int(v["support"])}
+                for name, v in report.items() if not name.endswith(" avg")}
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    return {
+        "f1": float(micro["f1-score"]), "precision": float(micro["precision"]), "recall": float(micro["recall"]),
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "per_type": per_type,
+    }
+
+
+def preprocess_logits(logits, labels):
+    """Keep, per subword, only the predicted id and its probability (not all label logits)."""
+    if isinstance(logits, (tuple, list)):
+        logits = logits[0]
+    probs = torch.softmax(logits.float(), dim=-1)
+    score, predicted = probs.max(dim=-1)
+    return torch.stack([predicted.float(), score], dim=-1)
+
+
+class StreamingNERMetrics:
+    """`compute_metrics` for ``batch_eval_metrics``: reads predicted ids window by window (the evaluation
+    set in its fixed order), merges windows per sentence and scores whole sentences with seqeval."""
+
+    def __init__(self, label_names: list[str], gold_tags: list[list[str]], sentences: list[int],
+                 word_ids: list[list[int]], strict: bool = False):
+        self.label_names = label_names
+        self.gold_tags = gold_tags
+        self.sentences = sentences  # per evaluation row: the sentence it came from
+        self.word_ids = word_ids  # per evaluation row: word index of each position (-1: special token)
+        self.strict = strict
+        self.details: dict[str, Any] = {}
+        self.predicted_tags: list[list[str]] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self._row = 0
+        self._merger = WindowMerger([len(tags) for tags in self.gold_tags])
+
+    def __call__(self, eval_pred, compute_result: bool = True) -> dict[str, float]:
+        decided = torch.as_tensor(eval_pred.predictions).detach().cpu().numpy()
+        num_labels = len(self.label_names)
+        for row in decided:
+            word_ids = self.word_ids[self._row]
+            ids = row[: len(word_ids), 0].astype(int)
+            onehot = np.zeros((len(word_ids), num_labels), dtype=np.float32)
+            valid = ids >= 0
+            onehot[np.flatnonzero(valid), ids[valid]] = 1.0
+            self._merger.add(self.sentences[self._row], word_ids, onehot)
+            self._row += 1
+        if not compute_result:
+            return {}
+        outside = self.label_names.index("O") if "O" in self.label_names else 0
+        self.predicted_tags = [
+            [self.label_names[i] for i in self._merger.word_scores(s, num_labels, outside).argmax(-1)]
+            for s in range(len(self.gold_tags))
+        ]
+        self._reset()
+        self.details = entity_metrics(self.gold_tags, self.predicted_tags, self.strict)
+        return {k: v for k, v in self.details.items() if isinstance(v, float)}
+
+
+def entities(words: Sequence[str], tags: Sequence[str], scores: Sequence[float],
+             offsets: Sequence[tuple[int, int]] | None = None, text: str | None = None) -> list[dict[str, Any]]:
+    """Entity spans from IOB2 word tags: type, words [start, end), text, character offsets, mean score."""
+    spans, current = [], None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        kind = tag[2:] if tag[:2] in ("B-", "I-") else None
+        continues = current is not None and tag.startswith("I-") and kind == current["type"]
+        if current is not None and not continues:
+            spans.append(current)
+            current = None
+        if kind is not None and not continues:
+            current = {"type": kind, "start_word": i, "end_word": i + 1}
+        elif continues:
+            current["end_word"] = i + 1
+    out = []
+    for span in spans:
+        first, last = span["start_word"], span["end_word"]
+        entity = {"type": span["type"], "score": float(np.mean(scores[first:last])), "words": [first, last]}
+        if offsets is not None and text is not None:
+            start, end = offsets[first][0], offsets[last - 1][1]
+            entity.update(text=text[start:end], start=start, end=end)
+        else:
+            entity["text"] = " ".join(words[first:last])
+        out.append(entity)
+    return out
+
+
+def main_metric(problem_type: str = "token") -> str:
+    return MAIN_METRIC
+
+
+def metric_names(problem_type: str = "token") -> tuple[str, ...]:
+    return METRIC_NAMES
+
+
+def prepare(recipe, data, tokenizer, has_eval: bool):
+    """Window and align the splits, load the model with a token-classification head, set up seqeval."""
+    from ..models import load_for_token_classification
+    from . import Prepared
+
+    labels = data.label_names
+
+    def encode(split: str, desc: str):
+        return encode_dataset(data.splits[split], tokenizer, recipe.max_length, recipe.stride, labels,
+                              recipe.label_all_subwords, desc)
+
+    train_set = encode(recipe.train_split, "tokenizing train")
+    eval_set, metrics = None, None
+    if has_eval:
+        eval_set = encode(recipe.eval_split, "tokenizing eval").sort("length", reverse=True)
+        source = data.splits[recipe.eval_split]
+        gold = [[labels[i] for i in tags] for tags in source["tags"]]
+        metrics = StreamingNERMetrics(labels, gold, eval_set["sentence"], eval_set["word_ids"], recipe.strict)
+    model = load_for_token_classification(recipe.model, labels, recipe.trust_remote_code)
+
+    def prediction_rows():
+        source = data.splits[recipe.eval_split]
+        for i, (line, tokens, tags) in enumerate(zip(source["line"], source["tokens"], source["tags"])):
+            yield {"line": line, "tokens": tokens, "tags": [labels[t] for t in tags], "predicted": metrics.predicted_tags[i]}
+
+    types = sorted({name[2:] for name in labels if name[:2] in ("B-", "I-")})
+    return Prepared(
+        train_set=train_set, eval_set=eval_set, model=model, metrics=metrics, main_metric=MAIN_METRIC,
+        token_labels=True, summary=f"{len(types)} entity types ({', '.join(types)}), {len(train_set)} windows",
+        pipeline_tag="token-classification",
+        sidecar={"stride": recipe.stride, "label_all_subwords": recipe.label_all_subwords, "strict": recipe.strict},
+        preprocess_logits=preprocess_logits, prediction_rows=prediction_rows if has_eval else None,
+    )
