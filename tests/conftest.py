@@ -83,6 +83,39 @@ def build_tiny_xlmr(path: Path) -> Path:
     return path
 
 
+def build_tiny_roberta(path: Path) -> Path:
+    """RoBERTa style: byte-level BPE (pre-split words need add_prefix_space=True)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus(), trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
+                                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")),
+                                                      add_prefix_space=False, trim_offsets=True)
+    tokenizer = RobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                     cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+                                     model_max_length=128)
+    config = RobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=130, type_vocab_size=1,
+                           pad_token_id=tok.token_to_id("<pad>"), bos_token_id=tok.token_to_id("<s>"),
+                           eos_token_id=tok.token_to_id("</s>"))
+    import torch
+
+    torch.manual_seed(0)
+    RobertaModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory) -> Path:
+    return build_tiny_roberta(tmp_path_factory.mktemp("tiny-roberta"))
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
@@ -119,6 +152,28 @@ def sst2_toy(tmp_path) -> Path:
         (folder / name).write_text("sentence\tlabel\n" + "\n".join(f"{s}\t{l}" for s, l in rows) + "\n", encoding="utf-8")
     return write_card(folder, "sst2-toy", splits={"train": "train.tsv", "validation": "dev.tsv"}, format="tsv",
                       text="sentence", label="label", labels=["negative", "positive"], license="research-only")
+
+
+CONLL_DIR = REPO.parent / "shared" / "data" / "conll2003"
+
+
+def take_sentences(source: Path, target: Path, count: int) -> None:
+    blocks = [b for b in source.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    target.write_text("\n\n".join(blocks[:count]) + "\n", encoding="utf-8")
+
+
+@pytest.fixture()
+def conll_toy(tmp_path) -> Path:
+    """A small real CoNLL-2003 card (IOB2, 4 columns): 300 train, 60 validation, 60 test sentences."""
+    if not CONLL_DIR.is_dir():  # research-only Reuters text: read from ../shared, never shipped in the repo
+        pytest.skip("../shared/data/conll2003 is not beside this checkout")
+    folder = tmp_path / "conll"
+    folder.mkdir()
+    for name, count in (("train.txt", 300), ("valid.txt", 60), ("test.txt", 60)):
+        take_sentences(CONLL_DIR / name, folder / name, count)
+    return write_card(folder, "conll-toy", task="token-classification",
+                      splits={"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}, format="conll",
+                      columns=["token", "pos", "chunk", "ner"], tags="ner")
 
 
 def tiny_recipe(card: Path, model: Path, out: Path, **training) -> dict:

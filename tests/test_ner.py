@@ -1,0 +1,155 @@
+"""Token classification: alignment for three tokenizer kinds, windows, entity spans, training, pipeline."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import tiny_recipe
+from transformers import AutoTokenizer
+
+from nlp_transfer import evaluate, load_model, train
+from nlp_transfer.models import load_tokenizer
+from nlp_transfer.tasks.ner import IGNORE, WindowMerger, align_labels, entities, split_words, tokenize_words
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+WORDS = ["Angela", "Merkel", "visited", "Reykjavík", "yesterday", "."]
+TAGS = [3, 4, 0, 1, 0, 0]
+
+
+@pytest.fixture(params=["tiny_bert", "tiny_xlmr", "tiny_roberta"])
+def tokenizer(request):
+    return load_tokenizer(str(request.getfixturevalue(request.param)), for_words=True)
+
+
+def test_first_subword_carries_the_word_label_and_the_rest_are_ignored(tokenizer):
+    encoded = tokenizer(WORDS, is_split_into_words=True)
+    word_ids = encoded.word_ids()
+    labels = align_labels(word_ids, TAGS, LABELS)
+    seen = set()
+    for word, label in zip(word_ids, labels):
+        if word is None:
+            assert label == IGNORE
+        elif word not in seen:
+            assert label == TAGS[word]
+            seen.add(word)
+        else:
+            assert label == IGNORE
+    assert seen == set(range(len(WORDS)))  # every word got its label once
+    assert any(w is not None and word_ids.count(w) > 1 for w in word_ids)  # some word really has several pieces
+
+
+def test_all_subwords_mode_continues_entities_with_inside_tags(tokenizer):
+    encoded = tokenizer(WORDS, is_split_into_words=True)
+    word_ids = encoded.word_ids()
+    labels = align_labels(word_ids, TAGS, LABELS, label_all_subwords=True)
+    for position, (word, label) in enumerate(zip(word_ids, labels)):
+        if word is None:
+            continue
+        first = word_ids.index(word) == position
+        expected = TAGS[word] if first or LABELS[TAGS[word]] == "O" else LABELS.index("I-" + LABELS[TAGS[word]][2:])
+        assert label == expected
+
+
+def test_byte_level_tokenizer_sees_words_as_in_running_text(tiny_roberta):
+    plain = AutoTokenizer.from_pretrained(tiny_roberta)
+    tokenizer = load_tokenizer(str(tiny_roberta), for_words=True)
+
+    def pieces(tok, value, **kwargs):
+        return tok.convert_ids_to_tokens(tok(value, **kwargs)["input_ids"])
+
+    running = pieces(tokenizer, " " + " ".join(WORDS))
+    assert pieces(tokenizer, WORDS, is_split_into_words=True) == running
+    # without add_prefix_space the words lose their leading-space marker and become other tokens
+    assert pieces(plain, WORDS, is_split_into_words=True) != running
+
+
+def test_words_with_zero_pieces_get_no_label_but_still_a_tag(tiny_bert):
+    tokenizer = load_tokenizer(str(tiny_bert), for_words=True)
+    words = ["Paris", "\u200b", "is", "\x07", "big"]  # zero-width space and a control character vanish
+    word_ids = tokenizer(words, is_split_into_words=True).word_ids()
+    assert 1 not in word_ids and 3 not in word_ids
+    merger = WindowMerger([len(words)])
+    scores = np.tile(np.array([0.1, 0.9, 0.0, 0.0, 0.0]), (len(word_ids), 1))
+    merger.add(0, [-1 if w is None else w for w in word_ids], scores)
+    tags = merger.word_scores(0, len(LABELS)).argmax(-1)
+    assert len(tags) == len(words) and tags[1] == 0 and tags[3] == 0  # uncovered words: O
+    assert tags[0] == 1
+
+
+def test_long_sentence_is_windowed_and_every_word_comes_back_once(tiny_xlmr):
+    tokenizer = load_tokenizer(str(tiny_xlmr), for_words=True)
+    words = ("Der Hund läuft schnell über die Straße nach Berlin und Москва".split() * 8)
+    encoded = tokenize_words(tokenizer, [words], max_length=24, stride=6)
+    assert len(encoded["input_ids"]) > 3 and all(len(ids) <= 24 for ids in encoded["input_ids"])
+    covered = {w for i in range(len(encoded["input_ids"])) for w in encoded.word_ids(i) if w is not None}
+    assert covered == set(range(len(words)))
+
+
+def test_entity_offsets_index_the_input_text_in_several_scripts():
+    text = "Angela Merkel visited Paris. Москва — столица России. 東京は首都です。 مرحبا بالعالم café"
+    words = split_words(text)
+    assert all(text[start:end] == word for word, start, end in words)
+    names = [w for w, _, _ in words]
+    tags = ["O"] * len(words)
+    for i, name in enumerate(names):
+        if name in ("Angela", "Москва", "東", "مرحبا"):
+            tags[i] = "B-PER" if name == "Angela" else "B-LOC"
+        if name in ("Merkel", "京", "بالعالم"):
+            tags[i] = "I-PER" if name == "Merkel" else "I-LOC"
+    spans = entities(names, tags, [1.0] * len(words), [(s, e) for _, s, e in words], text)
+    assert [(e["type"], e["text"]) for e in spans] == [("PER", "Angela Merkel"), ("LOC", "Москва"), ("LOC", "東京"),
+                                                       ("LOC", "مرحبا بالعالم")]
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in spans)
+
+
+def test_ner_run_writes_per_type_metrics_predictions_and_held_out_test(conll_toy, tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    recipe = tiny_recipe(conll_toy, tiny_bert, out, num_train_epochs=2, learning_rate=3e-3)
+    recipe.update(task="token-classification", test_split="test", max_length=32)
+    result = train(recipe)
+    metrics = result.metrics
+    assert metrics["main_metric"] == "f1"
+    assert set(metrics["eval"]["per_type"]) <= {"PER", "ORG", "LOC", "MISC"}
+    assert 0.0 <= metrics["eval"]["f1"] <= 1.0 and metrics["eval"]["accuracy"] > 0.5
+    assert metrics["test"]["rows"] == 60 and "per_type" in metrics["test"]
+    rows = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
+    assert len(rows) == 60
+    assert all(len(r["tokens"]) == len(r["tags"]) == len(r["predicted"]) for r in rows)
+    # the merged-window evaluation of the saved model reproduces the training run's streamed one
+    again = evaluate(out, conll_toy, "validation")
+    assert again["f1"] == pytest.approx(metrics["eval"]["f1"]) and again["accuracy"] == pytest.approx(metrics["eval"]["accuracy"])
+    config = json.loads((out / "config.json").read_text())
+    assert set(config["id2label"].values()) == {"O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"}
+
+
+def test_windowed_prediction_tags_every_word_of_a_sentence_longer_than_max_length(conll_toy, tiny_xlmr, tmp_path):
+    out = tmp_path / "run"
+    recipe = tiny_recipe(conll_toy, tiny_xlmr, out, num_train_epochs=1, learning_rate=3e-3)
+    recipe.update(task="token-classification", max_length=16, stride=4)
+    train(recipe)
+    tagger = load_model(out)
+    long_sentence = "Peter Blackburn of the European Commission said in Brussels on Thursday that Germany".split() * 5
+    [result] = tagger.predict_tokens([long_sentence])
+    assert len(result["tags"]) == len(long_sentence)
+    assert all(t == "O" or t[:2] in ("B-", "I-") for t in result["tags"])
+    text = "Москва — столица России, а Peter Blackburn живёт в Brussels."
+    for entity in tagger.predict(text):
+        assert text[entity["start"]:entity["end"]] == entity["text"]
+
+
+def test_pipeline_loads_the_tagger_with_entity_names(conll_toy, tiny_bert, tmp_path):
+    from transformers import pipeline
+
+    out = tmp_path / "run"
+    recipe = tiny_recipe(conll_toy, tiny_bert, out, num_train_epochs=3, learning_rate=3e-3)
+    recipe.update(task="token-classification")
+    train(recipe)
+    text = "EU rejects German call to boycott British lamb . LONDON 1996-08-30"
+    # ignore_labels=[] keeps "O" too, so the check does not depend on what a tiny model finds
+    tagger = pipeline("token-classification", model=str(out), aggregation_strategy="simple", ignore_labels=[])
+    groups = {e["entity_group"] for e in tagger(text)}
+    assert groups and groups <= {"O", "PER", "ORG", "LOC", "MISC"}
+    raw = pipeline("token-classification", model=str(out), ignore_labels=[])
+    tags = {e["entity"] for e in raw(text)}
+    assert tags <= {"O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"}
