@@ -21,12 +21,17 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="predict labels for texts with a trained model")
     predict.add_argument("model", help="a trained output directory")
-    predict.add_argument("--input", required=True, help="texts: .txt (one per line), .csv/.tsv or .jsonl")
-    predict.add_argument("--output", required=True, help="where to write predictions (.jsonl)")
+    predict.add_argument("--input", required=True,
+                         help="texts: .txt (one per line), .csv/.tsv or .jsonl; for NER also pre-tokenized .conll")
+    predict.add_argument("--output", required=True,
+                         help="where to write predictions: .jsonl, or .conll (NER: token<TAB>tag per line)")
     predict.add_argument("--text-column", default="text", help="column/key holding the text (csv, tsv, jsonl)")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--window", action="store_true", help="score long texts by overlapping windows")
     predict.add_argument("--stride", type=int, default=64, help="tokens shared by neighbouring windows")
+    predict.add_argument("--strategy", default="first", choices=("first", "average", "max"),
+                         help="NER: how subword scores make a word's tag")
+    predict.add_argument("--tag-column", default="-1", help="NER .conll input: tag column to ignore (index)")
 
     evaluate = sub.add_parser("evaluate", help="score a trained model on a data card split")
     evaluate.add_argument("model", help="a trained output directory")
@@ -63,16 +68,50 @@ def _print_summary(metrics: dict, output_dir) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from .data.readers import read_texts
-    from .inference import load_model
-    from .io import write_jsonl_atomic
+    from .inference import TokenTagger, load_model
 
-    texts = read_texts(args.input, args.text_column)
     model = load_model(args.model)
-    predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride, progress=True)
-    count = write_jsonl_atomic(args.output, ({"text": t, **p} for t, p in zip(texts, predictions)))
+    if isinstance(model, TokenTagger):
+        count = _predict_entities(model, args)
+    else:
+        from .data.readers import read_texts
+        from .io import write_jsonl_atomic
+
+        texts = read_texts(args.input, args.text_column)
+        predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride,
+                                    progress=True)
+        count = write_jsonl_atomic(args.output, ({"text": t, **p} for t, p in zip(texts, predictions)))
     print(f"nlp-transfer: wrote {count} predictions to {args.output}")
     return 0
+
+
+CONLL_SUFFIXES = (".conll", ".bio", ".iob")
+
+
+def _predict_entities(tagger, args) -> int:
+    """NER: raw texts -> entities with character offsets (JSONL); CoNLL words -> tags (CoNLL or JSONL)."""
+    from .io import write_jsonl_atomic, write_text_atomic
+
+    conll_input = Path(args.input).suffix.lower() in CONLL_SUFFIXES
+    if Path(args.output).suffix.lower() in CONLL_SUFFIXES and not conll_input:
+        raise NLPTransferError(f"--output {args.output}: CoNLL output needs pre-tokenized CoNLL input; write .jsonl instead")
+    if conll_input:
+        from .data.conll import read_conll
+
+        tag_column = int(args.tag_column) if args.tag_column.lstrip("-").isdigit() else args.tag_column
+        sentences, _ = read_conll(args.input, tag_column=tag_column)
+        results = tagger.predict_tokens([s["tokens"] for s in sentences], args.strategy, args.batch_size, progress=True)
+    else:
+        from .data.readers import read_texts
+
+        texts = read_texts(args.input, args.text_column)
+        found = tagger.predict(texts, args.strategy, args.batch_size, progress=True)
+        results = [{"text": text, "entities": spans} for text, spans in zip(texts, found)]
+    if Path(args.output).suffix.lower() in CONLL_SUFFIXES:
+        blocks = ["\n".join(f"{token}\t{tag}" for token, tag in zip(r["tokens"], r["tags"])) for r in results]
+        write_text_atomic(args.output, "\n\n".join(blocks) + "\n")
+        return len(results)
+    return write_jsonl_atomic(args.output, results)
 
 
 def _cmd_evaluate(args) -> int:

@@ -66,6 +66,5 @@ def _evaluate_tagger(tagger: TokenTagger, model_dir, card: DataCard, split: str,
     tagged = tagger.tag_words([s["tokens"] for s in sentences], batch_size=batch_size, progress=True)
     gold = [s["tags"] for s in sentences]
     predicted = [tags for tags, _ in tagged]
-    strict = False
     return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(sentences),
-            **entity_metrics(gold, predicted, strict)}
+            **entity_metrics(gold, predicted, tagger.strict)}

@@ -116,11 +116,12 @@ class TokenTagger:
     overlapping windows and merged so every word gets exactly one tag. ``strategy`` sets how a word's
     subword scores become the word's: ``first`` subword (as trained), ``average`` or ``max``."""
 
-    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32):
+    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32, strict: bool = False):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.stride = stride
+        self.strict = strict  # seqeval strict mode when this model is evaluated
         self.label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self._collate = DynamicPaddingCollator(tokenizer)
 
@@ -220,5 +221,6 @@ def load_model(path: str | Path, device: str | None = None, trust_remote_code: b
         model.to(device)
     tokenizer = load_tokenizer(location, trust_remote_code, for_words=task == "token-classification")
     if task == "token-classification":
-        return TokenTagger(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("stride", 32))
+        return TokenTagger(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("stride", 32),
+                           sidecar.get("strict", False))
     return TextClassifier(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("threshold", 0.5))

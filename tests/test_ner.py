@@ -153,3 +153,31 @@ def test_pipeline_loads_the_tagger_with_entity_names(conll_toy, tiny_bert, tmp_p
     raw = pipeline("token-classification", model=str(out), ignore_labels=[])
     tags = {e["entity"] for e in raw(text)}
     assert tags <= {"O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"}
+
+
+def test_cli_predict_writes_entities_for_text_and_tags_for_conll(conll_toy, tiny_bert, tmp_path, capsys):
+    from nlp_transfer.cli import main
+
+    out = tmp_path / "run"
+    recipe = tiny_recipe(conll_toy, tiny_bert, out, max_steps=4)
+    recipe.update(task="token-classification")
+    train(recipe)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Peter Blackburn visited Brussels .\nEU rejects German call\n")
+    assert main(["predict", str(out), "--input", str(texts), "--output", str(tmp_path / "ents.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "ents.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == texts.read_text().splitlines()
+    for row in rows:
+        assert all(row["text"][e["start"]:e["end"]] == e["text"] for e in row["entities"])
+
+    words = tmp_path / "words.conll"
+    words.write_text("Peter B-PER\nBlackburn I-PER\n\nEU B-ORG\nrejects O\nGerman B-MISC\n")
+    target = tmp_path / "tags.conll"
+    assert main(["predict", str(out), "--input", str(words), "--output", str(target), "--strategy", "average"]) == 0
+    blocks = [b.splitlines() for b in target.read_text().strip().split("\n\n")]
+    assert [[line.split("\t")[0] for line in b] for b in blocks] == [["Peter", "Blackburn"], ["EU", "rejects", "German"]]
+    assert all(line.split("\t")[1] in ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+               for b in blocks for line in b)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--input", str(texts), "--output", str(tmp_path / "x.conll")]) == 2
+    assert "CoNLL output needs pre-tokenized CoNLL input" in capsys.readouterr().err
