@@ -254,6 +254,8 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
 
     metrics = _collect_metrics(recipe, card, data.problem_type, main_metric, trainer, train_output, train_seconds,
                                eval_metrics, prepared.metrics, checkpoint)
+    if any(data.repairs.values()):
+        metrics["repaired_tags"] = data.repairs  # I- tags after O etc., made B- on reading
     _save_outputs(trainer, recipe, card, data, metrics, prepared)
     world = trainer.args.world_size
     if world > 1:

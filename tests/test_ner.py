@@ -181,3 +181,42 @@ def test_cli_predict_writes_entities_for_text_and_tags_for_conll(conll_toy, tiny
     capsys.readouterr()
     assert main(["predict", str(out), "--input", str(texts), "--output", str(tmp_path / "x.conll")]) == 2
     assert "CoNLL output needs pre-tokenized CoNLL input" in capsys.readouterr().err
+
+
+def _ner_card(tmp_path, train_text: str, **front):
+    from conftest import write_card
+
+    (tmp_path / "train.txt").write_text(train_text, encoding="utf-8")
+    return write_card(tmp_path, "bad-ner", task="token-classification", splits={"train": "train.txt"},
+                      format="conll", **front)
+
+
+@pytest.mark.parametrize("content, front, expected", [
+    ("EU NNP B-ORG\nrejects VBZ\n", {}, "train.txt: line 2: expected 3 columns"),
+    ("EU B-ORG\nrejects O\n", {"labels": ["O", "B-PER", "I-PER"]}, "train.txt: line 1"),
+    ("\n\n\n", {}, "train.txt: no sentences"),
+], ids=["wrong-column-count", "tag-not-in-labels", "no-sentences"])
+def test_bad_ner_files_stop_the_cli_with_one_line(tmp_path, tiny_bert, capsys, content, front, expected):
+    import yaml
+
+    from nlp_transfer.cli import main
+
+    card = _ner_card(tmp_path, content, **front)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"task": "token-classification", "data": str(card), "model": str(tiny_bert),
+                                      "output_dir": str(tmp_path / "out")}))
+    assert main(["train", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_inside_tag_after_outside_is_repaired_warned_and_counted(tmp_path, tiny_bert):
+    from nlp_transfer.data.conll import TagRepairWarning
+
+    text = "EU B-ORG\nrejects O\nGerman I-MISC\ncall O\n\nPeter I-PER\nBlackburn I-PER\n\n" * 20
+    card = _ner_card(tmp_path, text, scheme="IOB2")
+    (tmp_path / "valid.txt").write_text(text)
+    with pytest.warns(TagRepairWarning, match="repaired 40 I- tags"):
+        result = train(tiny_recipe(card, tiny_bert, tmp_path / "run", max_steps=2) | {"task": "token-classification"})
+    assert result.metrics["repaired_tags"] == {"train": 40}

@@ -395,6 +395,7 @@ class LoadedData:
     problem_type: str
     card: DataCard
     files: dict[str, str]  # split name -> the file it was read from
+    repairs: dict[str, int] = field(default_factory=dict)  # token tags: split -> invalid IOB2 tags repaired
 
 
 def load_data(card: DataCard | str | Path, splits: list[str] | None = None, train_split: str = "train") -> LoadedData:
@@ -474,10 +475,10 @@ def load_token_data(card: DataCard, splits: list[str] | None = None, train_split
     from . import conll
 
     wanted = splits or list(card.splits)
-    sentences_by_split, files = {}, {}
+    sentences_by_split, files, repairs = {}, {}, {}
     for split in wanted:
         sentences, path, _ = read_token_rows(card, split)
-        conll.normalise(sentences, card.scheme, path)
+        repairs[split] = conll.normalise(sentences, card.scheme, path)
         sentences_by_split[split], files[split] = sentences, path
     if card.labels:  # in IOB2, e.g. [O, B-PER, I-PER, ...]; a tag outside them is an error below
         label_names = list(card.labels)
@@ -490,4 +491,4 @@ def load_token_data(card: DataCard, splits: list[str] | None = None, train_split
         index = {name: i for i, name in enumerate(label_names)}
         rows = [{"tokens": s["tokens"], "tags": [index[t] for t in s["tags"]], "line": s["line"]} for s in sentences]
         out[split] = datasets.Dataset.from_list(rows)
-    return LoadedData(out, label_names, "token", card, files)
+    return LoadedData(out, label_names, "token", card, files, repairs)
