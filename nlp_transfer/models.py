@@ -131,27 +131,24 @@ def load_config(name: str, trust_remote_code: bool = False, **kwargs):
     return _load(AutoConfig.from_pretrained, resolve(name), trust_remote_code=trust_remote_code, **kwargs)
 
 
+def _load_with_head(name: str, auto_class, label_names: list[str], trust_remote_code: bool, **config_kwargs):
+    """Load ``name`` with the head of ``auto_class``; the config carries the label names, so the saved
+    model reports them (not LABEL_0) in plain transformers too."""
+    id2label = {i: label for i, label in enumerate(label_names)}
+    config = load_config(name, trust_remote_code=trust_remote_code, num_labels=len(label_names), id2label=id2label,
+                         label2id={label: i for i, label in id2label.items()}, **config_kwargs)
+    return _load(auto_class.from_pretrained, resolve(name), config=config, trust_remote_code=trust_remote_code)
+
+
 def load_for_sequence_classification(name: str, label_names: list[str], problem_type: str,
                                      trust_remote_code: bool = False):
-    """Load ``name`` with a sequence-classification head whose config carries the label names,
-    so the saved model reports them (not LABEL_0) in plain transformers too."""
     from transformers import AutoModelForSequenceClassification
 
-    id2label = {i: label for i, label in enumerate(label_names)}
-    config = load_config(
-        name, trust_remote_code=trust_remote_code, num_labels=len(label_names), id2label=id2label,
-        label2id={label: i for i, label in id2label.items()}, problem_type=problem_type,
-    )
-    return _load(AutoModelForSequenceClassification.from_pretrained, resolve(name), config=config,
-                 trust_remote_code=trust_remote_code)
+    return _load_with_head(name, AutoModelForSequenceClassification, label_names, trust_remote_code,
+                           problem_type=problem_type)
 
 
 def load_for_token_classification(name: str, label_names: list[str], trust_remote_code: bool = False):
-    """Load ``name`` with a token-classification head whose config carries the tag names."""
     from transformers import AutoModelForTokenClassification
 
-    id2label = {i: label for i, label in enumerate(label_names)}
-    config = load_config(name, trust_remote_code=trust_remote_code, num_labels=len(label_names), id2label=id2label,
-                         label2id={label: i for i, label in id2label.items()})
-    return _load(AutoModelForTokenClassification.from_pretrained, resolve(name), config=config,
-                 trust_remote_code=trust_remote_code)
+    return _load_with_head(name, AutoModelForTokenClassification, label_names, trust_remote_code)
