@@ -220,3 +220,27 @@ def test_inside_tag_after_outside_is_repaired_warned_and_counted(tmp_path, tiny_
     with pytest.warns(TagRepairWarning, match="repaired 40 I- tags"):
         result = train(tiny_recipe(card, tiny_bert, tmp_path / "run", max_steps=2) | {"task": "token-classification"})
     assert result.metrics["repaired_tags"] == {"train": 40}
+
+
+def test_token_cards_read_jsonl_and_datasets_classlabel_sequences(tmp_path):
+    import datasets
+    from conftest import write_card
+
+    from nlp_transfer.data import load_data
+
+    rows = [{"tokens": ["Peter", "Blackburn", "visited", "Brussels"], "tags": ["I-PER", "I-PER", "O", "I-LOC"]},
+            {"tokens": ["EU", "rejects"], "tags": ["I-ORG", "O"]}]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    card = write_card(tmp_path, "jsonl-ner", task="token-classification", splits={"train": "train.jsonl"}, scheme="IOB1")
+    data = load_data(card)
+    names = data.label_names
+    assert [names[t] for t in data.splits["train"][0]["tags"]] == ["B-PER", "I-PER", "O", "B-LOC"]  # IOB1 -> IOB2
+
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-LOC", "I-LOC"]))})
+    saved = datasets.Dataset.from_dict({"tokens": [["in", "New", "York"]], "ner_tags": [[0, 1, 2]]}, features=features)
+    saved.save_to_disk(str(tmp_path / "ds"))
+    card = write_card(tmp_path, "ds-ner", task="token-classification", splits={"train": "ds"}, format="datasets",
+                      label="ner_tags")
+    data = load_data(card)
+    assert [data.label_names[t] for t in data.splits["train"][0]["tags"]] == ["O", "B-LOC", "I-LOC"]
