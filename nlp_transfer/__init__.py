@@ -25,6 +25,13 @@ def load_model(path, device=None, trust_remote_code=False):
     return _load_model(path, device, trust_remote_code)
 
 
+def embed(model, texts, output=None, **options):
+    """Pooled embeddings of texts (input order); see `nlp_transfer.tasks.embeddings.embed`."""
+    from .tasks.embeddings import embed as _embed
+
+    return _embed(model, texts, output, **options)
+
+
 def evaluate(model_dir, data, split="validation", batch_size=64):
     """Score a trained model on a data card split; see `nlp_transfer.evaluation.evaluate`."""
     from .evaluation import evaluate as _evaluate
@@ -32,4 +39,4 @@ def evaluate(model_dir, data, split="validation", batch_size=64):
     return _evaluate(model_dir, data, split, batch_size)
 
 
-__all__ = ["NLPTransferError", "Recipe", "evaluate", "load_model", "load_recipe", "train", "__version__"]
+__all__ = ["NLPTransferError", "Recipe", "embed", "evaluate", "load_model", "load_recipe", "train", "__version__"]

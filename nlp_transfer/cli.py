@@ -39,6 +39,22 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="validation")
     evaluate.add_argument("--output", help="write the metrics as JSON here too")
 
+    embed = sub.add_parser("embed", help="pooled embeddings of texts, streamed to disk (resumable)")
+    embed.add_argument("model", help="alias, local directory or hub id of an encoder")
+    source = embed.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="texts: .txt (one per line), .csv/.tsv or .jsonl")
+    source.add_argument("--data", help="a data card; embeds the texts of --split")
+    embed.add_argument("--split", default="train", help="with --data: which split")
+    embed.add_argument("--text-column", default="text", help="column/key holding the text (csv, tsv, jsonl)")
+    embed.add_argument("--output", required=True, help="folder for embeddings.npy + embeddings.json")
+    embed.add_argument("--pooling", default="mean", choices=("cls", "mean", "max"))
+    embed.add_argument("--layers", default="-1", help="hidden layer(s) to pool, e.g. -1 or -4,-3,-2,-1 (their mean)")
+    embed.add_argument("--normalize", action="store_true", help="L2-normalize each vector")
+    embed.add_argument("--batch-size", type=int, default=32)
+    embed.add_argument("--max-length", type=int, default=256)
+    embed.add_argument("--dtype", default="float32", choices=("float32", "float16"))
+    embed.add_argument("--chunk-size", type=int, default=8192, help="texts per saved chunk (resume granularity)")
+
     cards = sub.add_parser("cards", help="list and validate data cards")
     cards.add_argument("folder", nargs="?", default="data_cards")
     return parser
@@ -142,7 +158,32 @@ def _cmd_cards(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "cards": _cmd_cards}
+def _cmd_embed(args) -> int:
+    from .tasks.embeddings import embed
+
+    if args.data:
+        from .data.readers import load_card, read_rows
+
+        rows, _, _ = read_rows(load_card(args.data), args.split, labelled=False)
+        texts = [row["text"] for row in rows]
+    else:
+        from .data.readers import read_texts
+
+        texts = read_texts(args.input, args.text_column)
+    try:
+        layers = [int(part) for part in args.layers.split(",")]
+    except ValueError:
+        raise NLPTransferError(f"--layers '{args.layers}': give integers separated by commas, e.g. -4,-3,-2,-1") from None
+    array = embed(args.model, texts, args.output, pooling=args.pooling, layers=layers, normalize=args.normalize,
+                  batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
+                  chunk_size=args.chunk_size, progress=True)
+    print(f"nlp-transfer: wrote {array.shape[0]} x {array.shape[1]} {args.dtype} embeddings to "
+          f"{Path(args.output) / 'embeddings.npy'}")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "embed": _cmd_embed,
+            "cards": _cmd_cards}
 
 
 def main(argv: list[str] | None = None) -> int:
