@@ -19,14 +19,20 @@ from .errors import NLPTransferError, did_you_mean
 
 TASKS = ("sequence-classification", "token-classification")
 PROBLEM_TYPES = ("auto", "single_label", "multi_label", "regression")
-STRATEGIES = ("full",)
+STRATEGIES = ("full", "feature-extraction")
 
 
 @dataclass
 class StrategyConfig:
-    """How much of the pretrained network is adapted. Only ``full`` exists so far."""
+    """How much of the pretrained network is adapted.
+
+    ``full``: fine-tune everything. ``feature-extraction``: frozen encoder features (``pooling`` over ``layers``,
+    optionally ``normalize``d) and a scikit-learn probe (classification recipes)."""
 
     name: str = "full"
+    pooling: str = "mean"
+    layers: list[int] = field(default_factory=lambda: [-1])
+    normalize: bool = False
 
 
 @dataclass

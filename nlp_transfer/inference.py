@@ -204,9 +204,13 @@ def load_model(path: str | Path, device: str | None = None, trust_remote_code: b
     """Load a directory written by ``nlp-transfer train``: a `TextClassifier` or a `TokenTagger`."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    location = resolve(str(path))
-    sidecar_path = Path(location) / "nlp_transfer.json"
+    sidecar_path = Path(path) / "nlp_transfer.json"
     sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
+    if sidecar.get("strategy") == "feature-extraction":  # a probe folder: weights + the encoder's name
+        from .probe import ProbeClassifier
+
+        return ProbeClassifier(Path(path), sidecar, trust_remote_code)
+    location = resolve(str(path))
     task = sidecar.get("task")
     if task is None:  # a model from elsewhere: its architecture tells
         config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)

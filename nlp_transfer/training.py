@@ -215,6 +215,12 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
             raise NLPTransferError(f"{card.source}: no '{split}' split{did_you_mean(split, card.splits)}; "
                                    f"set train_split/test_split in the recipe or add the split to the card")
     data = load_data(card, [recipe.train_split] + ([recipe.eval_split] if has_eval else []), recipe.train_split)
+    if recipe.strategy.name == "feature-extraction":
+        if recipe.task != "sequence-classification":
+            raise NLPTransferError(f"{recipe.source}: strategy feature-extraction (a probe) is for sequence-classification")
+        from .probe import train_probe
+
+        return RunResult(Path(recipe.output_dir), train_probe(recipe, card, data))
     main_metric = task.main_metric(data.problem_type)
     _check_metric(recipe, task.metric_names(data.problem_type), data.problem_type)
 

@@ -1,0 +1,199 @@
+"""Feature extraction with a probe: frozen encoder features + a scikit-learn linear model.
+
+``strategy: {name: feature-extraction}`` in a classification recipe runs the pretrained encoder once over the
+train and evaluation texts (features cached on disk by content hash, so a second run skips the encoder), fits
+LogisticRegression (Ridge for regression; one-vs-rest for multi-label) with the regularisation strength chosen
+on the evaluation split, and writes the same metrics.json / predictions / model card as fine-tuning, so the
+two sit side by side. The probe's weights are saved as safetensors (no pickles); `load_model` rebuilds it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import NLPTransferError
+from .tasks import classification as cls_task
+from .tasks.embeddings import Encoder, EmbedSettings
+
+GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # C for LogisticRegression; alpha = 1/C for Ridge
+PROBE_FILE = "probe.safetensors"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NLP_TRANSFER_CACHE", Path.home() / ".cache" / "nlp_transfer")) / "features"
+
+
+def features(encoder: Encoder, texts: list[str], pairs: list[str] | None, settings: EmbedSettings) -> np.ndarray:
+    """Pooled features (cached by model, settings and texts); sentence pairs become [u, v, |u-v|, u*v]."""
+    digest = hashlib.sha256(json.dumps({"model": encoder.name, "settings": settings.__dict__}, sort_keys=True).encode())
+    for text in texts + (pairs or []):
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    path = cache_dir() / f"{digest.hexdigest()}.npy"
+    if path.is_file():
+        return np.load(path)
+    first = encoder.encode(texts, settings)
+    if pairs is not None:
+        second = encoder.encode(pairs, settings)
+        first = np.concatenate([first, second, np.abs(first - second), first * second], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, first)
+    os.replace(tmp, path)
+    return first
+
+
+def _texts(dataset) -> tuple[list[str], list[str] | None]:
+    pairs = list(dataset["text_pair"]) if "text_pair" in dataset.column_names else None
+    return list(dataset["text"]), pairs
+
+
+def _fit(problem_type: str, strength: float, x: np.ndarray, y: np.ndarray, seed: int):
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if problem_type == "regression":
+        return Ridge(alpha=1.0 / strength).fit(x, y)
+    model = LogisticRegression(C=strength, max_iter=2000, random_state=seed)
+    if problem_type == "multi_label":
+        return OneVsRestClassifier(model).fit(x, y)
+    return model.fit(x, y)
+
+
+def _weights(model, problem_type: str, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W [labels, dim], b [labels]) such that scores = x @ W.T + b are the logits."""
+    if problem_type == "multi_label":
+        coef = np.concatenate([e.coef_ for e in model.estimators_])
+        bias = np.concatenate([np.atleast_1d(e.intercept_) for e in model.estimators_])
+        return coef, bias
+    if problem_type == "regression":
+        return np.atleast_2d(model.coef_), np.atleast_1d(model.intercept_)
+    if num_labels == 2 and model.coef_.shape[0] == 1:  # binary: one logit; as two, softmax gives the same
+        return np.concatenate([-model.coef_ / 2, model.coef_ / 2]), np.array([-model.intercept_[0] / 2,
+                                                                             model.intercept_[0] / 2])
+    return model.coef_, model.intercept_
+
+
+def logits(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    return x @ weight.T + bias
+
+
+def train_probe(recipe, card, data, settings: EmbedSettings | None = None) -> dict[str, Any]:
+    """Fit and save a probe; returns metrics in the same shape as a fine-tuning run's."""
+    import torch
+    from safetensors.numpy import save_file
+
+    from . import __version__
+    from .io import write_json_atomic, write_jsonl_atomic, write_text_atomic
+    from .reports import model_card
+    from .training import _check_output_dir, _clear_previous_run
+
+    import yaml
+
+    problem_type = data.problem_type
+    if recipe.eval_split not in data.splits:
+        raise NLPTransferError(f"{card.source}: the probe chooses its regularisation on '{recipe.eval_split}'; add that split")
+    _check_output_dir(recipe)
+    out = Path(recipe.output_dir)
+    if recipe.overwrite and out.is_dir():
+        _clear_previous_run(out)
+    settings = settings or EmbedSettings(pooling=recipe.strategy.pooling, layers=list(recipe.strategy.layers),
+                                         normalize=recipe.strategy.normalize, max_length=recipe.max_length)
+    started = time.perf_counter()
+    encoder = Encoder(recipe.model, recipe.trust_remote_code)
+    train_x = features(encoder, *_texts(data.splits[recipe.train_split]), settings)
+    eval_x = features(encoder, *_texts(data.splits[recipe.eval_split]), settings)
+    feature_seconds = time.perf_counter() - started
+    train_y = np.asarray(data.splits[recipe.train_split]["label"])
+    eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
+    main = cls_task.MAIN_METRIC[problem_type]
+    search, best = [], None
+    for strength in GRID:
+        model = _fit(problem_type, strength, train_x, train_y, recipe.seed)
+        weight, bias = _weights(model, problem_type, len(data.label_names))
+        scores = cls_task.scores_from_logits(torch.from_numpy(logits(eval_x, weight, bias)).float(), problem_type).numpy()
+        predicted = cls_task.decide(scores, problem_type, recipe.threshold)
+        result = cls_task.metrics_for(problem_type, predicted, eval_y, data.label_names)
+        search.append({"C": strength, main: result[main]})
+        if best is None or result[main] > best[0][main]:
+            best = (result, weight, bias, predicted, scores, strength)
+    result, weight, bias, predicted, scores, strength = best
+    train_seconds = time.perf_counter() - started
+    metrics_fn = cls_task.StreamingMetrics(problem_type, data.label_names, recipe.threshold)
+    metrics_fn.decisions = {"predicted": predicted, "gold": eval_y,
+                            "score": scores if problem_type == "regression" else scores.max(axis=-1)}
+    metrics = {
+        "task": recipe.task, "problem_type": problem_type, "model": recipe.model, "data": card.name,
+        "strategy": "feature-extraction", "eval_split": recipe.eval_split, "main_metric": main,
+        "eval": result,
+        "train": {"runtime_s": round(train_seconds, 2), "feature_seconds": round(feature_seconds, 2),
+                  "probe": "ridge" if problem_type == "regression" else "logistic-regression", "C": strength,
+                  "search": search},
+        "params": {"trainable": int(weight.size + bias.size),
+                   "total": int(weight.size + bias.size + sum(p.numel() for p in encoder.model.parameters()))},
+        "seed": recipe.seed, "nlp_transfer_version": __version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    staging = out / ".final-staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    save_file({"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}, str(staging / PROBE_FILE))
+    sidecar = {"task": recipe.task, "strategy": "feature-extraction", "encoder": recipe.model,
+               "problem_type": problem_type, "threshold": recipe.threshold, "label_names": data.label_names,
+               "pairs": "text_pair" in data.splits[recipe.train_split].column_names,
+               "embedding": settings.__dict__, "nlp_transfer_version": __version__}
+    write_json_atomic(staging / "nlp_transfer.json", sidecar)
+    write_json_atomic(staging / "metrics.json", metrics)
+    write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
+    source = data.splits[recipe.eval_split]
+    rows = ({"line": line, "text": text, **row}
+            for line, text, row in zip(source["line"], source["text"], metrics_fn.decision_rows()))
+    write_jsonl_atomic(staging / f"predictions_{recipe.eval_split}.jsonl", rows)
+    write_text_atomic(staging / "README.md", model_card(recipe, card, metrics | {"world_size": 1, "train": {
+        **metrics["train"], "global_step": 0}}, data.label_names))
+    from .io import move_contents
+
+    move_contents(staging, out)
+    return metrics
+
+
+class ProbeClassifier:
+    """A frozen encoder + linear probe, with the `TextClassifier.predict` interface."""
+
+    def __init__(self, folder: Path, sidecar: dict[str, Any], trust_remote_code: bool = False):
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(folder / PROBE_FILE))
+        self.weight, self.bias = tensors["weight"], tensors["bias"]
+        self.encoder = Encoder(sidecar["encoder"], trust_remote_code)
+        self.settings = EmbedSettings(**sidecar["embedding"])
+        self.problem_type = sidecar["problem_type"]
+        self.threshold = sidecar.get("threshold", 0.5)
+        self.label_names = sidecar["label_names"]
+        self.pairs = sidecar.get("pairs", False)
+
+    def logits(self, texts, batch_size: int = 32, **_: Any) -> np.ndarray:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        firsts = [t[0] if isinstance(t, (tuple, list)) else t for t in texts]
+        pairs = [t[1] for t in texts] if self.pairs else None
+        x = self.encoder.encode(firsts, EmbedSettings(**{**self.settings.__dict__, "batch_size": batch_size}))
+        if pairs is not None:
+            second = self.encoder.encode(pairs, self.settings)
+            x = np.concatenate([x, second, np.abs(x - second), x * second], axis=1)
+        return logits(x, self.weight, self.bias).astype(np.float32)
+
+    def predict(self, texts, batch_size: int = 32, **kwargs: Any):
+        from .inference import TextClassifier
+
+        import torch
+
+        single = isinstance(texts, str)
+        scores = cls_task.scores_from_logits(torch.from_numpy(self.logits(texts, batch_size)), self.problem_type).numpy()
+        results = [TextClassifier._describe(self, row) for row in scores]
+        return results[0] if single else results
