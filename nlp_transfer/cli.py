@@ -83,51 +83,47 @@ def _print_summary(metrics: dict, output_dir) -> None:
     print(f"  saved to {output_dir}")
 
 
-def _cmd_predict(args) -> int:
-    from .inference import TokenTagger, load_model
-
-    model = load_model(args.model)
-    if isinstance(model, TokenTagger):
-        count = _predict_entities(model, args)
-    else:
-        from .data.readers import read_texts
-        from .io import write_jsonl_atomic
-
-        texts = read_texts(args.input, args.text_column)
-        predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride,
-                                    progress=True)
-        count = write_jsonl_atomic(args.output, ({"text": t, **p} for t, p in zip(texts, predictions)))
-    print(f"nlp-transfer: wrote {count} predictions to {args.output}")
-    return 0
-
-
 CONLL_SUFFIXES = (".conll", ".bio", ".iob")
 
 
-def _predict_entities(tagger, args) -> int:
-    """NER: raw texts -> entities with character offsets (JSONL); CoNLL words -> tags (CoNLL or JSONL)."""
+def _cmd_predict(args) -> int:
+    """Inputs are read and checked before the model loads, so bad input fails fast with one line."""
+    from .inference import TokenTagger, load_model
     from .io import write_jsonl_atomic, write_text_atomic
 
     conll_input = Path(args.input).suffix.lower() in CONLL_SUFFIXES
-    if Path(args.output).suffix.lower() in CONLL_SUFFIXES and not conll_input:
+    conll_output = Path(args.output).suffix.lower() in CONLL_SUFFIXES
+    if conll_output and not conll_input:
         raise NLPTransferError(f"--output {args.output}: CoNLL output needs pre-tokenized CoNLL input; write .jsonl instead")
     if conll_input:
         from .data.conll import read_conll
 
         tag_column = int(args.tag_column) if args.tag_column.lstrip("-").isdigit() else args.tag_column
-        sentences, _ = read_conll(args.input, tag_column=tag_column)
-        results = tagger.predict_tokens([s["tokens"] for s in sentences], args.strategy, args.batch_size, progress=True)
+        sentences = [s["tokens"] for s in read_conll(args.input, tag_column=tag_column)[0]]
     else:
         from .data.readers import read_texts
 
         texts = read_texts(args.input, args.text_column)
-        found = tagger.predict(texts, args.strategy, args.batch_size, progress=True)
-        results = [{"text": text, "entities": spans} for text, spans in zip(texts, found)]
-    if Path(args.output).suffix.lower() in CONLL_SUFFIXES:
-        blocks = ["\n".join(f"{token}\t{tag}" for token, tag in zip(r["tokens"], r["tags"])) for r in results]
-        write_text_atomic(args.output, "\n\n".join(blocks) + "\n")
-        return len(results)
-    return write_jsonl_atomic(args.output, results)
+    model = load_model(args.model)
+    if not isinstance(model, TokenTagger):
+        if conll_input:
+            raise NLPTransferError(f"{args.input}: a CoNLL file is NER input, but {args.model} is a text classifier")
+        predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride,
+                                    progress=True)
+        count = write_jsonl_atomic(args.output, ({"text": t, **p} for t, p in zip(texts, predictions)))
+    elif conll_input:
+        results = model.predict_tokens(sentences, args.strategy, args.batch_size, progress=True)
+        if conll_output:
+            blocks = ["\n".join(f"{token}\t{tag}" for token, tag in zip(r["tokens"], r["tags"])) for r in results]
+            write_text_atomic(args.output, "\n\n".join(blocks) + "\n")
+            count = len(results)
+        else:
+            count = write_jsonl_atomic(args.output, results)
+    else:
+        found = model.predict(texts, args.strategy, args.batch_size, progress=True)
+        count = write_jsonl_atomic(args.output, ({"text": t, "entities": spans} for t, spans in zip(texts, found)))
+    print(f"nlp-transfer: wrote {count} predictions to {args.output}")
+    return 0
 
 
 def _cmd_evaluate(args) -> int:
