@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NLPTransferError
+from .inference import TextClassifier
 from .tasks import classification as cls_task
 from .tasks.embeddings import Encoder, EmbedSettings
 
@@ -163,8 +164,8 @@ def train_probe(recipe, card, data, settings: EmbedSettings | None = None) -> di
     return metrics
 
 
-class ProbeClassifier:
-    """A frozen encoder + linear probe, with the `TextClassifier.predict` interface."""
+class ProbeClassifier(TextClassifier):
+    """A frozen encoder + linear probe; `predict` is `TextClassifier.predict` over the probe's logits."""
 
     def __init__(self, folder: Path, sidecar: dict[str, Any], trust_remote_code: bool = False):
         from safetensors.numpy import load_file
@@ -178,22 +179,14 @@ class ProbeClassifier:
         self.label_names = sidecar["label_names"]
         self.pairs = sidecar.get("pairs", False)
 
-    def logits(self, texts, batch_size: int = 32, **_: Any) -> np.ndarray:
+    def logits(self, texts, batch_size: int = 32, window: bool = False, stride: int = 64,
+               progress: bool = False) -> np.ndarray:
+        """Probe logits; ``window``/``stride`` do not apply (features are pooled over max_length tokens)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         firsts = [t[0] if isinstance(t, (tuple, list)) else t for t in texts]
-        pairs = [t[1] for t in texts] if self.pairs else None
-        x = self.encoder.encode(firsts, EmbedSettings(**{**self.settings.__dict__, "batch_size": batch_size}))
-        if pairs is not None:
-            second = self.encoder.encode(pairs, self.settings)
+        settings = EmbedSettings(**{**self.settings.__dict__, "batch_size": batch_size})
+        x = self.encoder.encode(firsts, settings)
+        if self.pairs:
+            second = self.encoder.encode([t[1] for t in texts], settings)
             x = np.concatenate([x, second, np.abs(x - second), x * second], axis=1)
         return logits(x, self.weight, self.bias).astype(np.float32)
-
-    def predict(self, texts, batch_size: int = 32, **kwargs: Any):
-        from .inference import TextClassifier
-
-        import torch
-
-        single = isinstance(texts, str)
-        scores = cls_task.scores_from_logits(torch.from_numpy(self.logits(texts, batch_size)), self.problem_type).numpy()
-        results = [TextClassifier._describe(self, row) for row in scores]
-        return results[0] if single else results
