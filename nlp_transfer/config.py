@@ -19,7 +19,7 @@ from .errors import NLPTransferError, did_you_mean
 
 TASKS = ("sequence-classification", "token-classification")
 PROBLEM_TYPES = ("auto", "single_label", "multi_label", "regression")
-STRATEGIES = ("full", "feature-extraction")
+STRATEGIES = ("full", "feature-extraction", "last-n")
 
 
 @dataclass
@@ -30,9 +30,12 @@ class StrategyConfig:
     optionally ``normalize``d) and a scikit-learn probe (classification recipes)."""
 
     name: str = "full"
+    probe: str = "logistic"  # feature-extraction: logistic (scikit-learn) | head (the task head in Trainer)
     pooling: str = "mean"
     layers: list[int] = field(default_factory=lambda: [-1])
     normalize: bool = False
+    n: int = 2  # last-n: how many top encoder layers train
+    lr_decay: float | None = None  # layer-wise learning-rate decay, e.g. 0.9: lr * decay**depth from the top
 
 
 @dataclass

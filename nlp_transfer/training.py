@@ -30,6 +30,7 @@ from .errors import NLPTransferError, did_you_mean
 from .io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .models import load_tokenizer
 from .reports import model_card
+from .strategies import apply_freezing
 from .tasks import get_task
 from .tasks.classification import LOWER_IS_BETTER
 
@@ -48,8 +49,9 @@ def _build_trainer_class():
     class TaskTrainer(Trainer):
         """Stock Trainer, plus: a task's own loss (class weights), and evaluation read in dataset order."""
 
-        def __init__(self, *args, task_loss=None, **kwargs):
+        def __init__(self, *args, task_loss=None, lr_decay=None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.lr_decay = lr_decay
             # Our heads return a batch *mean* loss and ignore num_items_in_batch, but their forward() takes
             # **kwargs, so Trainer would multiply the loss by the number of processes under DDP (2x loss and
             # gradients on 2 ranks). Declaring that the model takes no loss kwargs keeps the mean as it is.
@@ -63,6 +65,19 @@ def _build_trainer_class():
             from torch.utils.data import SequentialSampler
 
             return SequentialSampler(eval_dataset)
+
+        def create_optimizer(self, model=None):
+            # Only trainable parameters reach the optimizer; with lr_decay each layer depth gets its own group.
+            if self.optimizer is None and self.lr_decay is not None:
+                from .strategies import parameter_groups
+
+                optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+                optimizer_kwargs.pop("lr", None)
+                groups = parameter_groups(self.model, self.args.learning_rate, self.args.weight_decay, self.lr_decay,
+                                          set(self.get_decay_parameter_names(self.model)))
+                self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+                return self.optimizer
+            return super().create_optimizer(model) if model is not None else super().create_optimizer()
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.task_loss is None or "labels" not in inputs:
@@ -215,7 +230,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
             raise NLPTransferError(f"{card.source}: no '{split}' split{did_you_mean(split, card.splits)}; "
                                    f"set train_split/test_split in the recipe or add the split to the card")
     data = load_data(card, [recipe.train_split] + ([recipe.eval_split] if has_eval else []), recipe.train_split)
-    if recipe.strategy.name == "feature-extraction":
+    if recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head":
         if recipe.task != "sequence-classification":
             raise NLPTransferError(f"{recipe.source}: strategy feature-extraction (a probe) is for sequence-classification")
         from .probe import train_probe
@@ -233,6 +248,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     tokenizer = load_tokenizer(recipe.model, recipe.trust_remote_code, for_words=recipe.task == "token-classification")
     set_seed(recipe.seed)  # before the head is created, so the same seed gives the same run
     prepared = task.prepare(recipe, data, tokenizer, has_eval)
+    apply_freezing(prepared.model, recipe.strategy)
     callbacks = []
     if recipe.early_stopping.patience is not None:
         if not has_eval:
@@ -246,7 +262,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
             data_collator=DynamicPaddingCollator(tokenizer, 8 if (args.fp16 or args.bf16) else None,
                                                  token_labels=prepared.token_labels),
             compute_metrics=prepared.metrics, callbacks=callbacks, task_loss=prepared.loss,
-            preprocess_logits_for_metrics=prepared.preprocess_logits,
+            preprocess_logits_for_metrics=prepared.preprocess_logits, lr_decay=recipe.strategy.lr_decay,
         )
     if args.should_save:
         eval_rows = len(data.splits[recipe.eval_split]) if has_eval else 0

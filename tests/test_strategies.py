@@ -1,0 +1,108 @@
+"""Transfer strategies: frozen parameters stay bit-identical, trainable counts, layer-wise learning rates."""
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_recipe
+from transformers import TrainerCallback
+
+from nlp_transfer import NLPTransferError, train
+from nlp_transfer.strategies import depth_of_parameters, layer_map
+
+
+def initial_weights(model_dir):
+    from transformers import AutoModel
+
+    return {k: v.clone() for k, v in AutoModel.from_pretrained(model_dir).state_dict().items()}
+
+
+def final_weights(out):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    return {k.removeprefix(model.base_model_prefix + "."): v for k, v in model.state_dict().items()}
+
+
+def test_last_n_freezes_embeddings_and_lower_layers_bit_for_bit(sst2_toy, tiny_bert, tmp_path):
+    before = initial_weights(tiny_bert)
+    recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", num_train_epochs=1)
+    recipe["strategy"] = {"name": "last-n", "n": 1}
+    metrics = train(recipe).metrics
+    after = final_weights(tmp_path / "run")
+    for name, value in before.items():
+        if name.startswith(("embeddings.", "encoder.layer.0.")):
+            assert torch.equal(after[name], value), name  # frozen: not one bit moved
+    assert not torch.equal(after["encoder.layer.1.attention.self.query.weight"], before["encoder.layer.1.attention.self.query.weight"])
+    layer1 = sum(v.numel() for k, v in before.items() if k.startswith("encoder.layer.1."))
+    pooler = sum(v.numel() for k, v in before.items() if k.startswith("pooler."))
+    head = 32 * 2 + 2
+    assert metrics["params"]["trainable"] == layer1 + pooler + head
+
+
+def test_feature_extraction_head_trains_only_the_head(sst2_toy, tiny_bert, tmp_path):
+    before = initial_weights(tiny_bert)
+    recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", num_train_epochs=1)
+    recipe["strategy"] = {"name": "feature-extraction", "probe": "head"}
+    metrics = train(recipe).metrics
+    after = final_weights(tmp_path / "run")
+    assert all(torch.equal(after[name], value) for name, value in before.items())
+    assert metrics["params"]["trainable"] == 32 * 2 + 2
+
+
+class RecordLearningRates(TrainerCallback):
+    """Reads the optimizer's groups after step 3."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+        if state.global_step == 3:
+            self.seen = [(group["depth"], group["lr"]) for group in optimizer.param_groups]
+
+
+def test_layer_wise_learning_rates_follow_the_decay_formula(sst2_toy, tiny_bert, tmp_path, monkeypatch):
+    import nlp_transfer.training as training
+
+    recorder = RecordLearningRates()
+    build = training._build_trainer_class
+
+    def with_recorder():
+        class Recording(build()):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.add_callback(recorder)
+
+        return Recording
+
+    monkeypatch.setattr(training, "_build_trainer_class", with_recorder)
+    recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=6, learning_rate=1e-3, warmup_steps=0)
+    recipe["strategy"] = {"name": "full", "lr_decay": 0.5}
+    train(recipe)
+    assert sorted({d for d, _ in recorder.seen}) == [0, 1, 2]  # head + top layer, layer 0, embeddings
+    schedule = (6 - 3) / 6  # linear decay, no warm-up, after 3 of 6 steps
+    for depth, lr in recorder.seen:
+        assert lr == pytest.approx(1e-3 * schedule * 0.5 ** depth, rel=1e-6)
+
+
+def test_layer_discovery_across_architectures():
+    from transformers import (AlbertConfig, AlbertModel, DistilBertConfig, DistilBertModel, RobertaConfig,
+                              RobertaModel)
+
+    small = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=100)
+    roberta = RobertaModel(RobertaConfig(num_hidden_layers=3, **small))
+    assert len(layer_map(roberta).layers) == 3
+    distil = DistilBertModel(DistilBertConfig(n_layers=2, dim=32, n_heads=2, hidden_dim=64, vocab_size=100))
+    mapped = layer_map(distil)
+    assert len(mapped.layers) == 2
+    depth = depth_of_parameters(distil)
+    assert {depth[id(p)] for p in mapped.embeddings.parameters()} == {2}
+    albert = AlbertModel(AlbertConfig(num_hidden_layers=4, embedding_size=16, **small))
+    with pytest.raises(NLPTransferError, match="cannot map the layers of a 'albert' model"):
+        layer_map(albert)
+
+
+def test_last_n_larger_than_the_model_is_an_error(sst2_toy, tiny_bert, tmp_path):
+    recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run")
+    recipe["strategy"] = {"name": "last-n", "n": 5}
+    with pytest.raises(NLPTransferError, match="n must be between 0 and 2"):
+        train(recipe)
