@@ -19,7 +19,7 @@ from .errors import NLPTransferError, did_you_mean
 
 TASKS = ("sequence-classification", "token-classification")
 PROBLEM_TYPES = ("auto", "single_label", "multi_label", "regression")
-STRATEGIES = ("full", "feature-extraction", "last-n")
+STRATEGIES = ("full", "feature-extraction", "last-n", "gradual")
 
 
 @dataclass
@@ -35,6 +35,7 @@ class StrategyConfig:
     layers: list[int] = field(default_factory=lambda: [-1])
     normalize: bool = False
     n: int = 2  # last-n: how many top encoder layers train
+    every: Any = "epoch"  # gradual: open one more layer group from the top every N steps, or every epoch
     lr_decay: float | None = None  # layer-wise learning-rate decay, e.g. 0.9: lr * decay**depth from the top
 
 

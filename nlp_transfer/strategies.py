@@ -54,7 +54,7 @@ def _parameter_ids(module: torch.nn.Module) -> set[int]:
 def apply_freezing(model, strategy) -> None:
     """Set requires_grad as the strategy says."""
     name = strategy.name
-    if name == "full":
+    if name in ("full", "gradual"):  # gradual: its callback freezes and opens layers during training
         return
     mapped = layer_map(model)
     if name == "feature-extraction":
@@ -91,13 +91,14 @@ def depth_of_parameters(model) -> dict[int, int]:
 
 
 def parameter_groups(model, learning_rate: float, weight_decay: float, decay: float | None,
-                     decay_names: set[str]) -> list[dict]:
-    """Optimizer groups of trainable parameters: layer-wise lr (``lr * decay**depth``) when ``decay`` is set;
-    weight decay only on ``decay_names`` (Trainer's choice: not on biases and LayerNorm weights)."""
+                     decay_names: set[str], include_frozen: bool = False) -> list[dict]:
+    """Optimizer groups: layer-wise lr (``lr * decay**depth``) when ``decay`` is set; weight decay only on
+    ``decay_names`` (Trainer's choice: not on biases and LayerNorm weights). Frozen parameters are left out
+    unless ``include_frozen`` (gradual unfreezing opens them later)."""
     depth = depth_of_parameters(model) if decay is not None else {}
     groups: dict[tuple[int, bool], dict] = {}
     for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
+        if not parameter.requires_grad and not include_frozen:
             continue
         level = depth.get(id(parameter), 0)
         no_decay = name not in decay_names
@@ -107,3 +108,53 @@ def parameter_groups(model, learning_rate: float, weight_decay: float, decay: fl
                            "weight_decay": 0.0 if no_decay else weight_decay, "depth": level}
         groups[key]["params"].append(parameter)
     return [groups[key] for key in sorted(groups)]
+
+
+def unfreeze_order(model) -> list[torch.nn.Module]:
+    """Layer groups in the order gradual unfreezing opens them: top encoder layer first, embeddings last."""
+    mapped = layer_map(model)
+    return list(reversed(mapped.layers)) + [mapped.embeddings]
+
+
+def make_gradual_unfreezing(every):
+    """A TrainerCallback: the head (and pooler) train from the start; one more layer group from the top is
+    unfrozen every ``every`` optimizer steps, or at every epoch start with ``every: epoch``.
+
+    All parameters are in the optimizer from the start (see `TaskTrainer.create_optimizer`); while frozen they
+    have no gradient, so AdamW leaves them, and their moments, untouched until they open."""
+    from transformers import TrainerCallback
+
+    if every != "epoch" and not (isinstance(every, int) and every > 0):
+        raise NLPTransferError(f"strategy gradual: every must be a positive number of steps or 'epoch', got {every!r}")
+
+    class GradualUnfreezing(TrainerCallback):
+        def __init__(self):
+            self.opened = 0
+            self.events: list[tuple[int, int]] = []  # (global step, groups open) whenever a group opens
+
+        def _open(self, model, count: int, step: int) -> None:
+            groups = unfreeze_order(model)
+            while self.opened < min(count, len(groups)):
+                for parameter in groups[self.opened].parameters():
+                    parameter.requires_grad = True
+                self.opened += 1
+                self.events.append((step, self.opened))
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            mapped = layer_map(model)
+            pooler = _parameter_ids(getattr(mapped.base, "pooler", None) or torch.nn.Module())
+            for parameter in mapped.base.parameters():
+                parameter.requires_grad = id(parameter) in pooler
+            self.opened = 0
+            if every != "epoch":  # resuming: open what was open at this step
+                self._open(model, state.global_step // every, state.global_step)
+
+        def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+            if every == "epoch":
+                self._open(model, int(round(state.epoch or 0)), state.global_step)
+
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            if every != "epoch" and state.global_step and state.global_step % every == 0:
+                self._open(model, state.global_step // every, state.global_step)
+
+    return GradualUnfreezing()

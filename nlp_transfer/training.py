@@ -30,7 +30,7 @@ from .errors import NLPTransferError, did_you_mean
 from .io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .models import load_tokenizer
 from .reports import model_card
-from .strategies import apply_freezing
+from .strategies import apply_freezing, make_gradual_unfreezing
 from .tasks import get_task
 from .tasks.classification import LOWER_IS_BETTER
 
@@ -49,9 +49,10 @@ def _build_trainer_class():
     class TaskTrainer(Trainer):
         """Stock Trainer, plus: a task's own loss (class weights), and evaluation read in dataset order."""
 
-        def __init__(self, *args, task_loss=None, lr_decay=None, **kwargs):
+        def __init__(self, *args, task_loss=None, lr_decay=None, all_parameters=False, **kwargs):
             super().__init__(*args, **kwargs)
             self.lr_decay = lr_decay
+            self.all_parameters = all_parameters  # gradual unfreezing: frozen layers join the optimizer now
             # Our heads return a batch *mean* loss and ignore num_items_in_batch, but their forward() takes
             # **kwargs, so Trainer would multiply the loss by the number of processes under DDP (2x loss and
             # gradients on 2 ranks). Declaring that the model takes no loss kwargs keeps the mean as it is.
@@ -68,13 +69,13 @@ def _build_trainer_class():
 
         def create_optimizer(self, model=None):
             # Only trainable parameters reach the optimizer; with lr_decay each layer depth gets its own group.
-            if self.optimizer is None and self.lr_decay is not None:
+            if self.optimizer is None and (self.lr_decay is not None or self.all_parameters):
                 from .strategies import parameter_groups
 
                 optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
                 optimizer_kwargs.pop("lr", None)
                 groups = parameter_groups(self.model, self.args.learning_rate, self.args.weight_decay, self.lr_decay,
-                                          set(self.get_decay_parameter_names(self.model)))
+                                          set(self.get_decay_parameter_names(self.model)), self.all_parameters)
                 self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
                 return self.optimizer
             return super().create_optimizer(model) if model is not None else super().create_optimizer()
@@ -250,6 +251,8 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     prepared = task.prepare(recipe, data, tokenizer, has_eval)
     apply_freezing(prepared.model, recipe.strategy)
     callbacks = []
+    if recipe.strategy.name == "gradual":
+        callbacks.append(make_gradual_unfreezing(recipe.strategy.every))
     if recipe.early_stopping.patience is not None:
         if not has_eval:
             raise NLPTransferError(f"{recipe.source}: early_stopping needs an '{recipe.eval_split}' split in the data card")
@@ -263,6 +266,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
                                                  token_labels=prepared.token_labels),
             compute_metrics=prepared.metrics, callbacks=callbacks, task_loss=prepared.loss,
             preprocess_logits_for_metrics=prepared.preprocess_logits, lr_decay=recipe.strategy.lr_decay,
+            all_parameters=recipe.strategy.name == "gradual",
         )
     if args.should_save:
         eval_rows = len(data.splits[recipe.eval_split]) if has_eval else 0

@@ -106,3 +106,44 @@ def test_last_n_larger_than_the_model_is_an_error(sst2_toy, tiny_bert, tmp_path)
     recipe["strategy"] = {"name": "last-n", "n": 5}
     with pytest.raises(NLPTransferError, match="n must be between 0 and 2"):
         train(recipe)
+
+
+class RecordLayer(TrainerCallback):
+    """After every optimizer step: is the top layer trainable, and its query weight then."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        weight = model.base_model.encoder.layer[1].attention.self.query.weight
+        self.steps.append((state.global_step, weight.requires_grad, weight.detach().clone()))
+
+
+def test_gradual_unfreezing_opens_layers_on_schedule_and_they_then_move(sst2_toy, tiny_bert, tmp_path, monkeypatch):
+    import nlp_transfer.training as training
+
+    recorder = RecordLayer()
+    build = training._build_trainer_class
+
+    def with_recorder():
+        class Recording(build()):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.add_callback(recorder)
+
+        return Recording
+
+    monkeypatch.setattr(training, "_build_trainer_class", with_recorder)
+    before = initial_weights(tiny_bert)
+    recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=8, learning_rate=1e-2)
+    recipe["strategy"] = {"name": "gradual", "every": 3}
+    train(recipe)
+    opened = {step: trainable for step, trainable, _ in recorder.steps}
+    assert [opened[s] for s in range(1, 9)] == [False, False, False, True, True, True, True, True]
+    start = before["encoder.layer.1.attention.self.query.weight"]
+    for step, _, weight in recorder.steps:
+        assert torch.equal(weight, start) == (step <= 3)  # frozen until step 3, moving from the 4th update on
+    after = final_weights(tmp_path / "run")
+    assert not torch.equal(after["encoder.layer.0.attention.self.query.weight"],
+                           before["encoder.layer.0.attention.self.query.weight"])  # opened at step 6
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("embeddings."))  # due at step 9
