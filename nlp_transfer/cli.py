@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--dtype", default="float32", choices=("float32", "float16"))
     embed.add_argument("--chunk-size", type=int, default=8192, help="texts per saved chunk (resume granularity)")
 
+    export = sub.add_parser("export", help="write a LoRA run as a plain transformers model (adapter merged)")
+    export.add_argument("model", help="a trained output directory (strategy lora)")
+    export.add_argument("--merge", action="store_true", required=True, help="fold the adapter into the base weights")
+    export.add_argument("--output", required=True, help="folder for the merged model")
+
     cards = sub.add_parser("cards", help="list and validate data cards")
     cards.add_argument("folder", nargs="?", default="data_cards")
     return parser
@@ -178,7 +183,15 @@ def _cmd_embed(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "embed": _cmd_embed,
+def _cmd_export(args) -> int:
+    from .inference import export_merged
+
+    out = export_merged(args.model, args.output)
+    print(f"nlp-transfer: wrote the merged model to {out}")
+    return 0
+
+
+COMMANDS = {"export": _cmd_export, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "embed": _cmd_embed,
             "cards": _cmd_cards}
 
 

@@ -19,7 +19,7 @@ from .errors import NLPTransferError, did_you_mean
 
 TASKS = ("sequence-classification", "token-classification")
 PROBLEM_TYPES = ("auto", "single_label", "multi_label", "regression")
-STRATEGIES = ("full", "feature-extraction", "last-n", "gradual")
+STRATEGIES = ("full", "feature-extraction", "last-n", "gradual", "lora")
 
 
 @dataclass
@@ -36,6 +36,10 @@ class StrategyConfig:
     normalize: bool = False
     n: int = 2  # last-n: how many top encoder layers train
     every: Any = "epoch"  # gradual: open one more layer group from the top every N steps, or every epoch
+    r: int = 8  # lora: rank
+    alpha: int = 16  # lora: scaling (alpha / r)
+    dropout: float = 0.1  # lora: dropout on the adapter input
+    target_modules: list[str] | None = None  # lora: module names; None = peft's default for the architecture
     lr_decay: float | None = None  # layer-wise learning-rate decay, e.g. 0.9: lr * decay**depth from the top
 
 

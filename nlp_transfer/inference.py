@@ -200,6 +200,42 @@ def _valid_iob2(tags: list[str]) -> list[str]:
     return repair_iob2(tags)[0]
 
 
+def load_adapter(folder: str, loader, base_model: str, trust_remote_code: bool = False):
+    """A LoRA run's folder: the base model with the saved head config, then the adapter (and head) on top."""
+    from peft import PeftModel
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    base = loader.from_pretrained(resolve(base_model), config=config, trust_remote_code=trust_remote_code)
+    return PeftModel.from_pretrained(base, folder).eval()
+
+
+def export_merged(path: str | Path, output: str | Path) -> Path:
+    """Fold a LoRA run's adapter into its base model and write a plain transformers folder (atomically)."""
+    import shutil
+
+    from .io import move_contents
+
+    model = load_model(path)
+    inner = model.model
+    if not hasattr(inner, "merge_and_unload"):
+        raise NLPTransferError(f"{path}: not a LoRA run (no adapter to merge); it already loads with plain transformers")
+    merged = inner.merge_and_unload()
+    output = Path(output)
+    staging = output.parent / f".{output.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    merged.save_pretrained(staging)
+    model.tokenizer.save_pretrained(staging)
+    sidecar = json.loads((Path(path) / "nlp_transfer.json").read_text())
+    sidecar.pop("adapter", None)
+    (staging / "nlp_transfer.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    for name in ("metrics.json", "recipe.yaml", "README.md"):
+        if (Path(path) / name).is_file():
+            shutil.copy(Path(path) / name, staging / name)
+    move_contents(staging, output)
+    return output
+
+
 def load_model(path: str | Path, device: str | None = None, trust_remote_code: bool = False):
     """Load a directory written by ``nlp-transfer train``: a `TextClassifier` or a `TokenTagger`."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
@@ -218,7 +254,10 @@ def load_model(path: str | Path, device: str | None = None, trust_remote_code: b
         task = "token-classification" if token else "sequence-classification"
     loader = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
     try:
-        model = loader.from_pretrained(location, trust_remote_code=trust_remote_code)
+        if sidecar.get("adapter"):
+            model = load_adapter(location, loader, sidecar["adapter"]["base_model"], trust_remote_code)
+        else:
+            model = loader.from_pretrained(location, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise NLPTransferError(f"cannot load model '{path}': {str(exc).strip().splitlines()[0]}") from None
     if device:

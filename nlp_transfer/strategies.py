@@ -54,7 +54,7 @@ def _parameter_ids(module: torch.nn.Module) -> set[int]:
 def apply_freezing(model, strategy) -> None:
     """Set requires_grad as the strategy says."""
     name = strategy.name
-    if name in ("full", "gradual"):  # gradual: its callback freezes and opens layers during training
+    if name in ("full", "gradual", "lora"):  # gradual: its callback does it; lora: peft freezes the base
         return
     mapped = layer_map(model)
     if name == "feature-extraction":
@@ -158,3 +158,23 @@ def make_gradual_unfreezing(every):
                 self._open(model, state.global_step // every, state.global_step)
 
     return GradualUnfreezing()
+
+
+def apply_lora(model, strategy, task: str):
+    """Wrap ``model`` with LoRA adapters (peft). Target modules default to peft's choice for the architecture
+    (e.g. query/value for BERT-family); the task head is trained fully and saved with the adapter."""
+    try:
+        from peft import LoraConfig, TaskType, get_peft_model
+    except ImportError:
+        raise NLPTransferError("strategy lora needs the peft package; install it with `pip install peft`") from None
+    task_type = TaskType.TOKEN_CLS if task == "token-classification" else TaskType.SEQ_CLS
+    config = LoraConfig(task_type=task_type, r=strategy.r, lora_alpha=strategy.alpha, lora_dropout=strategy.dropout,
+                        target_modules=strategy.target_modules)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        kind = getattr(model.config, "model_type", type(model).__name__)
+        raise NLPTransferError(
+            f"LoRA cannot pick target modules for a '{kind}' model ({str(exc).splitlines()[0]}); set "
+            f"strategy.target_modules, e.g. [query, value]"
+        ) from None

@@ -30,7 +30,7 @@ from .errors import NLPTransferError, did_you_mean
 from .io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .models import load_tokenizer
 from .reports import model_card
-from .strategies import apply_freezing, make_gradual_unfreezing
+from .strategies import apply_freezing, apply_lora, make_gradual_unfreezing
 from .tasks import get_task
 from .tasks.classification import LOWER_IS_BETTER
 
@@ -250,6 +250,8 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     set_seed(recipe.seed)  # before the head is created, so the same seed gives the same run
     prepared = task.prepare(recipe, data, tokenizer, has_eval)
     apply_freezing(prepared.model, recipe.strategy)
+    if recipe.strategy.name == "lora":
+        prepared.model = apply_lora(prepared.model, recipe.strategy, recipe.task)
     callbacks = []
     if recipe.strategy.name == "gradual":
         callbacks.append(make_gradual_unfreezing(recipe.strategy.every))
@@ -368,6 +370,9 @@ def _save_outputs(trainer, recipe, card, data, metrics, prepared) -> None:
         return
     sidecar = {"task": recipe.task, "max_length": recipe.max_length, "label_names": data.label_names,
                **prepared.sidecar, "nlp_transfer_version": __version__}
+    if recipe.strategy.name == "lora":  # adapter + head only: keep the head's config and name the base model
+        trainer.model.base_model.model.config.save_pretrained(staging)
+        sidecar["adapter"] = {"base_model": recipe.model}
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; recipe.yaml holds the same settings
     write_json_atomic(staging / SIDECAR, sidecar)
     if recipe.test_split:  # scored once by the final model; never seen by training or checkpoint selection

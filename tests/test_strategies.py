@@ -1,6 +1,9 @@
 """Transfer strategies: frozen parameters stay bit-identical, trainable counts, layer-wise learning rates."""
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_recipe
@@ -147,3 +150,32 @@ def test_gradual_unfreezing_opens_layers_on_schedule_and_they_then_move(sst2_toy
     assert not torch.equal(after["encoder.layer.0.attention.self.query.weight"],
                            before["encoder.layer.0.attention.self.query.weight"])  # opened at step 6
     assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("embeddings."))  # due at step 9
+
+
+def test_lora_trains_adapters_and_head_and_merged_export_gives_the_same_logits(sst2_toy, tiny_bert, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from nlp_transfer import load_model
+    from nlp_transfer.cli import main
+
+    before = initial_weights(tiny_bert)
+    out = tmp_path / "run"
+    recipe = tiny_recipe(sst2_toy, tiny_bert, out, num_train_epochs=1, learning_rate=1e-2)
+    recipe["strategy"] = {"name": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
+    metrics = train(recipe).metrics
+    lora = 2 * 2 * (4 * 32 + 32 * 4)  # 2 layers x (query, value) x (A: r x in + B: out x r)
+    assert metrics["params"]["trainable"] == lora + 32 * 2 + 2  # adapters + the classification head
+    texts = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés"]
+    reloaded = load_model(out)
+    adapter_logits = reloaded.logits(texts)
+    rows = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
+    assert [p["label"] for p in reloaded.predict([r["text"] for r in rows])] == [r["predicted"] for r in rows]
+    assert main(["export", str(out), "--merge", "--output", str(tmp_path / "merged")]) == 0
+    merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged")  # plain transformers
+    assert merged.config.id2label == {0: "negative", 1: "positive"}
+    merged_logits = load_model(tmp_path / "merged").logits(texts)
+    np.testing.assert_allclose(merged_logits, adapter_logits, atol=1e-4)
+    base = {k.removeprefix("bert."): v for k, v in merged.state_dict().items()}
+    assert not torch.equal(base["encoder.layer.0.attention.self.query.weight"],
+                           before["encoder.layer.0.attention.self.query.weight"])  # the adapter was folded in
+    assert torch.equal(base["encoder.layer.0.attention.self.key.weight"], before["encoder.layer.0.attention.self.key.weight"])
