@@ -68,6 +68,7 @@ class Recipe:
     train_split: str = "train"
     eval_split: str = "validation"  # evaluated during training; selects the best checkpoint
     test_split: str | None = None  # scored once by the final model, never used for selection
+    train_rows: int | None = None  # train on a random subset of this many rows (seeded), e.g. for comparisons
     stride: int = 32  # subwords shared by overlapping windows of long inputs (NER training and prediction)
     label_all_subwords: bool = False  # NER: label every subword, not only the first of each word
     strict: bool = False  # NER: seqeval strict mode (entities must match the IOB2 scheme exactly)

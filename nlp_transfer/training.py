@@ -208,6 +208,18 @@ def _load_card_for(recipe: Recipe):
     return load_card(resolve_path(recipe.data, recipe))
 
 
+def _subsample(data, recipe: Recipe) -> None:
+    """Keep a seeded random ``train_rows`` of the training split (in file order), the same on every rank."""
+    import numpy as np
+
+    rows = data.splits[recipe.train_split]
+    if not isinstance(recipe.train_rows, int) or recipe.train_rows < 1:
+        raise NLPTransferError(f"{recipe.source}: train_rows must be a positive integer, got {recipe.train_rows!r}")
+    if recipe.train_rows < len(rows):
+        chosen = np.sort(np.random.default_rng(recipe.seed).choice(len(rows), recipe.train_rows, replace=False))
+        data.splits[recipe.train_split] = rows.select(chosen)
+
+
 def _problem_type(recipe: Recipe, card) -> str:
     if recipe.problem_type != "auto":
         card.problem_type = recipe.problem_type
@@ -231,6 +243,8 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
             raise NLPTransferError(f"{card.source}: no '{split}' split{did_you_mean(split, card.splits)}; "
                                    f"set train_split/test_split in the recipe or add the split to the card")
     data = load_data(card, [recipe.train_split] + ([recipe.eval_split] if has_eval else []), recipe.train_split)
+    if recipe.train_rows is not None:
+        _subsample(data, recipe)
     if recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head":
         if recipe.task != "sequence-classification":
             raise NLPTransferError(f"{recipe.source}: strategy feature-extraction (a probe) is for sequence-classification")
@@ -282,6 +296,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
 
     metrics = _collect_metrics(recipe, card, data.problem_type, main_metric, trainer, train_output, train_seconds,
                                eval_metrics, prepared.metrics, checkpoint)
+    metrics["rows"] = {split: len(rows) for split, rows in data.splits.items()}
     if any(data.repairs.values()):
         metrics["repaired_tags"] = data.repairs  # I- tags after O etc., made B- on reading
     _save_outputs(trainer, recipe, card, data, metrics, prepared)

@@ -138,3 +138,14 @@ def test_sentence_pairs_train_with_the_xlmr_style_model(tiny_xlmr, tmp_path):
     assert result.metrics["eval"]["accuracy"] == 1.0
     model = load_model(tmp_path / "run")
     assert model.predict([("the cat sat on the mat", "dogs fly over the sea")])[0]["label"] == "contradiction"
+
+
+def test_train_rows_takes_the_same_seeded_subset(sst2_toy, tiny_bert, tmp_path):
+    first = train(tiny_recipe(sst2_toy, tiny_bert, tmp_path / "a", max_steps=2), train_rows=50).metrics
+    assert first["rows"] == {"train": 50, "validation": 64}
+    again = train(tiny_recipe(sst2_toy, tiny_bert, tmp_path / "b", max_steps=2), train_rows=50).metrics
+    assert first["train"]["loss"] == again["train"]["loss"]
+    other = train(tiny_recipe(sst2_toy, tiny_bert, tmp_path / "c", max_steps=2), train_rows=50, seed=3).metrics
+    assert other["train"]["loss"] != first["train"]["loss"]
+    with pytest.raises(NLPTransferError, match="train_rows must be a positive integer"):
+        train(tiny_recipe(sst2_toy, tiny_bert, tmp_path / "d"), train_rows=0)
