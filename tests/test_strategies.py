@@ -52,6 +52,24 @@ def test_feature_extraction_head_trains_only_the_head(sst2_toy, tiny_bert, tmp_p
     assert metrics["params"]["trainable"] == 32 * 2 + 2
 
 
+def attach_callback(monkeypatch, callback):
+    """Make the next `train` call's Trainer also run ``callback``; returns it."""
+    import nlp_transfer.training as training
+
+    build = training._build_trainer_class
+
+    def with_callback():
+        class Recording(build()):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.add_callback(callback)
+
+        return Recording
+
+    monkeypatch.setattr(training, "_build_trainer_class", with_callback)
+    return callback
+
+
 class RecordLearningRates(TrainerCallback):
     """Reads the optimizer's groups after step 3."""
 
@@ -64,20 +82,7 @@ class RecordLearningRates(TrainerCallback):
 
 
 def test_layer_wise_learning_rates_follow_the_decay_formula(sst2_toy, tiny_bert, tmp_path, monkeypatch):
-    import nlp_transfer.training as training
-
-    recorder = RecordLearningRates()
-    build = training._build_trainer_class
-
-    def with_recorder():
-        class Recording(build()):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                self.add_callback(recorder)
-
-        return Recording
-
-    monkeypatch.setattr(training, "_build_trainer_class", with_recorder)
+    recorder = attach_callback(monkeypatch, RecordLearningRates())
     recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=6, learning_rate=1e-3, warmup_steps=0)
     recipe["strategy"] = {"name": "full", "lr_decay": 0.5}
     train(recipe)
@@ -123,20 +128,7 @@ class RecordLayer(TrainerCallback):
 
 
 def test_gradual_unfreezing_opens_layers_on_schedule_and_they_then_move(sst2_toy, tiny_bert, tmp_path, monkeypatch):
-    import nlp_transfer.training as training
-
-    recorder = RecordLayer()
-    build = training._build_trainer_class
-
-    def with_recorder():
-        class Recording(build()):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                self.add_callback(recorder)
-
-        return Recording
-
-    monkeypatch.setattr(training, "_build_trainer_class", with_recorder)
+    recorder = attach_callback(monkeypatch, RecordLayer())
     before = initial_weights(tiny_bert)
     recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=8, learning_rate=1e-2)
     recipe["strategy"] = {"name": "gradual", "every": 3}
