@@ -21,7 +21,7 @@ import numpy as np
 from .errors import NLPTransferError
 from .inference import TextClassifier
 from .tasks import classification as cls_task
-from .tasks.embeddings import Encoder, EmbedSettings
+from .tasks.embeddings import Encoder, EmbedSettings, _save_atomic
 
 GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # C for LogisticRegression; alpha = 1/C for Ridge
 PROBE_FILE = "probe.safetensors"
@@ -43,11 +43,7 @@ def features(encoder: Encoder, texts: list[str], pairs: list[str] | None, settin
     if pairs is not None:
         second = encoder.encode(pairs, settings)
         first = np.concatenate([first, second, np.abs(first - second), first * second], axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, first)
-    os.replace(tmp, path)
+    _save_atomic(path, first)
     return first
 
 

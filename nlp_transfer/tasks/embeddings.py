@@ -137,10 +137,10 @@ def _input_hash(texts: Sequence[str], model: str, settings: EmbedSettings) -> st
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    from ..io import atomic_open
+
+    with atomic_open(path, binary=True) as handle:
         np.save(handle, array)
-    os.replace(tmp, path)
 
 
 def embed(model: str | Encoder, texts: Sequence[str], output: str | Path | None = None, pooling: str = "mean",
