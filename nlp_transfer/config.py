@@ -79,6 +79,7 @@ class Recipe:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     training: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments
+    static: dict[str, Any] | None = None  # a static-embedding baseline instead of a transformer (nlp_transfer.static)
     source: str | None = field(default=None, repr=False)  # the recipe file, for messages
 
     def to_dict(self) -> dict[str, Any]:

@@ -245,6 +245,10 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     data = load_data(card, [recipe.train_split] + ([recipe.eval_split] if has_eval else []), recipe.train_split)
     if recipe.train_rows is not None:
         _subsample(data, recipe)
+    if recipe.static is not None:  # GloVe / word2vec / fastText baselines: same cards, same metrics.json
+        from .static.baselines import train_static
+
+        return RunResult(Path(recipe.output_dir), train_static(recipe, card, data))
     if recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head":
         if recipe.task != "sequence-classification":
             raise NLPTransferError(f"{recipe.source}: strategy feature-extraction (a probe) is for sequence-classification")
@@ -368,6 +372,8 @@ def _collect_metrics(recipe, card, problem_type, main_metric, trainer, train_out
             "resumed_from": checkpoint,
         },
         "params": _count_parameters(trainer.model),
+        # evaluation-split throughput of the trained model (Trainer's batched evaluation loop)
+        "predict": {"samples_per_second": eval_metrics.get("eval_samples_per_second")},
         "history": trainer.state.log_history,  # train loss and eval metrics per logging step: learning curves
         "world_size": trainer.args.world_size,
         "seed": recipe.seed,
