@@ -41,6 +41,10 @@ class StrategyConfig:
     dropout: float = 0.1  # lora: dropout on the adapter input
     target_modules: list[str] | None = None  # lora: module names; None = peft's default for the architecture
     lr_decay: float | None = None  # layer-wise learning-rate decay, e.g. 0.9: lr * decay**depth from the top
+    group_lrs: dict[str, float] | None = None  # discriminative groups: {embeddings, lower, upper, head} -> lr
+    head_warmup_steps: int | None = None  # two-stage: the head trains alone for this many steps first...
+    head_warmup_epochs: float | None = None  # ... or this many epochs
+    head_lr: float = 1e-3  # two-stage: the head's learning rate during the warm-up stage
 
 
 @dataclass
@@ -166,6 +170,7 @@ def validate(recipe: Recipe) -> Recipe:
             raise NLPTransferError(
                 f"{source}: {key} '{value}' is not supported{did_you_mean(value, allowed)} (choose from {', '.join(allowed)})"
             )
+    _validate_strategy(recipe.strategy, source)
     if recipe.data is None:
         raise NLPTransferError(f"{source}: no 'data' key; point it at a data card, e.g. data: data_cards/sst2.md")
     if not isinstance(recipe.max_length, int) or recipe.max_length < 8:
@@ -174,6 +179,28 @@ def validate(recipe: Recipe) -> Recipe:
     if cw is not None and cw != "balanced" and not (isinstance(cw, list) and all(isinstance(w, (int, float)) for w in cw)):
         raise NLPTransferError(f"{source}: class_weights must be 'balanced' or a list of numbers, got {cw!r}")
     return recipe
+
+
+def _validate_strategy(strategy: StrategyConfig, source: str) -> None:
+    from .strategies import check_group_lrs
+
+    strategy.group_lrs = check_group_lrs(strategy.group_lrs, source) or None
+    if strategy.group_lrs and strategy.lr_decay is not None:
+        raise NLPTransferError(f"{source}: strategy: set either lr_decay or group_lrs, not both")
+    if strategy.lr_decay is not None and not (isinstance(strategy.lr_decay, (int, float)) and 0 < strategy.lr_decay <= 1):
+        raise NLPTransferError(f"{source}: strategy.lr_decay must be in (0, 1], e.g. 0.9; got {strategy.lr_decay!r}")
+    warmup = strategy.head_warmup_steps is not None or strategy.head_warmup_epochs is not None
+    if warmup:
+        if strategy.head_warmup_steps is not None and strategy.head_warmup_epochs is not None:
+            raise NLPTransferError(f"{source}: strategy: set head_warmup_steps or head_warmup_epochs, not both")
+        if strategy.name not in ("full", "last-n"):
+            raise NLPTransferError(f"{source}: strategy {strategy.name} has no head warm-up stage; use it with full or last-n")
+        value = strategy.head_warmup_steps if strategy.head_warmup_steps is not None else strategy.head_warmup_epochs
+        if not isinstance(value, (int, float)) or value <= 0 or (strategy.head_warmup_steps is not None and not isinstance(value, int)):
+            raise NLPTransferError(f"{source}: strategy head warm-up must be a positive number of "
+                                   f"{'steps (an integer)' if strategy.head_warmup_steps is not None else 'epochs'}, got {value!r}")
+    if (strategy.group_lrs or strategy.lr_decay is not None) and strategy.name in ("lora", "feature-extraction"):
+        raise NLPTransferError(f"{source}: strategy {strategy.name} does not take lr_decay or group_lrs; use full, last-n or gradual")
 
 
 def load_recipe(path_or_values: str | Path | dict | Recipe | None = None, overrides: list[str] | None = None,

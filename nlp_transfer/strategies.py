@@ -4,8 +4,14 @@
 - ``last-n``: embeddings and the lower layers are frozen; the top ``n`` encoder layers and the head train.
 - ``feature-extraction`` with ``probe: head``: the whole encoder is frozen, only the task head trains (in Trainer).
   (With the default ``probe: logistic`` it is the scikit-learn probe of `nlp_transfer.probe`.)
-- ``lr_decay`` (combinable with any of them): layer-wise learning rates, ``lr * decay**depth`` where depth is 0 for the
-  head and the top layer, 1 for the layer below, ..., and num_layers for the embeddings.
+- ``gradual``: the head first, then one more layer group from the top every ``every`` steps or epoch.
+- ``lora``: low-rank adapters (peft) and a fully trained head.
+- ``lr_decay`` (combinable with full, last-n, gradual): layer-wise learning rates, ``lr * decay**depth`` where depth
+  is 0 for the head and the top layer, 1 for the layer below, ..., and num_layers for the embeddings.
+- ``group_lrs`` (instead of lr_decay): discriminative learning rates for four groups, embeddings / lower half of
+  the layers / upper half / head.
+- ``head_warmup_steps`` or ``head_warmup_epochs`` (with full or last-n): two-stage fine-tuning; the head trains
+  alone at ``head_lr`` first, then the strategy's parameters open at ``training.learning_rate`` (lower).
 
 Layers are discovered without per-model code: the embeddings are the base model's ``embeddings`` module and the
 encoder layers the base model's ``nn.ModuleList`` whose length is ``config.num_hidden_layers`` (BERT, RoBERTa,
@@ -77,35 +83,87 @@ def apply_freezing(model, strategy) -> None:
     raise NLPTransferError(f"strategy '{name}' cannot be applied here")
 
 
-def depth_of_parameters(model) -> dict[int, int]:
-    """id(parameter) -> depth from the top: 0 for the head and the top layer, num_layers for the embeddings."""
+GROUPS = ("embeddings", "lower", "upper", "head")  # discriminative groups, bottom to top
+
+
+def parameter_roles(model) -> dict[int, tuple[str, int]]:
+    """id(parameter) -> (group, depth). Groups: ``embeddings``; ``lower`` = the bottom half of the encoder
+    layers (``n // 2`` of them), ``upper`` = the rest; ``head`` = everything above the layers (pooler and task
+    head). Depth counts from the top: 0 for the head and the top layer, num_layers for the embeddings."""
     mapped = layer_map(model)
     total = len(mapped.layers)
-    depth = {id(p): 0 for p in model.parameters()}  # head, pooler: depth 0
+    roles = {id(p): ("head", 0) for p in model.parameters()}
     for index, layer in enumerate(mapped.layers):
         for parameter in layer.parameters():
-            depth[id(parameter)] = total - 1 - index
+            roles[id(parameter)] = ("lower" if index < total // 2 else "upper", total - 1 - index)
     for parameter in mapped.embeddings.parameters():
-        depth[id(parameter)] = total
-    return depth
+        roles[id(parameter)] = ("embeddings", total)
+    return roles
+
+
+def depth_of_parameters(model) -> dict[int, int]:
+    """id(parameter) -> depth from the top: 0 for the head and the top layer, num_layers for the embeddings."""
+    return {key: depth for key, (_, depth) in parameter_roles(model).items()}
+
+
+def check_group_lrs(group_lrs, source: str = "recipe") -> dict[str, float]:
+    if group_lrs is None:
+        return {}
+    if not isinstance(group_lrs, dict):
+        raise NLPTransferError(f"{source}: strategy.group_lrs must map groups ({', '.join(GROUPS)}) to learning rates")
+    from .errors import did_you_mean
+
+    out = {}
+    for key, value in group_lrs.items():
+        if key not in GROUPS:
+            raise NLPTransferError(f"{source}: strategy.group_lrs: unknown group '{key}'{did_you_mean(key, GROUPS)} "
+                                   f"(groups: {', '.join(GROUPS)})")
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            raise NLPTransferError(f"{source}: strategy.group_lrs.{key} must be a number, got {value!r}") from None
+        if out[key] < 0:
+            raise NLPTransferError(f"{source}: strategy.group_lrs.{key} must be >= 0, got {value!r}")
+    return out
 
 
 def parameter_groups(model, learning_rate: float, weight_decay: float, decay: float | None,
-                     decay_names: set[str], include_frozen: bool = False) -> list[dict]:
-    """Optimizer groups: layer-wise lr (``lr * decay**depth``) when ``decay`` is set; weight decay only on
-    ``decay_names`` (Trainer's choice: not on biases and LayerNorm weights). Frozen parameters are left out
-    unless ``include_frozen`` (gradual unfreezing opens them later)."""
-    depth = depth_of_parameters(model) if decay is not None else {}
-    groups: dict[tuple[int, bool], dict] = {}
+                     decay_names: set[str], include_frozen: bool = False,
+                     group_lrs: dict[str, float] | None = None) -> list[dict]:
+    """Optimizer groups.
+
+    - ``decay`` (layer-wise decay): lr * decay**depth, depth 0 for the head and the top layer;
+    - ``group_lrs`` (discriminative groups): an explicit lr for ``embeddings``/``lower``/``upper``/``head``,
+      the others keep ``learning_rate``;
+    - neither: one lr (head and encoder still in separate groups, so a two-stage schedule can tell them apart).
+
+    Weight decay only on ``decay_names`` (Trainer's choice: not on biases and LayerNorm weights). Frozen
+    parameters are left out unless ``include_frozen`` (gradual unfreezing and head warm-up open them later).
+    Each group carries ``role`` (its discriminative group, ``head`` for the head) and ``depth``."""
+    if decay is not None and group_lrs:
+        raise NLPTransferError("strategy: use either lr_decay or group_lrs, not both")
+    try:
+        roles = parameter_roles(model)
+    except NLPTransferError:
+        if decay is not None or group_lrs:
+            raise
+        roles = {}  # an unmappable model without per-layer rates: one group (plus no-decay)
+    groups: dict[tuple, dict] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad and not include_frozen:
             continue
-        level = depth.get(id(parameter), 0)
+        role, depth = roles.get(id(parameter), ("head", 0))
+        if decay is not None:
+            lr = learning_rate * decay ** depth
+        elif group_lrs:
+            lr = group_lrs.get(role, learning_rate)
+        else:
+            lr = learning_rate
         no_decay = name not in decay_names
-        key = (level, no_decay)
+        key = (depth, GROUPS.index(role), no_decay)
         if key not in groups:
-            groups[key] = {"params": [], "lr": learning_rate * (decay ** level if decay is not None else 1.0),
-                           "weight_decay": 0.0 if no_decay else weight_decay, "depth": level}
+            groups[key] = {"params": [], "lr": lr, "weight_decay": 0.0 if no_decay else weight_decay,
+                           "depth": depth, "role": role}
         groups[key]["params"].append(parameter)
     return [groups[key] for key in sorted(groups)]
 
@@ -158,6 +216,70 @@ def make_gradual_unfreezing(every):
                 self._open(model, state.global_step // every, state.global_step)
 
     return GradualUnfreezing()
+
+
+def make_head_warmup(steps: int | None = None, epochs: float | None = None):
+    """A TrainerCallback for two-stage fine-tuning: the head (and pooler) train alone for the first stage,
+    then the parameters the strategy trains open (everything for ``full``, the top layers for ``last-n``).
+
+    The stage length is ``steps``, or ``epochs`` converted to steps by `TaskTrainer` once it knows the number
+    of steps per epoch (it sets ``callback.steps``). The learning rates of the two stages come from
+    `two_stage_schedule`."""
+    from transformers import TrainerCallback
+
+    if steps is None and epochs is None:
+        raise NLPTransferError("head warm-up needs head_warmup_steps or head_warmup_epochs")
+
+    class HeadWarmup(TrainerCallback):
+        def __init__(self):
+            self.steps = steps
+            self.epochs = epochs
+            self.after: dict[int, bool] = {}
+            self.opened_at: int | None = None
+
+        def _open(self, model, step: int) -> None:
+            for parameter in model.parameters():
+                parameter.requires_grad = self.after.get(id(parameter), parameter.requires_grad)
+            self.opened_at = step
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.after = {id(p): p.requires_grad for p in model.parameters()}  # what the strategy trains
+            if state.global_step >= self.steps:  # resumed after the warm-up
+                self._open(model, state.global_step)
+                return
+            mapped = layer_map(model)
+            pooler = _parameter_ids(getattr(mapped.base, "pooler", None) or torch.nn.Module())
+            for parameter in mapped.base.parameters():
+                parameter.requires_grad = parameter.requires_grad and id(parameter) in pooler
+
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            if self.opened_at is None and state.global_step >= self.steps:
+                self._open(model, state.global_step)
+
+    return HeadWarmup()
+
+
+def two_stage_schedule(optimizer, stage_steps: int, total_steps: int, warmup_steps: int, head_lr: float):
+    """LambdaLR for two-stage fine-tuning. Stage 1 (``stage_steps``): head groups at the constant ``head_lr``,
+    the rest at 0. Stage 2: every group at its own learning rate under the linear schedule (warm-up over
+    ``warmup_steps``, then linear decay to 0 at ``total_steps``), counted from the start of stage 2."""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    length = max(1, total_steps - stage_steps)
+
+    def second(step: int) -> float:
+        s = step - stage_steps
+        if s < warmup_steps:
+            return s / max(1, warmup_steps)
+        return max(0.0, (length - s) / max(1, length - warmup_steps))
+
+    def for_group(group):
+        if group.get("role") == "head":
+            factor = head_lr / group["lr"] if group["lr"] > 0 else 0.0
+            return lambda step: factor if step < stage_steps else second(step)
+        return lambda step: 0.0 if step < stage_steps else second(step)
+
+    return LambdaLR(optimizer, [for_group(group) for group in optimizer.param_groups])
 
 
 def apply_lora(model, strategy, task: str):

@@ -30,7 +30,7 @@ from .errors import NLPTransferError, did_you_mean
 from .io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .models import load_tokenizer
 from .reports import model_card
-from .strategies import apply_freezing, apply_lora, make_gradual_unfreezing
+from .strategies import apply_freezing, apply_lora, make_gradual_unfreezing, make_head_warmup
 from .tasks import get_task
 from .tasks.classification import LOWER_IS_BETTER
 
@@ -49,9 +49,13 @@ def _build_trainer_class():
     class TaskTrainer(Trainer):
         """Stock Trainer, plus: a task's own loss (class weights), and evaluation read in dataset order."""
 
-        def __init__(self, *args, task_loss=None, lr_decay=None, all_parameters=False, **kwargs):
+        def __init__(self, *args, task_loss=None, lr_decay=None, all_parameters=False, group_lrs=None,
+                     head_warmup=None, head_lr=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.lr_decay = lr_decay
+            self.group_lrs = group_lrs
+            self.head_warmup = head_warmup  # the two-stage callback; its stage length is resolved here
+            self.head_lr = head_lr
             self.all_parameters = all_parameters  # gradual unfreezing: frozen layers join the optimizer now
             # Our heads return a batch *mean* loss and ignore num_items_in_batch, but their forward() takes
             # **kwargs, so Trainer would multiply the loss by the number of processes under DDP (2x loss and
@@ -69,16 +73,40 @@ def _build_trainer_class():
 
         def create_optimizer(self, model=None):
             # Only trainable parameters reach the optimizer; with lr_decay each layer depth gets its own group.
-            if self.optimizer is None and (self.lr_decay is not None or self.all_parameters):
+            custom = self.lr_decay is not None or self.all_parameters or self.group_lrs or self.head_warmup
+            if self.optimizer is None and custom:
                 from .strategies import parameter_groups
 
                 optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
                 optimizer_kwargs.pop("lr", None)
                 groups = parameter_groups(self.model, self.args.learning_rate, self.args.weight_decay, self.lr_decay,
-                                          set(self.get_decay_parameter_names(self.model)), self.all_parameters)
+                                          set(self.get_decay_parameter_names(self.model)), self.all_parameters,
+                                          self.group_lrs)
                 self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
                 return self.optimizer
             return super().create_optimizer(model) if model is not None else super().create_optimizer()
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if self.head_warmup is None or self.lr_scheduler is not None:
+                return super().create_scheduler(num_training_steps, optimizer)
+            from .strategies import two_stage_schedule
+
+            if self.args.lr_scheduler_type != "linear":
+                raise NLPTransferError("head warm-up (two-stage) uses the linear schedule; remove training.lr_scheduler_type")
+            stage = self.head_warmup.steps
+            if stage is None:  # epochs -> steps, from this run's steps per epoch
+                per_epoch = num_training_steps / max(self.args.num_train_epochs, 1e-9)
+                if self.args.max_steps > 0:
+                    raise NLPTransferError("with training.max_steps, give the warm-up as head_warmup_steps")
+                stage = self.head_warmup.steps = max(1, round(self.head_warmup.epochs * per_epoch))
+            if stage >= num_training_steps:
+                raise NLPTransferError(f"the head warm-up ({stage} steps) is as long as the whole run "
+                                       f"({num_training_steps} steps); shorten it or train longer")
+            warmup = self.args.get_warmup_steps(num_training_steps - stage)
+            self.lr_scheduler = two_stage_schedule(optimizer or self.optimizer, stage, num_training_steps, warmup,
+                                                   self.head_lr)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.task_loss is None or "labels" not in inputs:
@@ -273,6 +301,10 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     callbacks = []
     if recipe.strategy.name == "gradual":
         callbacks.append(make_gradual_unfreezing(recipe.strategy.every))
+    head_warmup = None
+    if recipe.strategy.head_warmup_steps is not None or recipe.strategy.head_warmup_epochs is not None:
+        head_warmup = make_head_warmup(recipe.strategy.head_warmup_steps, recipe.strategy.head_warmup_epochs)
+        callbacks.append(head_warmup)
     if recipe.early_stopping.patience is not None:
         if not has_eval:
             raise NLPTransferError(f"{recipe.source}: early_stopping needs an '{recipe.eval_split}' split in the data card")
@@ -286,7 +318,8 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
                                                  token_labels=prepared.token_labels),
             compute_metrics=prepared.metrics, callbacks=callbacks, task_loss=prepared.loss,
             preprocess_logits_for_metrics=prepared.preprocess_logits, lr_decay=recipe.strategy.lr_decay,
-            all_parameters=recipe.strategy.name == "gradual",
+            all_parameters=recipe.strategy.name == "gradual" or head_warmup is not None,
+            group_lrs=recipe.strategy.group_lrs, head_warmup=head_warmup, head_lr=recipe.strategy.head_lr,
         )
     if args.should_save:
         eval_rows = len(data.splits[recipe.eval_split]) if has_eval else 0

@@ -171,3 +171,83 @@ def test_lora_trains_adapters_and_head_and_merged_export_gives_the_same_logits(s
     assert not torch.equal(base["encoder.layer.0.attention.self.query.weight"],
                            before["encoder.layer.0.attention.self.query.weight"])  # the adapter was folded in
     assert torch.equal(base["encoder.layer.0.attention.self.key.weight"], before["encoder.layer.0.attention.self.key.weight"])
+
+
+class RecordGroups(TrainerCallback):
+    """After every optimizer step: (role, depth, lr) of each optimizer group, and the top layer's state."""
+
+    def __init__(self):
+        self.lrs, self.layer = {}, {}
+
+    def on_step_end(self, args, state, control, optimizer=None, model=None, **kwargs):
+        self.lrs[state.global_step] = [(g["role"], g["depth"], g["lr"]) for g in optimizer.param_groups]
+        weight = model.base_model.encoder.layer[1].attention.self.query.weight
+        head = model.classifier.weight
+        self.layer[state.global_step] = (weight.requires_grad, weight.detach().clone(), head.detach().clone())
+
+
+def test_discriminative_groups_get_their_own_learning_rates(sst2_toy, tiny_bert, tmp_path, monkeypatch):
+    recorder = attach_callback(monkeypatch, RecordGroups())
+    recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=6, learning_rate=5e-4, warmup_steps=0)
+    wanted = {"embeddings": 1e-4, "lower": 2e-4, "head": 1e-3}  # upper: not given, keeps learning_rate
+    recipe["strategy"] = {"name": "full", "group_lrs": wanted}
+    train(recipe)
+    seen = recorder.lrs[3]
+    assert {role for role, _, _ in seen} == {"embeddings", "lower", "upper", "head"}
+    for role, depth, lr in seen:  # tiny BERT: layer 0 is the lower half, layer 1 the upper
+        assert depth == {"embeddings": 2, "lower": 1, "upper": 0, "head": 0}[role]
+        assert lr == pytest.approx(wanted.get(role, 5e-4) * (6 - 3) / 6, rel=1e-6)
+
+
+def test_discriminative_groups_reject_unknown_groups_and_lr_decay_together(sst2_toy, tiny_bert, tmp_path):
+    recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run")
+    recipe["strategy"] = {"name": "full", "group_lrs": {"uper": 1e-4}}
+    with pytest.raises(NLPTransferError, match="unknown group 'uper'.*did you mean 'upper'"):
+        train(recipe)
+    recipe["strategy"] = {"name": "full", "group_lrs": {"upper": 1e-4}, "lr_decay": 0.9}
+    with pytest.raises(NLPTransferError, match="either lr_decay or group_lrs"):
+        train(recipe)
+
+
+def test_two_stage_trains_the_head_alone_then_everything_at_the_lower_rate(sst2_toy, tiny_bert, tmp_path, monkeypatch):
+    recorder = attach_callback(monkeypatch, RecordGroups())
+    before = initial_weights(tiny_bert)
+    recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=8, learning_rate=1e-3, warmup_steps=0)
+    recipe["strategy"] = {"name": "full", "head_warmup_steps": 3, "head_lr": 1e-2}
+    metrics = train(recipe).metrics
+    start = before["encoder.layer.1.attention.self.query.weight"]
+    for step in range(1, 9):
+        trainable, weight, _ = recorder.layer[step]
+        assert trainable == (step > 3), step  # opened at the start of step 4
+        assert torch.equal(weight, start) == (step <= 3), step  # frozen while the head warms up, then moves
+    heads = [recorder.layer[step][2] for step in (1, 2, 3)]
+    assert not torch.equal(heads[0], heads[1]) and not torch.equal(heads[1], heads[2])  # the head trains in stage 1
+    for step in (1, 2):  # stage 1: the head at head_lr, the encoder at 0
+        for role, _, lr in recorder.lrs[step]:
+            assert lr == pytest.approx(1e-2 if role == "head" else 0.0)
+    for step in (3, 5):  # stage 2: everything at learning_rate under a linear decay over the remaining 5 steps
+        for role, _, lr in recorder.lrs[step]:
+            assert lr == pytest.approx(1e-3 * (5 - (step - 3)) / 5, rel=1e-6)
+    assert metrics["params"]["trainable"] == sum(v.numel() for v in before.values()) + 32 * 2 + 2
+
+
+def test_two_stage_with_last_n_opens_only_the_top_layers(sst2_toy, tiny_bert, tmp_path):
+    before = initial_weights(tiny_bert)
+    recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=6, learning_rate=1e-2)
+    recipe["strategy"] = {"name": "last-n", "n": 1, "head_warmup_steps": 2}
+    train(recipe)
+    after = final_weights(tmp_path / "run")
+    for name, value in before.items():
+        if name.startswith(("embeddings.", "encoder.layer.0.")):
+            assert torch.equal(after[name], value), name
+    assert not torch.equal(after["encoder.layer.1.output.dense.weight"], before["encoder.layer.1.output.dense.weight"])
+
+
+def test_head_warmup_is_refused_where_it_has_no_meaning(sst2_toy, tiny_bert, tmp_path):
+    recipe = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=4)
+    recipe["strategy"] = {"name": "lora", "head_warmup_steps": 2}
+    with pytest.raises(NLPTransferError, match="no head warm-up stage"):
+        train(recipe)
+    recipe["strategy"] = {"name": "full", "head_warmup_steps": 4}
+    with pytest.raises(NLPTransferError, match="as long as the whole run"):
+        train(recipe)
