@@ -7,6 +7,8 @@
 """
 __version__ = "0.1.0"
 
+# not lazy: a wrapper named `compare` would be replaced by the submodule nlp_transfer.compare once imported
+from .compare import compare  # noqa: E402  (stdlib only at import; matplotlib loads when plotting)
 from .config import Recipe, load_recipe  # noqa: E402
 from .errors import NLPTransferError  # noqa: E402
 
@@ -39,4 +41,4 @@ def evaluate(model_dir, data, split="validation", batch_size=64):
     return _evaluate(model_dir, data, split, batch_size)
 
 
-__all__ = ["NLPTransferError", "Recipe", "embed", "evaluate", "load_model", "load_recipe", "train", "__version__"]
+__all__ = ["NLPTransferError", "Recipe", "compare", "embed", "evaluate", "load_model", "load_recipe", "train", "__version__"]

@@ -1,4 +1,4 @@
-"""The ``nlp-transfer`` command: train, predict, evaluate, cards.
+"""The ``nlp-transfer`` command: train, predict, evaluate, embed, export, compare, cards.
 
 Errors in the user's input print one line (``error: file: line N: what; fix``) and exit with 2.
 """
@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="a trained output directory (strategy lora)")
     export.add_argument("--merge", action="store_true", required=True, help="fold the adapter into the base weights")
     export.add_argument("--output", required=True, help="folder for the merged model")
+
+    compare = sub.add_parser("compare", help="side-by-side report (Markdown, HTML, plots) of finished runs")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders holding metrics.json, e.g. runs/strategies/*")
+    compare.add_argument("--out", default="reports/compare", help="folder for report.md, report.html and the PNG plots")
+    compare.add_argument("--title", help="report title (default: the data sets and the run count)")
 
     cards = sub.add_parser("cards", help="list and validate data cards")
     cards.add_argument("folder", nargs="?", default="data_cards")
@@ -144,6 +149,15 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from .compare import load_runs, write_report
+
+    report = write_report(load_runs(args.runs), args.out, args.title)
+    print(report.table)
+    print("\nnlp-transfer: wrote " + ", ".join(str(path) for path in report.files))
+    return 0
+
+
 def _cmd_cards(args) -> int:
     from .data.readers import load_card
 
@@ -192,7 +206,7 @@ def _cmd_export(args) -> int:
 
 
 COMMANDS = {"export": _cmd_export, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "embed": _cmd_embed,
-            "cards": _cmd_cards}
+            "cards": _cmd_cards, "compare": _cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,486 @@
+"""Side-by-side report of finished runs: one table (Markdown + self-contained HTML) and PNG plots.
+
+    from nlp_transfer import compare
+    folder = compare(["runs/sst2-minilm", "runs/sst2-minilm-probe"], output="reports/sst2")
+    # folder/report.md, report.html, metrics.png, learning_curves.png, confusion.png
+
+or ``nlp-transfer compare runs/sst2-minilm runs/strategies/* --out reports/sst2``.
+
+Every run folder holds the ``metrics.json`` that training, the probe or a static baseline wrote; a key an
+older run lacks shows as "—". Rows are grouped by task (then data set and metric name: scores on different
+data or metrics do not compare), best main metric first.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import NLPTransferError, did_you_mean
+from .io import atomic_open, write_text_atomic
+
+MISSING = "—"
+LOWER_IS_BETTER = {"loss", "mse", "mae"}
+MAX_LABELS = 8  # per-class F1 cell: more labels than this are cut with "… (+N)"
+PLOTS = ("metrics.png", "learning_curves.png", "confusion.png")
+COLUMNS = ("run", "task", "data", "model", "strategy", "metric", "eval", "test", "per-class / per-type F1",
+           "trainable params", "train time", "predict samples/s")
+
+
+# ---------------------------------------------------------------------------------------------- loading runs
+
+@dataclass
+class Run:
+    """One finished run: its folder, the name shown in the report and its metrics.json."""
+
+    path: Path
+    metrics: dict[str, Any]
+    name: str = ""
+    subset: int | None = None  # train_rows from the run's recipe.yaml (older metrics.json lack "rows")
+
+    def get(self, *keys: str) -> Any:
+        """Nested lookup that returns None where any level is missing: ``run.get("eval", "accuracy")``."""
+        value: Any = self.metrics
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    @property
+    def main(self) -> str | None:
+        return self.metrics.get("main_metric")
+
+    @property
+    def score(self) -> float | None:
+        """The main metric on the evaluation split, or None."""
+        return _number(self.get("eval", self.main)) if self.main else None
+
+    @property
+    def test_score(self) -> float | None:
+        return _number(self.get("test", self.main)) if self.main else None
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        return (str(self.metrics.get("task") or MISSING), str(self.metrics.get("data") or MISSING),
+                str(self.main or MISSING))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _runs_inside(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if (p / "metrics.json").is_file()) if folder.is_dir() else []
+
+
+def _missing_run_error(folder: Path) -> NLPTransferError:
+    """One line naming the folder and the fix: a close sibling, or the run folders inside it."""
+    inside = _runs_inside(folder)
+    if inside:
+        return NLPTransferError(f"'{folder}' holds no metrics.json but {len(inside)} run folder(s) inside it do; "
+                                f"pass those, e.g. '{folder}/*' or '{inside[0]}'")
+    parent = folder.parent
+    siblings = [p.name for p in _runs_inside(parent) if p.name != folder.name]
+    prefix = "" if str(parent) == "." else f"{parent}/"
+    hint = did_you_mean(folder.name, siblings, prefix=prefix)
+    fix = hint or "; pass a folder written by 'nlp-transfer train' (it holds metrics.json)"
+    what = "has no metrics.json (not a finished run)" if folder.is_dir() else "does not exist"
+    return NLPTransferError(f"run folder '{folder}' {what}{fix}")
+
+
+def load_run(folder: str | Path) -> Run:
+    folder = Path(folder)
+    if folder.name == "metrics.json" and folder.is_file():  # the file itself is fine too
+        folder = folder.parent
+    path = folder / "metrics.json"
+    if not path.is_file():
+        raise _missing_run_error(folder)
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise NLPTransferError(f"{path}: corrupt metrics.json (line {exc.lineno} column {exc.colno}: {exc.msg}); "
+                               f"rerun the run that wrote it, or leave '{folder}' out") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NLPTransferError(f"{path}: cannot read it ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
+    if not isinstance(metrics, dict):
+        raise NLPTransferError(f"{path}: corrupt metrics.json (a JSON {type(metrics).__name__}, expected an object "
+                               f"with task, model, eval); rerun the run that wrote it")
+    return Run(folder, metrics, subset=_recipe_train_rows(folder / "recipe.yaml"))
+
+
+def _recipe_train_rows(path: Path) -> int | None:
+    """Context only: a missing or unreadable recipe.yaml just leaves the row count out."""
+    import yaml
+
+    try:
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    rows = recipe.get("train_rows") if isinstance(recipe, dict) else None
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) else None
+
+
+def load_runs(run_dirs) -> list[Run]:
+    """Load each folder's metrics.json (duplicates dropped) and give each run a unique display name."""
+    if isinstance(run_dirs, (str, Path)):
+        run_dirs = [run_dirs]
+    runs, seen = [], set()
+    for folder in run_dirs:
+        run = load_run(folder)
+        if run.path.resolve() not in seen:
+            seen.add(run.path.resolve())
+            runs.append(run)
+    if not runs:
+        raise NLPTransferError("compare: no run folders given; pass one or more, e.g. runs/sst2-minilm runs/strategies/*")
+    _name_runs(runs)
+    return runs
+
+
+def _name_runs(runs: list[Run]) -> None:
+    """The folder name, or as many trailing path parts as it takes to tell same-named folders apart."""
+    parts = [run.path.resolve().parts for run in runs]
+    depth = 1
+    while True:
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names) or depth >= max(map(len, parts)):
+            break
+        depth += 1
+    for run, name in zip(runs, names):
+        run.name = name
+
+
+def sort_runs(runs: list[Run]) -> list[Run]:
+    """Task, then data set and metric name, then best main metric first (runs without one last)."""
+    def key(run: Run):
+        score = run.score
+        missing = score is None or math.isnan(score)
+        sign = 1 if run.main in LOWER_IS_BETTER else -1
+        return (*run.group, missing, 0.0 if missing else sign * score, run.name)
+
+    return sorted(runs, key=key)
+
+
+# ---------------------------------------------------------------------------------------------- table cells
+
+def _fmt_score(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.4f}"
+
+
+def _fmt_count(count: float) -> str:
+    for limit, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if count >= limit:
+            return f"{count / limit:.1f}{unit}"
+    return f"{count:.0f}"
+
+
+def _fmt_percent(share: float) -> str:
+    if share >= 10 or share == 0:
+        return f"{share:.0f}%"
+    return f"{share:.1f}%" if share >= 1 else f"{share:.2g}%"
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def _fmt_rate(rate: float) -> str:
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
+
+
+def _split_note(value: str, split: Any, usual: str) -> str:
+    return value if value == MISSING or not split or split == usual else f"{value} ({split})"
+
+
+def per_label_f1(run: Run) -> str:
+    """``negative 0.8918, positive 0.8992`` from eval.per_class (classification) or eval.per_type (NER)."""
+    table = run.get("eval", "per_class") or run.get("eval", "per_type")
+    if not isinstance(table, dict):
+        return MISSING
+    cells = [f"{label} {_fmt_score(_number(scores.get('f1')))}" for label, scores in table.items()
+             if isinstance(scores, dict)]
+    if len(cells) > MAX_LABELS:
+        cells = cells[:MAX_LABELS] + [f"… (+{len(cells) - MAX_LABELS})"]
+    return ", ".join(cells) or MISSING
+
+
+def trainable_params(run: Run) -> str:
+    trainable, total = _number(run.get("params", "trainable")), _number(run.get("params", "total"))
+    if trainable is None:
+        return MISSING
+    return _fmt_count(trainable) + (f" ({_fmt_percent(100 * trainable / total)})" if total else "")
+
+
+def predict_rate(run: Run) -> float | None:
+    """predict.samples_per_second; older runs lack it, so fall back on the evaluation throughput that the
+    Trainer logged in history (the same measurement: the batched evaluation loop of the trained model)."""
+    rate = _number(run.get("predict", "samples_per_second"))
+    if rate is None:
+        history = run.metrics.get("history")
+        logged = [_number(e.get("eval_samples_per_second")) for e in history if isinstance(e, dict)] \
+            if isinstance(history, list) else []
+        rate = next((r for r in reversed(logged) if r is not None), None)
+    return rate
+
+
+def row(run: Run) -> dict[str, str]:
+    """The report's cells for one run, keyed by COLUMNS."""
+    runtime, rate = _number(run.get("train", "runtime_s")), predict_rate(run)
+    text = {key: str(run.metrics.get(key) or MISSING) for key in ("task", "data", "model", "strategy")}
+    train_rows = _number(run.get("rows", "train")) or run.subset
+    if train_rows is not None:  # subsets (train_rows) score differently from the full split: say so
+        text["data"] += f" ({train_rows:,.0f} train)"
+    return {
+        "run": run.name, **text,
+        "metric": run.main or MISSING,
+        "eval": _split_note(_fmt_score(run.score), run.metrics.get("eval_split"), "validation"),
+        "test": _split_note(_fmt_score(run.test_score), run.metrics.get("test_split"), "test"),
+        "per-class / per-type F1": per_label_f1(run),
+        "trainable params": trainable_params(run),
+        "train time": MISSING if runtime is None else _fmt_duration(runtime),
+        "predict samples/s": MISSING if rate is None else _fmt_rate(rate),
+    }
+
+
+def markdown_table(runs: list[Run]) -> str:
+    """The comparison table in Markdown, rows in report order (``sort_runs``)."""
+    def cell(value: str) -> str:
+        return value.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(cell(row(run)[c]) for c in COLUMNS) + " |" for run in sort_runs(runs)]
+    return "\n".join(lines)
+
+
+def html_table(runs: list[Run]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(row(run)[c])}</td>" for c in COLUMNS) + "</tr>"
+                     for run in sort_runs(runs))
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+def _figure(width: float, height: float):
+    """A figure on the Agg canvas, without pyplot: no GUI backend, no global state to leak between calls."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _colours(runs: list[Run]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if len(runs) <= 10 else "tab20"]
+    return {run.name: palette(i % palette.N) for i, run in enumerate(runs)}
+
+
+def metrics_plot(runs: list[Run]) -> bytes | None:
+    """Horizontal bars of the main metric per run, one colour per task group; a diamond marks the test score."""
+    scored = [run for run in sort_runs(runs) if run.score is not None and not math.isnan(run.score)]
+    if not scored:
+        return None
+    from matplotlib import colormaps
+
+    groups = list(dict.fromkeys(run.group for run in scored))
+    palette = colormaps["Set2"]
+    figure = _figure(8.5, 1.2 + 0.42 * len(scored) + 0.3 * len(groups))
+    axes = figure.add_subplot()
+    positions, y = [], 0.0
+    for index, group in enumerate(groups):
+        members = [run for run in scored if run.group == group]
+        ys = [y + i for i in range(len(members))]
+        positions += ys
+        axes.barh(ys, [run.score for run in members], color=palette(index % palette.N), height=0.7,
+                  label=" · ".join(group))
+        for run, at in zip(members, ys):
+            axes.text(run.score, at, f" {run.score:.4f}", va="center", fontsize=8)
+            if run.test_score is not None:
+                axes.plot(run.test_score, at, "D", color="black", markersize=4)
+        y += len(members) + 0.8  # a gap between groups
+    if any(run.test_score is not None for run in scored):
+        axes.plot([], [], "D", color="black", markersize=4, linestyle="none", label="test split")
+    axes.set_yticks(positions, [run.name for run in scored], fontsize=8)
+    axes.invert_yaxis()
+    low = min(0.0, *(run.score for run in scored))
+    axes.set_xlim(low, max(run.score for run in scored) * 1.15 or 1.0)
+    axes.set_xlabel("main metric on the evaluation split")
+    figure.legend(fontsize=8, loc="outside lower center", ncol=min(2, len(groups) + 1), frameon=False)
+    axes.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
+def _curve(history: Any, key: str) -> tuple[list[float], list[float]]:
+    points = [(e["step"], e[key]) for e in history if isinstance(e, dict) and _number(e.get("step")) is not None
+              and _number(e.get(key)) is not None] if isinstance(history, list) else []
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def learning_curves_plot(runs: list[Run]) -> bytes | None:
+    """Train loss (left) and the eval main metric (right) against the step, one line per run with history."""
+    ordered = sort_runs(runs)
+    curves = {run.name: (run, _curve(run.metrics.get("history"), "loss"),
+                         _curve(run.metrics.get("history"), f"eval_{run.main}"))
+              for run in ordered}
+    curves = {name: c for name, c in curves.items() if c[1][0] or c[2][0]}
+    if not curves:
+        return None
+    colours = _colours(ordered)
+    figure = _figure(12, 4.5)
+    loss_axes, eval_axes = figure.subplots(1, 2)
+    metric_names = {run.main for run, _, _ in curves.values()}
+    for name, (run, (loss_x, loss_y), (eval_x, eval_y)) in curves.items():
+        if loss_x:
+            loss_axes.plot(loss_x, loss_y, color=colours[name], label=name, linewidth=1.2)
+        if eval_x:
+            label = name if len(metric_names) == 1 else f"{name} ({run.main})"
+            eval_axes.plot(eval_x, eval_y, color=colours[name], label=label, marker="o", markersize=3)
+    loss_axes.set(title="training loss", xlabel="step", ylabel="loss")
+    metric = next(iter(metric_names)) if len(metric_names) == 1 else "main metric"
+    eval_axes.set(title=f"evaluation {metric}", xlabel="step", ylabel=metric)
+    for axes in (loss_axes, eval_axes):
+        axes.grid(alpha=0.3)
+        if axes.lines:
+            axes.legend(fontsize=7)
+    return _png(figure)
+
+
+def best_confusion_run(runs: list[Run]) -> Run | None:
+    """The classification run with the best main metric among those whose eval holds a confusion matrix."""
+    def has_matrix(run: Run) -> bool:
+        matrix = run.get("eval", "confusion_matrix")
+        return isinstance(matrix, dict) and isinstance(matrix.get("matrix"), list) and bool(matrix["matrix"])
+
+    candidates = [run for run in sort_runs(runs) if has_matrix(run) and run.score is not None]
+    candidates = [run for run in candidates if not math.isnan(run.score)]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda run: -run.score if run.main in LOWER_IS_BETTER else run.score)
+
+
+def confusion_plot(run: Run) -> bytes:
+    """Counts in each cell; colour = share of the gold row (recall), so classes of any size read alike."""
+    import numpy as np
+
+    table = run.get("eval", "confusion_matrix")
+    counts = np.asarray(table["matrix"], dtype=float)
+    labels = [str(label) for label in table.get("labels") or range(len(counts))]
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = 2.5 + 0.55 * len(labels)
+    figure = _figure(size + 1.2, size)
+    axes = figure.add_subplot()
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(counts):
+        axes.text(j, i, f"{count:.0f}", ha="center", va="center", fontsize=9,
+                  color="white" if shares[i, j] > 0.6 else "black")
+    axes.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set(xlabel="predicted", ylabel="gold",
+             title=f"{run.name}: {run.metrics.get('eval_split') or 'eval'} ({run.main} {run.score:.4f})")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="share of gold row")
+    return _png(figure)
+
+
+# ---------------------------------------------------------------------------------------------- the report
+
+@dataclass
+class Report:
+    """What ``write_report`` produced: the folder, the files written, the Markdown table."""
+
+    output: Path
+    table: str
+    files: list[Path] = field(default_factory=list)
+
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f2f2f2}tbody tr:nth-child(even){background:#fafafa}img{max-width:100%;margin:1em 0}
+.note{color:#555;font-size:13px}"""
+
+CAPTIONS = {"metrics.png": "Main metric per run",
+            "learning_curves.png": "Learning curves",
+            "confusion.png": "Confusion matrix of the best classification run"}
+
+
+def _notes(runs: list[Run]) -> str:
+    return (f"{len(runs)} run(s). *eval*: the main metric on each run's evaluation split (validation unless noted); "
+            "*test*: scored once on the held-out test split, where the run has one. *predict samples/s*: batched "
+            "evaluation throughput of the trained model. Rows grouped by task, data set and metric; best first.")
+
+
+def _markdown(title: str, runs: list[Run], table: str, plots: dict[str, bytes], confusion: Run | None) -> str:
+    lines = [f"# {title}", "", _notes(runs), "", table, ""]
+    for name in plots:
+        caption = CAPTIONS[name] + (f" ({confusion.name})" if name == "confusion.png" and confusion else "")
+        lines += [f"## {caption}", "", f"![{caption}]({name})", ""]
+    lines += ["## Runs", "", *(f"- `{run.name}`: `{run.path}`" for run in sort_runs(runs)), "",
+              f"Generated by `nlp-transfer compare` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
+    return "\n".join(lines)
+
+
+def _html(title: str, runs: list[Run], plots: dict[str, bytes], confusion: Run | None) -> str:
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{html.escape(title)}</title>",
+             f"<style>\n{CSS}\n</style>\n</head>\n<body>", f"<h1>{html.escape(title)}</h1>",
+             f"<p class=\"note\">{html.escape(_notes(runs).replace('*', ''))}</p>", html_table(runs)]
+    for name, png in plots.items():
+        caption = CAPTIONS[name] + (f" ({confusion.name})" if name == "confusion.png" and confusion else "")
+        encoded = base64.b64encode(png).decode("ascii")
+        parts += [f"<h2>{html.escape(caption)}</h2>",
+                  f"<img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{encoded}\">"]
+    parts.append("</body>\n</html>\n")
+    return "\n".join(parts)
+
+
+def default_title(runs: list[Run]) -> str:
+    data = sorted({str(run.metrics.get("data")) for run in runs if run.metrics.get("data")})
+    return f"{', '.join(data) or 'Runs'}: {len(runs)} run(s) compared"
+
+
+def write_report(runs: list[Run], output: str | Path = "reports/compare", title: str | None = None) -> Report:
+    """Write report.md, report.html and the PNG plots for already loaded runs (see ``load_runs``).
+    Each file is written whole or not at all; a plot this report has no data for is removed if an older
+    report left one there, so the folder never shows a stale picture."""
+    output = Path(output)
+    title = title or default_title(runs)
+    confusion = best_confusion_run(runs)
+    rendered = {"metrics.png": metrics_plot(runs), "learning_curves.png": learning_curves_plot(runs),
+                "confusion.png": confusion_plot(confusion) if confusion else None}
+    plots = {name: png for name, png in rendered.items() if png is not None}
+    report = Report(output, markdown_table(runs))
+    for name in PLOTS:
+        if name in plots:
+            with atomic_open(output / name, binary=True) as handle:
+                handle.write(plots[name])
+            report.files.append(output / name)
+        else:
+            (output / name).unlink(missing_ok=True)
+    write_text_atomic(output / "report.html", _html(title, runs, plots, confusion))
+    write_text_atomic(output / "report.md", _markdown(title, runs, report.table, plots, confusion))
+    report.files[:0] = [output / "report.md", output / "report.html"]
+    return report
+
+
+def compare(run_dirs, output: str | Path = "reports/compare", title: str | None = None) -> Path:
+    """Compare finished runs side by side; returns the folder holding report.md, report.html and the plots.
+
+    ``run_dirs``: run folders (each with the metrics.json that training wrote). Raises NLPTransferError,
+    one line naming the folder and the fix, for a folder without metrics.json or with a corrupt one.
+    """
+    return write_report(load_runs(run_dirs), output, title).output
