@@ -17,7 +17,7 @@ import yaml
 
 from .errors import NLPTransferError, did_you_mean
 
-TASKS = ("sequence-classification", "token-classification")
+TASKS = ("sequence-classification", "token-classification", "masked-lm")
 PROBLEM_TYPES = ("auto", "single_label", "multi_label", "regression")
 STRATEGIES = ("full", "feature-extraction", "last-n", "gradual", "lora")
 
@@ -75,6 +75,8 @@ class Recipe:
     train_rows: int | None = None  # train on a random subset of this many rows (seeded), e.g. for comparisons
     stride: int = 32  # subwords shared by overlapping windows of long inputs (NER training and prediction)
     label_all_subwords: bool = False  # NER: label every subword, not only the first of each word
+    mlm_probability: float = 0.15  # masked-lm: share of tokens (or words) masked
+    whole_word_mask: bool = False  # masked-lm: mask every piece of a chosen word together
     strict: bool = False  # NER: seqeval strict mode (entities must match the IOB2 scheme exactly)
     resume: bool = False  # continue from the last checkpoint in output_dir
     overwrite: bool = False  # allow writing into a non-empty output_dir
@@ -175,6 +177,12 @@ def validate(recipe: Recipe) -> Recipe:
         raise NLPTransferError(f"{source}: no 'data' key; point it at a data card, e.g. data: data_cards/sst2.md")
     if not isinstance(recipe.max_length, int) or recipe.max_length < 8:
         raise NLPTransferError(f"{source}: max_length must be an integer >= 8, got {recipe.max_length!r}")
+    if recipe.task == "masked-lm":
+        if recipe.test_split:
+            raise NLPTransferError(f"{source}: masked-lm has no test_split; its held-out perplexity is measured on eval_split")
+        if recipe.strategy.name == "lora" or (recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head"):
+            raise NLPTransferError(f"{source}: masked-lm trains with strategy full, last-n, gradual or feature-extraction "
+                                   f"with probe: head (the MLM head alone), not {recipe.strategy.name}")
     cw = recipe.class_weights
     if cw is not None and cw != "balanced" and not (isinstance(cw, list) and all(isinstance(w, (int, float)) for w in cw)):
         raise NLPTransferError(f"{source}: class_weights must be 'balanced' or a list of numbers, got {cw!r}")

@@ -260,10 +260,10 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
 
     recipe = load_recipe(recipe, overrides, **kwargs)
     card = _load_card_for(recipe)
-    if card.task != recipe.task:
+    task = get_task(recipe.task)
+    if card.task not in getattr(task, "CARD_TASKS", (recipe.task,)):
         raise NLPTransferError(f"{recipe.source}: the recipe's task is {recipe.task} but {card.source} holds {card.task} data; "
                                f"use a matching data card or task")
-    task = get_task(recipe.task)
     _problem_type(recipe, card)
     has_eval = recipe.eval_split in card.splits
     for split in [recipe.train_split] + ([recipe.test_split] if recipe.test_split else []):
@@ -314,8 +314,8 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
         trainer = _build_trainer_class()(
             model=prepared.model, args=args, train_dataset=prepared.train_set, eval_dataset=prepared.eval_set,
             processing_class=tokenizer,
-            data_collator=DynamicPaddingCollator(tokenizer, 8 if (args.fp16 or args.bf16) else None,
-                                                 token_labels=prepared.token_labels),
+            data_collator=prepared.collator or DynamicPaddingCollator(tokenizer, 8 if (args.fp16 or args.bf16) else None,
+                                                                      token_labels=prepared.token_labels),
             compute_metrics=prepared.metrics, callbacks=callbacks, task_loss=prepared.loss,
             preprocess_logits_for_metrics=prepared.preprocess_logits, lr_decay=recipe.strategy.lr_decay,
             all_parameters=recipe.strategy.name == "gradual" or head_warmup is not None,
@@ -326,6 +326,11 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
         print(f"nlp-transfer: training {recipe.model} on {card.name} ({len(data.splits[recipe.train_split])} train rows, "
               f"{eval_rows} {recipe.eval_split} rows, {prepared.summary}) -> {recipe.output_dir}"
               + (f", resuming from {checkpoint}" if checkpoint else ""), flush=True)
+    before = None
+    if prepared.evaluate_before and has_eval and checkpoint is None:
+        before = _derived(task, {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()})
+        if args.should_save:
+            print(f"nlp-transfer: before training: {_brief(before)}", flush=True)
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - started
@@ -333,6 +338,9 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
 
     metrics = _collect_metrics(recipe, card, data.problem_type, main_metric, trainer, train_output, train_seconds,
                                eval_metrics, prepared.metrics, checkpoint)
+    metrics["eval"] = _derived(task, metrics["eval"])
+    if before is not None:
+        metrics["eval_before"] = {k: v for k, v in before.items() if k in ("loss", "perplexity")}
     metrics["rows"] = {split: len(rows) for split, rows in data.splits.items()}
     if any(data.repairs.values()):
         metrics["repaired_tags"] = data.repairs  # I- tags after O etc., made B- on reading
@@ -344,6 +352,16 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
               f"writes_outputs={trainer.args.should_save}",
               flush=True)
     return RunResult(Path(recipe.output_dir), metrics)
+
+
+def _derived(task, scores: dict[str, Any]) -> dict[str, Any]:
+    """Scores plus what the task derives from them (perplexity from the masked-LM loss)."""
+    extra = getattr(task, "derived_metrics", None)
+    return {**scores, **extra(scores)} if extra else scores
+
+
+def _brief(scores: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if k in ("loss", "perplexity") and isinstance(v, float))
 
 
 @contextmanager
@@ -429,6 +447,8 @@ def _save_outputs(trainer, recipe, card, data, metrics, prepared) -> None:
         sidecar["adapter"] = {"base_model": recipe.model}
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; recipe.yaml holds the same settings
     write_json_atomic(staging / SIDECAR, sidecar)
+    if prepared.after_save is not None:
+        prepared.after_save(staging, trainer.model)
     if recipe.test_split:  # scored once by the final model; never seen by training or checkpoint selection
         from .evaluation import evaluate
 

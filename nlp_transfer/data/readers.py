@@ -406,6 +406,12 @@ def load_data(card: DataCard | str | Path, splits: list[str] | None = None, trai
         card = load_card(card)
     if card.task == "token-classification":
         return load_token_data(card, splits, train_split)
+    if card.task == "text":  # unlabelled text (masked-LM pretraining)
+        out, files = {}, {}
+        for split in splits or list(card.splits):
+            rows, files[split], _ = read_rows(card, split, labelled=False)
+            out[split] = datasets.Dataset.from_list(rows)
+        return LoadedData(out, [], "text", card, files)
     if card.task != "sequence-classification":
         raise NLPTransferError(f"{card.source}: task '{card.task}' cannot be read as sequence classification")
     wanted = splits or list(card.splits)

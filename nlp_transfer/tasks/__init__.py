@@ -25,9 +25,12 @@ class Prepared:
     loss: Callable | None = None  # (logits, labels) -> loss, replacing the model's own
     preprocess_logits: Callable | None = None  # shrink logits before they are gathered for metrics
     prediction_rows: Callable[[], Iterable[dict]] | None = None  # the evaluation split with its predictions
+    collator: Callable | None = None  # batches; default: dynamic padding
+    evaluate_before: bool = False  # also evaluate the untouched model first (e.g. held-out perplexity before MLM)
+    after_save: Callable | None = None  # (saved folder, model) -> None: final touches to the saved model
 
 
 def get_task(name: str):
-    from . import classification, ner
+    from . import classification, mlm, ner
 
-    return {"sequence-classification": classification, "token-classification": ner}[name]
+    return {"sequence-classification": classification, "token-classification": ner, "masked-lm": mlm}[name]

@@ -1,0 +1,191 @@
+"""Masked-language-model training on unlabelled text: domain-adaptive pretraining before fine-tuning.
+
+    # recipes/sst2_mlm.yaml
+    task: masked-lm
+    data: data_cards/sst2_text.md      # a card with task: text (or the texts of a classification card)
+    model: minilm-l6
+    mlm_probability: 0.15
+    whole_word_mask: true              # mask every piece of a chosen word, not single word pieces
+    output_dir: runs/sst2-mlm
+
+then ``model: runs/sst2-mlm`` in a classification or NER recipe starts from the adapted encoder.
+
+Masking is transformers' `DataCollatorForLanguageModeling` (80% [MASK], 10% random, 10% kept; with whole-word
+masking, words are found from the tokenizer's offsets and every piece of a chosen word becomes [MASK]). The held-out split is masked *once*, with the recipe's seed, so the
+perplexity before training and after it are measured on exactly the same masked tokens. Perplexity is
+exp(mean cross-entropy over the masked tokens).
+
+Encoders fine-tuned for sentences (such as all-MiniLM-L6-v2) ship without their MLM head; it is then created
+fresh, and the "before" perplexity measures an untrained head, not the encoder. A run with
+``strategy: {name: feature-extraction, probe: head}`` trains the head alone on the frozen encoder and gives the
+fair starting point. The saved model keeps the base model's weights that the MLM model has no use for (BERT's
+pooler), so a classifier started from it gets the same pooler as one started from the original model.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MAIN_METRIC = "loss"
+CARD_TASKS = ("text", "sequence-classification")  # texts of a classification card are usable too (labels ignored)
+KEPT = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask", "offset_mapping", "length")
+
+
+def main_metric(problem_type: str = "text") -> str:
+    return MAIN_METRIC
+
+
+def metric_names(problem_type: str = "text") -> tuple[str, ...]:
+    return ("loss",)
+
+
+def derived_metrics(scores: dict[str, Any]) -> dict[str, Any]:
+    """Perplexity from the mean masked-token loss."""
+    loss = scores.get("loss")
+    return {"perplexity": math.exp(min(loss, 50.0))} if isinstance(loss, float) else {}
+
+
+class MaskingCollator:
+    """Training batches: pad, then mask with transformers' collator (fresh masks every epoch).
+    Pre-masked batches (the held-out split, which carries ``labels``) are only padded."""
+
+    def __init__(self, tokenizer, probability: float = 0.15, whole_word: bool = False, seed: int | None = None,
+                 pad_to_multiple_of: int | None = None):
+        from transformers import DataCollatorForLanguageModeling
+
+        from ..data.adapters import DynamicPaddingCollator
+
+        self.whole_word = whole_word
+        # whole words: transformers replaces every chosen piece with the mask token (no random/kept 10%)
+        replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if whole_word else {}
+        self._mask = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, whole_word_mask=whole_word,
+                                                     seed=seed, pad_to_multiple_of=pad_to_multiple_of, **replace)
+        self._pad_masked = DynamicPaddingCollator(tokenizer, pad_to_multiple_of, token_labels=True)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        if "labels" in features[0]:
+            return self._pad_masked(features)
+        longest = max(len(f["input_ids"]) for f in features)
+        if self._mask.pad_to_multiple_of:
+            multiple = self._mask.pad_to_multiple_of
+            longest = -(-longest // multiple) * multiple
+        kept = []
+        for feature in features:
+            row = {k: v for k, v in feature.items() if k in KEPT and k not in ("length", "offset_mapping")}
+            if self.whole_word:  # the collator needs offsets as one array: pad them with (0, 0)
+                offsets = [list(pair) for pair in feature["offset_mapping"]]
+                row["offset_mapping"] = offsets + [[0, 0]] * (longest - len(offsets))
+            kept.append(row)
+        if not self.whole_word:
+            return self._mask(kept)
+        offsets = [row.pop("offset_mapping") for row in kept]
+        import torch
+
+        batch = self._mask.tokenizer.pad(kept, padding="max_length", max_length=longest, return_tensors="pt")
+        special = batch.pop("special_tokens_mask")
+        batch["input_ids"], batch["labels"] = self._mask.torch_mask_tokens(
+            batch["input_ids"], special_tokens_mask=special, offset_mapping=torch.tensor(offsets))
+        return batch
+
+
+def _encode(dataset, tokenizer, max_length: int, whole_word: bool, desc: str):
+    text_pair = "text_pair" in dataset.column_names
+
+    def encode(batch):
+        encoded = tokenizer(batch["text"], batch["text_pair"] if text_pair else None, truncation=True,
+                            max_length=max_length, return_special_tokens_mask=True,
+                            return_offsets_mapping=whole_word)
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return encoded
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc=desc)
+
+
+def mask_once(dataset, tokenizer, probability: float, whole_word: bool, seed: int):
+    """The held-out split with fixed masks (``input_ids`` masked, ``labels`` -100 except at masked tokens)."""
+    import torch
+
+    whole = MaskingCollator(tokenizer, probability, whole_word, seed=seed)
+    inputs, labels = [], []
+    for row in dataset:
+        batch = whole([row])
+        ids, lab = batch["input_ids"][0], batch["labels"][0]
+        if not bool((lab != -100).any()):  # a short text drew no mask: mask its first real token
+            real = [i for i, s in enumerate(row["special_tokens_mask"]) if not s]
+            if real:
+                lab = torch.full_like(lab, -100)
+                lab[real[0]] = ids[real[0]]
+                ids = ids.clone()
+                ids[real[0]] = tokenizer.mask_token_id
+        inputs.append(ids.tolist())
+        labels.append(lab.tolist())
+    columns = {"input_ids": inputs, "labels": labels, "attention_mask": [[1] * len(i) for i in inputs],
+               "length": [len(i) for i in inputs]}
+    if "token_type_ids" in dataset.column_names:
+        columns["token_type_ids"] = dataset["token_type_ids"]
+    import datasets
+
+    return datasets.Dataset.from_dict(columns)
+
+
+def carry_over_base_weights(saved_dir, original: str, model) -> list[str]:
+    """Add the original base model's weights that the MLM model lacks (BERT's pooler) to the saved
+    safetensors, so downstream heads start from them as they would from the original model."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel
+
+    from ..models import resolve
+
+    path = Path(saved_dir) / "model.safetensors"
+    if not path.is_file():
+        return []
+    base = AutoModel.from_pretrained(resolve(original))
+    have = set(model.base_model.state_dict())
+    missing = {k: v for k, v in base.state_dict().items() if k not in have}
+    if not missing:
+        return []
+    tensors = load_file(str(path))
+    prefix = model.base_model_prefix
+    added = []
+    for key, value in missing.items():
+        name = f"{prefix}.{key}"
+        if name not in tensors:
+            tensors[name] = value.detach().contiguous().clone()
+            added.append(name)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path)
+    return added
+
+
+def prepare(recipe, data, tokenizer, has_eval: bool):
+    """Tokenize the texts, load the model with its masked-LM head, mask the held-out split once."""
+    from transformers import AutoModelForMaskedLM
+
+    from ..errors import NLPTransferError
+    from ..models import _load, resolve
+    from . import Prepared
+
+    if tokenizer.mask_token is None:
+        raise NLPTransferError(f"model '{recipe.model}' has no mask token; masked-lm needs an encoder with one (BERT, XLM-R...)")
+    if not 0 < recipe.mlm_probability < 1:
+        raise NLPTransferError(f"{recipe.source}: mlm_probability must be between 0 and 1, got {recipe.mlm_probability!r}")
+    whole = bool(recipe.whole_word_mask)
+    collator = MaskingCollator(tokenizer, recipe.mlm_probability, whole, seed=None)
+    train_set = _encode(data.splits[recipe.train_split], tokenizer, recipe.max_length, whole, "tokenizing train")
+    eval_set = None
+    if has_eval:
+        encoded = _encode(data.splits[recipe.eval_split], tokenizer, recipe.max_length, whole, "tokenizing eval")
+        eval_set = mask_once(encoded, tokenizer, recipe.mlm_probability, whole, recipe.seed)
+    model = _load(AutoModelForMaskedLM.from_pretrained, resolve(recipe.model), trust_remote_code=recipe.trust_remote_code)
+    masked = sum(sum(1 for x in row if x != -100) for row in eval_set["labels"]) if eval_set is not None else 0
+    return Prepared(
+        train_set=train_set, eval_set=eval_set, model=model, metrics=None, main_metric=MAIN_METRIC, token_labels=True,
+        summary=f"masked LM, {recipe.mlm_probability:.0%} of {'words' if whole else 'tokens'} masked"
+                + (f", {masked} held-out masked tokens" if has_eval else ""),
+        pipeline_tag="fill-mask", sidecar={"mlm_probability": recipe.mlm_probability, "whole_word_mask": whole},
+        collator=collator, evaluate_before=True,
+        after_save=lambda folder, model: carry_over_base_weights(folder, recipe.model, model),
+    )
