@@ -236,7 +236,7 @@ def row(run: Run) -> dict[str, str]:
     runtime, rate = _number(run.get("train", "runtime_s")), predict_rate(run)
     text = {key: str(run.metrics.get(key) or MISSING) for key in ("task", "data", "model", "strategy")}
     train_rows = _number(run.get("rows", "train")) or run.subset
-    if train_rows is not None:  # subsets (train_rows) score differently from the full split: say so
+    if train_rows is not None:  # a run on a subset (train_rows) scores differently from one on the full split
         text["data"] += f" ({train_rows:,.0f} train)"
     return {
         "run": run.name, **text,
