@@ -101,3 +101,23 @@ def test_masked_lm_recipe_errors(text_card, tiny_bert, conll_toy, tmp_path):
         train(mlm_recipe(conll_toy, tiny_bert, tmp_path / "run"))
     with pytest.raises(NLPTransferError, match="task is sequence-classification but .* holds text"):
         train(tiny_recipe(text_card, tiny_bert, tmp_path / "run"))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_xlmr"])
+def test_scoring_only_masked_tokens_gives_the_full_forwards_loss(fixture, request):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from nlp_transfer.tasks.mlm import score_masked_tokens_only
+
+    folder = request.getfixturevalue(fixture)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(1)
+    batch = MaskingCollator(tokenizer, 0.3)(encoded(tokenizer, ["a gorgeous , witty movie .", "the plot is thin", "ok"]))
+    model = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    expected = model(**batch).loss
+    assert score_masked_tokens_only(model)
+    got = model(**batch)
+    assert got.logits is None
+    assert got.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    no_labels = {k: v for k, v in batch.items() if k != "labels"}
+    assert model(**no_labels).logits.shape[-1] == model.config.vocab_size  # without labels: the usual full output

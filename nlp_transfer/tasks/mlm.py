@@ -128,6 +128,46 @@ def mask_once(dataset, tokenizer, probability: float, whole_word: bool, seed: in
     return datasets.Dataset.from_dict(columns)
 
 
+HEAD_ATTRIBUTES = ("cls", "lm_head")  # BERT-family / RoBERTa, XLM-R, MPNet: the MLM head as one module
+
+
+def score_masked_tokens_only(model) -> bool:
+    """Make ``model``'s forward compute vocabulary logits only at the masked positions when labels are given.
+
+    A masked-LM forward normally scores every position against the whole vocabulary (30k-250k outputs per
+    token) and then ignores the ~85% of positions that were not masked; that projection costs as much as the
+    encoder itself for a small model. The loss is the same (mean cross-entropy over masked tokens); logits are
+    not returned in training. Patched on the instance, so DDP and saving see an ordinary model. Returns False
+    (and changes nothing) for architectures whose head is not one module."""
+    import types
+
+    import torch
+    from transformers.modeling_outputs import MaskedLMOutput
+
+    head = next((getattr(model, name) for name in HEAD_ATTRIBUTES if isinstance(getattr(model, name, None), torch.nn.Module)), None)
+    if head is None:
+        return False
+    full_forward = model.forward
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        if labels is None or kwargs:
+            return full_forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                labels=labels, **kwargs)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        hidden = self.base_model(**inputs)[0]
+        chosen = labels != -100
+        if not bool(chosen.any()):
+            return MaskedLMOutput(loss=hidden.sum() * 0.0)
+        logits = head(hidden[chosen])
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels[chosen])
+        return MaskedLMOutput(loss=loss)
+
+    model.forward = types.MethodType(forward, model)
+    return True
+
+
 def carry_over_base_weights(saved_dir, original: str, model) -> list[str]:
     """Add the original base model's weights that the MLM model lacks (BERT's pooler) to the saved
     safetensors, so downstream heads start from them as they would from the original model."""
@@ -180,6 +220,7 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
         encoded = _encode(data.splits[recipe.eval_split], tokenizer, recipe.max_length, whole, "tokenizing eval")
         eval_set = mask_once(encoded, tokenizer, recipe.mlm_probability, whole, recipe.seed)
     model = _load(AutoModelForMaskedLM.from_pretrained, resolve(recipe.model), trust_remote_code=recipe.trust_remote_code)
+    score_masked_tokens_only(model)
     masked = sum(sum(1 for x in row if x != -100) for row in eval_set["labels"]) if eval_set is not None else 0
     return Prepared(
         train_set=train_set, eval_set=eval_set, model=model, metrics=None, main_metric=MAIN_METRIC, token_labels=True,
