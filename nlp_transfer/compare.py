@@ -352,10 +352,20 @@ def learning_curves_plot(runs: list[Run]) -> bytes | None:
         if eval_x:
             label = name if len(metric_names) == 1 else f"{name} ({run.main})"
             eval_axes.plot(eval_x, eval_y, color=colours[name], label=label, marker="o", markersize=3)
-    loss_axes.set(title="training loss", xlabel="step", ylabel="loss")
+    lengths = [max(loss_x + eval_x) for _, (loss_x, _), (eval_x, _) in curves.values()]
+    log_x = min(lengths) > 0 and max(lengths) / min(lengths) > 5  # else a short run is squashed at the left
+    xlabel = "step (log scale)" if log_x else "step"
+    loss_axes.set(title="training loss", xlabel=xlabel, ylabel="loss")
     metric = next(iter(metric_names)) if len(metric_names) == 1 else "main metric"
-    eval_axes.set(title=f"evaluation {metric}", xlabel="step", ylabel=metric)
+    eval_axes.set(title=f"evaluation {metric}", xlabel=xlabel, ylabel=metric)
     for axes in (loss_axes, eval_axes):
+        if log_x:  # ticks at 1, 2, 5 x 10^k written plainly (100, 200, 500), not as powers
+            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+            axes.set_xscale("log")
+            axes.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            axes.xaxis.set_minor_formatter(NullFormatter())
         axes.grid(alpha=0.3)
         if axes.lines:
             axes.legend(fontsize=7)
