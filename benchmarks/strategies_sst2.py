@@ -18,6 +18,10 @@ RUNS = {
     "full": [],
     "full-lr_decay-0.8": ["strategy.lr_decay=0.8", "training.learning_rate=1e-4"],
     "last-n-2": ["strategy.name=last-n", "strategy.n=2", "training.learning_rate=1e-4"],
+    "full-group-lrs": ["strategy.group_lrs={embeddings: 2.0e-5, lower: 4.0e-5, upper: 8.0e-5, head: 2.0e-4}",
+                       "training.learning_rate=8e-5"],
+    "full-two-stage": ["strategy.head_warmup_steps=60", "strategy.head_lr=1e-3"],
+    "full-after-mlm": ["model=runs/sst2-mlm"],  # after `nlp-transfer train recipes/sst2_mlm.yaml`
     "gradual-every-100": ["strategy.name=gradual", "strategy.every=100", "training.learning_rate=1e-4"],
     "lora-r8": ["strategy.name=lora", "strategy.r=8", "strategy.alpha=16", "training.learning_rate=5e-4"],
     "feature-extraction-head": ["strategy.name=feature-extraction", "strategy.probe=head", "training.learning_rate=1e-3"],
