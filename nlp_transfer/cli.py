@@ -65,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default="reports/compare", help="folder for report.md, report.html and the PNG plots")
     compare.add_argument("--title", help="report title (default: the data sets and the run count)")
 
+    neighbours = sub.add_parser("neighbours", help="nearest words in static vectors (GloVe, word2vec, fastText)",
+                                description="Nearest neighbours by cosine similarity. --analogy A B C answers "
+                                            "'A - B + C' (king man woman -> queen).")
+    neighbours.add_argument("vectors", help="a GloVe / word2vec / fastText file (cached after the first load)")
+    neighbours.add_argument("words", nargs="*", metavar="WORD", help="words whose neighbours to list")
+    neighbours.add_argument("--topn", type=int, default=10)
+    neighbours.add_argument("--analogy", nargs=3, metavar=("A", "B", "C"), help="A - B + C, e.g. king man woman")
+    neighbours.add_argument("--format", default="auto",
+                            help="auto | glove | word2vec | word2vec-bin | fasttext | fasttext-bin")
+    neighbours.add_argument("--limit", type=int, help="read only the first N words of the file")
+
     cards = sub.add_parser("cards", help="list and validate data cards")
     cards.add_argument("folder", nargs="?", default="data_cards")
     return parser
@@ -205,8 +216,28 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_neighbours(args) -> int:
+    from .static.vectors import analogy, check_words, load_vectors, most_similar
+
+    if not args.words and not args.analogy:
+        raise NLPTransferError("give WORDs to list neighbours of, or --analogy A B C (A - B + C)")
+    vectors = load_vectors(args.vectors, args.format, args.limit)
+    check_words(vectors, list(args.words) + list(args.analogy or []))  # every word checked before any output
+    queries = [(word, lambda word=word: most_similar(vectors, word, topn=args.topn)) for word in args.words]
+    if args.analogy:
+        a, b, c = args.analogy
+        queries.append((f"{a} - {b} + {c}", lambda: analogy(vectors, a, b, c, topn=args.topn)))
+    for title, query in queries:
+        print(f"{title}:")
+        for word, score in query():
+            print(f"  {score:.4f}  {word}")
+    return 0
+
+
 COMMANDS = {"export": _cmd_export, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "embed": _cmd_embed,
             "cards": _cmd_cards, "compare": _cmd_compare}
+
+COMMANDS["neighbours"] = _cmd_neighbours
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,860 @@
+"""Frozen static-embedding baselines with the same data cards, metrics.json and reports as transformer runs.
+
+A recipe with a ``static:`` mapping trains one of these instead of a transformer (``model`` is ignored):
+
+    task: sequence-classification
+    data: data_cards/sst2.md
+    output_dir: runs/sst2-glove
+    static: {vectors: ../shared/data/glove/glove.6B.50d.100k.txt.gz, baseline: bilstm}
+
+- ``baseline: average`` (classification): the mean of the text's word vectors (``tfidf: true`` weights
+  each word by its inverse document frequency in the training split) and LogisticRegression (Ridge for
+  regression, one-vs-rest for multi-label) with C chosen on the evaluation split, as the probe does.
+- ``baseline: bilstm`` (classification): a BiLSTM over the frozen vectors, max- or last-state pooled,
+  then a linear layer; AdamW, early stopping on the evaluation split's main metric, best epoch kept.
+- token classification: a BiLSTM tagger over the frozen vectors of the card's tokens (lower-cased for
+  lookup when ``lowercase``) plus a small trainable embedding of each token's shape (lower, initial cap,
+  all caps, numeric, other: GloVe is uncased, and capitals are the strongest NER cue), softmax per token,
+  scored with seqeval like the transformer taggers.
+
+Only the OOV rows can train, and only with ``oov: learned``; every other embedding row is bit-identical
+after training. Text goes through `nlp_transfer.static.words` (one tokenizer for every baseline).
+Outputs, staged then moved into ``output_dir``: ``metrics.json``, ``predictions_<eval split>.jsonl``,
+``coverage.json``, ``recipe.yaml``, ``model.safetensors`` (weights, no pickles), ``static.json``
+(settings, labels), ``vocabulary.json`` (the word of each embedding row) and a short ``README.md``.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import NLPTransferError, did_you_mean
+from ..tasks import classification as cls_task
+from .matrix import OOV_OPTIONS, UNK, EmbeddingMatrix, embedding_matrix
+from .vectors import load_vectors, vectors_name
+from .words import words
+
+BASELINES = ("average", "bilstm")
+POOLINGS = ("max", "last")
+CASING = ("<pad>", "lower", "initial_cap", "all_caps", "numeric", "other")
+WEIGHTS_FILE = "model.safetensors"
+SIDECAR = "static.json"
+IGNORE = -100
+
+
+@dataclass
+class StaticConfig:
+    """The ``static:`` mapping of a recipe; every key has a default except ``vectors``."""
+
+    vectors: str | None = None  # GloVe / word2vec / fastText file (relative to the working dir or the recipe)
+    format: str = "auto"  # auto | glove | word2vec | word2vec-bin | fasttext | fasttext-bin
+    limit: int | None = None  # keep the first N words of the vectors file
+    unicode_errors: str = "strict"  # strict | replace | ignore: undecodable bytes in words
+    baseline: str = "bilstm"  # average | bilstm (classification); the tagger is always a BiLSTM
+    tfidf: bool = False  # average: weight words by their inverse document frequency
+    quadratic: bool = False  # average: also average each word's pairwise products v_i*v_j (second-order pooling)
+    lowercase: bool = True  # lower-case words before lookup (GloVe 6B is uncased)
+    oov: str = "random"  # random | zeros | learned: rows of words missing from the vectors
+    min_count: int = 1  # a missing word gets its own row from this many training occurrences
+    all_vectors: bool = True  # embed every word of the vectors, not only training words
+    hidden: int = 128  # BiLSTM units per direction
+    layers: int = 1
+    dropout: float = 0.3
+    pooling: str = "max"  # classifier: max over time | last (final states of both directions)
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    patience: int | None = 3  # stop after this many epochs without a better evaluation score (None: never)
+    casing_features: bool = True  # tagger: a trainable embedding of the word's shape
+    casing_dim: int = 16
+    max_length: int = 256  # words per text (classifier) / per training sentence (tagger)
+
+
+# ---------------------------------------------------------------- configuration
+
+def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
+    """Validate a recipe's ``static:`` mapping; unknown keys are named with the closest valid one."""
+    from ..config import _check_keys
+
+    if not isinstance(values, dict):
+        raise NLPTransferError(f"{source}: 'static' must be a mapping, e.g. static: {{vectors: glove.txt.gz}}")
+    _check_keys(values, {f.name for f in fields(StaticConfig)}, "static.", source)
+    config = StaticConfig(**values)
+
+    def need(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            raise NLPTransferError(f"{source}: static.{key} must be {what}, got {getattr(config, key)!r}")
+
+    def choice(key: str, allowed: tuple[str, ...]) -> None:
+        value = getattr(config, key)
+        if value not in allowed:
+            raise NLPTransferError(f"{source}: static.{key} '{value}' is not supported{did_you_mean(value, allowed)} "
+                                   f"(choose from {', '.join(allowed)})")
+
+    def integer(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not config.vectors or not isinstance(config.vectors, str):
+        raise NLPTransferError(f"{source}: static.vectors is missing; give the path of a GloVe / word2vec / fastText "
+                               f"file, e.g. static.vectors=../shared/data/glove/glove.6B.50d.100k.txt.gz")
+    choice("baseline", BASELINES)
+    choice("pooling", POOLINGS)
+    choice("oov", OOV_OPTIONS)
+    for key in ("tfidf", "quadratic", "lowercase", "all_vectors", "casing_features"):
+        need(isinstance(getattr(config, key), bool), key, "true or false")
+    for key in ("hidden", "layers", "epochs", "batch_size", "min_count", "max_length", "casing_dim"):
+        need(integer(getattr(config, key)) and getattr(config, key) >= 1, key, "a positive integer")
+    need(config.limit is None or (integer(config.limit) and config.limit >= 1), "limit", "a positive integer or null")
+    need(config.patience is None or (integer(config.patience) and config.patience >= 1), "patience",
+         "a positive integer or null")
+    need(isinstance(config.dropout, (int, float)) and 0 <= config.dropout < 1, "dropout", "a number in [0, 1)")
+    need(isinstance(config.learning_rate, (int, float)) and config.learning_rate > 0, "learning_rate",
+         "a positive number")
+    need(isinstance(config.weight_decay, (int, float)) and config.weight_decay >= 0, "weight_decay",
+         "a number >= 0")
+    return config
+
+
+def _check_combination(config: StaticConfig, task: str, source: str) -> None:
+    if task == "token-classification" and config.baseline == "average":
+        raise NLPTransferError(f"{source}: static.baseline average is for classification; the tagger is a BiLSTM "
+                               f"(static.baseline=bilstm)")
+    if config.tfidf and (config.baseline != "average" or task != "sequence-classification"):
+        raise NLPTransferError(f"{source}: static.tfidf weights the averaged vectors; use it with "
+                               f"static.baseline=average")
+    if config.quadratic and (config.baseline != "average" or task != "sequence-classification"):
+        raise NLPTransferError(f"{source}: static.quadratic expands the averaged vectors; use it with "
+                               f"static.baseline=average")
+    if config.oov == "learned" and config.baseline == "average" and task == "sequence-classification":
+        raise NLPTransferError(f"{source}: static.oov learned trains OOV rows inside the BiLSTM; with "
+                               f"static.baseline=average use oov random or zeros")
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass
+class Outcome:
+    """What a baseline hands to the writer: scores, learning curve, weights and predictions."""
+
+    strategy: str
+    eval: dict[str, Any]
+    train: dict[str, Any]
+    params: dict[str, int]
+    predict_rate: float | None
+    history: list[dict[str, Any]]
+    tensors: dict[str, np.ndarray]
+    vocabulary: list[str]
+    prediction_rows: list[dict[str, Any]]
+    test: dict[str, Any] | None = None
+    sidecar: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    recipe: Any
+    card: Any
+    data: Any  # nlp_transfer.data.readers.LoadedData
+    config: StaticConfig
+    vectors: Any  # gensim KeyedVectors
+    model_name: str
+
+    @property
+    def main(self) -> str:
+        return "f1" if self.recipe.task == "token-classification" else cls_task.MAIN_METRIC[self.data.problem_type]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train_static(recipe, card, data) -> dict[str, Any]:
+    """Train the recipe's static baseline on ``data`` and write ``recipe.output_dir``; returns metrics.json."""
+    from ..config import resolve_path
+    from ..training import _check_output_dir, _clear_previous_run
+
+    source = recipe.source or "recipe"
+    config = parse_static(recipe.static, source)
+    _check_combination(config, recipe.task, source)
+    if recipe.eval_split not in data.splits:
+        raise NLPTransferError(f"{card.source}: static baselines choose C / the best epoch on '{recipe.eval_split}'; "
+                               f"add that split to the card or set eval_split")
+    _check_output_dir(recipe)
+    out = Path(recipe.output_dir)
+    if recipe.overwrite and out.is_dir():
+        _clear_previous_run(out)
+    seed_everything(recipe.seed)
+    path = resolve_path(config.vectors, recipe)
+    started = time.perf_counter()
+    vectors = load_vectors(path, config.format, config.limit, unicode_errors=config.unicode_errors)
+    vectors_seconds = time.perf_counter() - started
+    run = Run(recipe, card, data, config, vectors, f"{vectors_name(path)} (static)")
+    if recipe.task == "token-classification":
+        outcome, coverage = _train_tagger(run)
+    elif config.baseline == "average":
+        outcome, coverage = _train_average(run)
+    else:
+        outcome, coverage = _train_classifier(run)
+    outcome.train["vectors_seconds"] = round(vectors_seconds, 2)
+    metrics = _metrics(run, outcome, coverage)
+    _write_outputs(run, outcome, coverage, metrics)
+    return metrics
+
+
+def _announce(run: Run, strategy: str, coverage, detail: str) -> None:
+    recipe, data = run.recipe, run.data
+    print(f"nlp-transfer: {strategy} with {run.model_name} on {run.card.name} "
+          f"({len(data.splits[recipe.train_split])} train rows, {len(data.splits[recipe.eval_split])} "
+          f"{recipe.eval_split} rows, {detail}) -> {recipe.output_dir}", flush=True)
+    missing = ", ".join(f"{w} ({c})" for w, c in coverage.top_missing[:8])
+    print(f"nlp-transfer: {coverage}" + (f"; most frequent missing: {missing}" if missing else ""), flush=True)
+
+
+def _metrics(run: Run, outcome: Outcome, coverage) -> dict[str, Any]:
+    from .. import __version__
+
+    recipe = run.recipe
+    metrics = {
+        "task": recipe.task, "problem_type": run.data.problem_type, "model": run.model_name, "data": run.card.name,
+        "strategy": outcome.strategy, "eval_split": recipe.eval_split, "main_metric": run.main,
+        "eval": outcome.eval, "train": outcome.train, "params": outcome.params,
+        "predict": {"samples_per_second": outcome.predict_rate}, "history": outcome.history,
+        "coverage": coverage.to_dict(), "rows": {split: len(rows) for split, rows in run.data.splits.items()},
+        "static": asdict(run.config), "world_size": 1, "seed": recipe.seed, "nlp_transfer_version": __version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if outcome.test is not None:
+        metrics["test_split"] = recipe.test_split
+        metrics["test"] = outcome.test
+    if any(getattr(run.data, "repairs", {}).values()):
+        metrics["repaired_tags"] = run.data.repairs
+    return metrics
+
+
+def _write_outputs(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any]) -> None:
+    """Stage every file in a hidden folder, then move them into output_dir (as the probe and Trainer runs)."""
+    import yaml
+    from safetensors.numpy import save_file
+
+    from .. import __version__
+    from ..io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
+
+    recipe, out = run.recipe, Path(run.recipe.output_dir)
+    staging = out / ".final-staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    tensors = {name: np.ascontiguousarray(value) for name, value in outcome.tensors.items()}
+    save_file(tensors, str(staging / WEIGHTS_FILE))
+    write_json_atomic(staging / SIDECAR, {
+        "task": recipe.task, "strategy": outcome.strategy, "problem_type": run.data.problem_type,
+        "label_names": run.data.label_names, "threshold": recipe.threshold, "vectors": run.model_name,
+        "static": asdict(run.config), **outcome.sidecar, "nlp_transfer_version": __version__})
+    write_json_atomic(staging / "vocabulary.json", outcome.vocabulary)
+    write_json_atomic(staging / "coverage.json", coverage.to_dict())
+    write_json_atomic(staging / "metrics.json", metrics)
+    write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
+    write_jsonl_atomic(staging / f"predictions_{recipe.eval_split}.jsonl", outcome.prediction_rows)
+    write_text_atomic(staging / "README.md", _readme(run, metrics))
+    move_contents(staging, out)
+
+
+def _readme(run: Run, metrics: dict[str, Any]) -> str:
+    from ..reports import _results
+
+    train, params = metrics["train"], metrics["params"]
+    lines = [f"# {run.card.name}: {metrics['strategy']} on {metrics['model']}", "",
+             (f"A static-embedding baseline trained with nlp_transfer (`{run.recipe.task}`): "
+             f"{_describe(metrics['strategy'], run.config)}. {params['trainable']:,} of {params['total']:,} "
+             f"parameters trained in {train['runtime_s']:.0f} s; {metrics['coverage']['summary']}."), ""]
+    lines += _results(metrics["eval_split"], metrics["eval"])
+    if metrics.get("test"):
+        lines += _results(metrics["test_split"] + " (held out: scored once by the final model)", metrics["test"])
+    lines += ["## Files", "",
+              (f"`{WEIGHTS_FILE}` (weights, safetensors), `vocabulary.json` (the word of each embedding row), "
+              f"`{SIDECAR}` (settings and labels), `metrics.json`, `coverage.json`, "
+              f"`predictions_{metrics['eval_split']}.jsonl`, `recipe.yaml` (rerun with "
+              f"`nlp-transfer train recipe.yaml`)."), ""]
+    if run.card.description:
+        lines += ["## Training data", "", run.card.description.strip(), ""]
+    return "\n".join(lines)
+
+
+def _describe(strategy: str, config: StaticConfig) -> str:
+    if strategy.startswith("static-average"):
+        weighting = "TF-IDF weighted" if config.tfidf else "averaged"
+        expansion = " (with their pairwise products: second-order pooling)" if config.quadratic else ""
+        return f"{weighting} word vectors{expansion} and logistic regression"
+    return (f"a {config.layers}-layer BiLSTM ({config.hidden} units per direction) over frozen word vectors, "
+            f"OOV rows {config.oov}")
+
+
+# ---------------------------------------------------------------- shared pieces
+
+def _texts(dataset) -> tuple[list[str], list[str] | None]:
+    pairs = list(dataset["text_pair"]) if "text_pair" in dataset.column_names else None
+    return list(dataset["text"]), pairs
+
+
+def _vocabulary(embedding: EmbeddingMatrix) -> list[str]:
+    vocabulary = [""] * len(embedding.matrix)
+    for word, row in embedding.word_to_index.items():
+        vocabulary[row] = word
+    return vocabulary
+
+
+class TextEncoder:
+    """Texts -> row ids through `words` (truncated to ``max_length``; an empty text becomes one unknown word)."""
+
+    def __init__(self, embedding: EmbeddingMatrix, config: StaticConfig):
+        self.embedding, self.lowercase, self.max_length = embedding, config.lowercase, config.max_length
+
+    def __call__(self, texts: list[str]) -> list[list[int]]:
+        lookup = self.embedding.lookup
+        return [lookup(words(text, self.lowercase)[: self.max_length]) or [UNK] for text in texts]
+
+
+def _word_counts(texts: list[str], config: StaticConfig) -> Counter:
+    counts: Counter = Counter()
+    for text in texts:
+        counts.update(words(text, config.lowercase)[: config.max_length])
+    return counts
+
+
+def _build_embedding(run: Run, counts: Counter) -> EmbeddingMatrix:
+    config = run.config
+    return embedding_matrix(counts, run.vectors, oov=config.oov, seed=run.recipe.seed, min_count=config.min_count,
+                            lowercase_fallback=True, all_vectors=config.all_vectors)
+
+
+def _classification_rows(dataset, metrics_fn) -> list[dict[str, Any]]:
+    rows = []
+    pairs = dataset["text_pair"] if "text_pair" in dataset.column_names else None
+    for i, (line, text, decision) in enumerate(zip(dataset["line"], dataset["text"], metrics_fn.decision_rows())):
+        rows.append({"line": line, "text": text, **({"text_pair": pairs[i]} if pairs else {}), **decision})
+    return rows
+
+
+def _decisions(run: Run, logits: np.ndarray, gold: np.ndarray):
+    """(metrics, StreamingMetrics holding the decisions for the predictions file)."""
+    problem_type, label_names = run.data.problem_type, run.data.label_names
+    scores = cls_task.scores_from_logits(torch.from_numpy(np.asarray(logits, dtype=np.float32)), problem_type).numpy()
+    predicted = cls_task.decide(scores, problem_type, run.recipe.threshold)
+    result = cls_task.metrics_for(problem_type, predicted, gold, label_names)
+    holder = cls_task.StreamingMetrics(problem_type, label_names, run.recipe.threshold)
+    holder.decisions = {"predicted": predicted, "gold": gold,
+                        "score": scores if problem_type == "regression" else scores.max(axis=-1)}
+    return result, holder
+
+
+def _test_rows(run: Run):
+    """The test split's texts and gold labels in this run's label order (read only now, scored once)."""
+    from ..data.readers import encode_labels, read_rows
+    from ..evaluation import _to_model_order
+
+    card, problem_type, label_names = run.card, run.data.problem_type, run.data.label_names
+    rows, path, _ = read_rows(card, run.recipe.test_split)
+    names_in_files = card.labels if card.labels and problem_type != "regression" else label_names
+    encode_labels(rows, card, names_in_files, path)
+    if names_in_files != label_names:
+        _to_model_order(rows, names_in_files, label_names, problem_type, card.source)
+    texts = [r["text"] for r in rows]
+    pairs = [r["text_pair"] for r in rows] if rows and "text_pair" in rows[0] else None
+    return texts, pairs, np.asarray([r["label"] for r in rows])
+
+
+# ---------------------------------------------------------------- averaged vectors + logistic regression
+
+def _average_features(id_lists: list[list[int]], embedding: EmbeddingMatrix, idf: np.ndarray | None,
+                      quadratic: bool = False) -> np.ndarray:
+    """Mean (or IDF-weighted mean) of each text's rows, as one sparse product. With ``quadratic`` each word
+    contributes [v, v_i*v_j for i <= j] (second-order pooling): logistic regression on the average then
+    scores each word by a quadratic function of its vector, not only a linear one."""
+    from scipy.sparse import csr_matrix, diags
+
+    lengths = np.fromiter((len(ids) for ids in id_lists), dtype=np.int64, count=len(id_lists))
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.fromiter((i for ids in id_lists for i in ids), dtype=np.int64, count=int(indptr[-1]))
+    counts = csr_matrix((np.ones(len(indices), dtype=np.float64), indices, indptr),
+                        shape=(len(id_lists), len(embedding.matrix)))
+    counts.sum_duplicates()
+    if idf is not None:
+        counts = counts @ diags(idf)
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    weights = (diags(1.0 / np.maximum(totals, 1e-12)) @ counts).tocsc().astype(np.float32)
+    if not quadratic:
+        return np.asarray(weights @ embedding.matrix, dtype=np.float32)
+    used = np.unique(indices)  # expand only the rows these texts use
+    rows = embedding.matrix[used]
+    first, second = np.triu_indices(rows.shape[1])
+    expanded = np.concatenate([rows, rows[:, first] * rows[:, second]], axis=1)
+    return np.asarray(weights[:, used] @ expanded, dtype=np.float32)
+
+
+def _idf(id_lists: list[list[int]], rows: int) -> np.ndarray:
+    """Smoothed inverse document frequency over the training texts (scikit-learn's formula); rows never
+    seen in training get the highest weight."""
+    df = np.zeros(rows, dtype=np.float64)
+    for ids in id_lists:
+        df[np.unique(ids)] += 1
+    return np.log((1 + len(id_lists)) / (1 + df)) + 1
+
+
+def _train_average(run: Run) -> tuple[Outcome, Any]:
+    from ..probe import GRID, _fit, _weights
+    from ..probe import logits as probe_logits
+
+    recipe, data, config = run.recipe, run.data, run.config
+    problem_type, main = data.problem_type, run.main
+    train_texts, train_pairs = _texts(data.splits[recipe.train_split])
+    eval_texts, eval_pairs = _texts(data.splits[recipe.eval_split])
+    embedding = _build_embedding(run, _word_counts(train_texts + (train_pairs or []), config))
+    strategy = "static-average" + ("-tfidf" if config.tfidf else "") + ("-quadratic" if config.quadratic else "")
+    _announce(run, strategy, embedding.coverage, f"{len(embedding.matrix):,} embedding rows")
+    encode = TextEncoder(embedding, config)
+    started = time.perf_counter()
+    train_ids = encode(train_texts)
+    idf = None
+    if config.tfidf:
+        idf = _idf(train_ids + (encode(train_pairs) if train_pairs else []), len(embedding.matrix))
+
+    def features(texts: list[str], pairs: list[str] | None) -> np.ndarray:
+        first = _average_features(encode(texts), embedding, idf, config.quadratic)
+        if pairs is None:
+            return first
+        second = _average_features(encode(pairs), embedding, idf, config.quadratic)
+        return np.concatenate([first, second, np.abs(first - second), first * second], axis=1)
+
+    train_x = features(train_texts, train_pairs)
+    mean, scale = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6  # standardized: C means the same for any vectors
+    train_x -= mean
+    train_x /= scale
+    eval_x = (features(eval_texts, eval_pairs) - mean) / scale
+    train_y = np.asarray(data.splits[recipe.train_split]["label"])
+    eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
+    search, best = [], None
+    for strength in GRID:
+        model = _fit(problem_type, strength, train_x, train_y, recipe.seed)
+        weight, bias = _weights(model, problem_type, len(data.label_names))
+        result, _ = _decisions(run, probe_logits(eval_x, weight, bias), eval_y)
+        search.append({"C": strength, main: result[main]})
+        print(f"  C={strength:g}: {recipe.eval_split} {main} {result[main]:.4f}", flush=True)
+        if best is None or result[main] > best[0]:
+            best = (result[main], weight, bias, strength)
+    _, weight, bias, strength = best
+    train_seconds = time.perf_counter() - started
+
+    def predict_logits(texts: list[str], pairs: list[str] | None) -> np.ndarray:
+        return probe_logits((features(texts, pairs) - mean) / scale, weight, bias)
+
+    timer = time.perf_counter()
+    result, holder = _decisions(run, predict_logits(eval_texts, eval_pairs), eval_y)
+    rate = len(eval_texts) / max(time.perf_counter() - timer, 1e-9)
+    test = None
+    if recipe.test_split:
+        texts, pairs, gold = _test_rows(run)
+        test = {"rows": len(texts), **_decisions(run, predict_logits(texts, pairs), gold)[0]}
+    tensors = {"embedding": embedding.matrix, "weight": weight.astype(np.float32), "bias": bias.astype(np.float32),
+               "feature_mean": mean.astype(np.float32), "feature_scale": scale.astype(np.float32)}
+    if idf is not None:
+        tensors["idf"] = idf.astype(np.float32)
+    outcome = Outcome(
+        strategy=strategy, eval=result,
+        train={"runtime_s": round(train_seconds, 2), "epochs": 1, "global_step": 0,
+               "classifier": "ridge" if problem_type == "regression" else "logistic-regression", "C": strength,
+               "search": search},
+        params={"trainable": int(weight.size + bias.size),
+                "total": int(weight.size + bias.size + embedding.matrix.size)},
+        predict_rate=round(rate, 1), history=[{"epoch": 1.0, "step": 0, f"eval_{main}": result[main]}],
+        tensors=tensors, vocabulary=_vocabulary(embedding), prediction_rows=_classification_rows(
+            data.splits[recipe.eval_split], holder), test=test,
+        sidecar={"pairs": train_pairs is not None})
+    return outcome, embedding.coverage
+
+
+# ---------------------------------------------------------------- torch models
+
+class StaticEmbedding(nn.Module):
+    """An embedding table that is frozen except for ``learned_rows``.
+
+    The frozen table is a parameter with ``requires_grad=False`` (counted in the model's size, never given
+    to the optimizer); the learned rows live in their own small parameter and replace their frozen rows at
+    lookup, so neither gradients nor weight decay can ever touch a frozen row."""
+
+    def __init__(self, matrix: np.ndarray, learned_rows: np.ndarray | None = None):
+        super().__init__()
+        weight = torch.as_tensor(np.array(matrix, dtype=np.float32))
+        rows = torch.as_tensor(np.asarray(learned_rows if learned_rows is not None else [], dtype=np.int64))
+        self.frozen = nn.Parameter(weight, requires_grad=False)
+        self.register_buffer("learned_rows", rows)
+        slot = torch.full((weight.shape[0],), -1, dtype=torch.long)
+        slot[rows] = torch.arange(len(rows))
+        self.register_buffer("slot", slot, persistent=False)  # row -> its position in `learned`, -1: frozen
+        self.learned = nn.Parameter(weight[rows].clone()) if len(rows) else None
+        self.embedding_dim = int(weight.shape[1])
+
+    @classmethod
+    def from_matrix(cls, embedding: EmbeddingMatrix) -> StaticEmbedding:
+        return cls(embedding.matrix, embedding.oov_rows if embedding.oov == "learned" else None)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out = nn.functional.embedding(ids, self.frozen)
+        if self.learned is None:
+            return out
+        slots = self.slot[ids]
+        learned = nn.functional.embedding(slots.clamp(min=0), self.learned)
+        return torch.where((slots >= 0).unsqueeze(-1), learned, out)
+
+
+def _lstm(input_size: int, config: StaticConfig) -> nn.LSTM:
+    return nn.LSTM(input_size, config.hidden, num_layers=config.layers, bidirectional=True, batch_first=True,
+                   dropout=config.dropout if config.layers > 1 else 0.0)
+
+
+def _run_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, padding_value: float = 0.0):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    output, (hidden, _) = lstm(packed)
+    output, _ = pad_packed_sequence(output, batch_first=True, padding_value=padding_value, total_length=x.shape[1])
+    return output, hidden
+
+
+class BiLSTMClassifier(nn.Module):
+    """Frozen vectors -> dropout -> BiLSTM -> max over time (or the last states) -> dropout -> linear.
+    Sentence pairs are encoded by the same BiLSTM and combined as [u, v, |u-v|, u*v]."""
+
+    def __init__(self, embedding: StaticEmbedding, config: StaticConfig, outputs: int, pairs: bool = False):
+        super().__init__()
+        self.embedding, self.pooling = embedding, config.pooling
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = _lstm(embedding.embedding_dim, config)
+        self.head = nn.Linear(2 * config.hidden * (4 if pairs else 1), outputs)
+
+    def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(self.embedding(ids))
+        if self.pooling == "last":
+            _, hidden = _run_lstm(self.lstm, x, lengths)
+            return torch.cat([hidden[-2], hidden[-1]], dim=-1)
+        output, _ = _run_lstm(self.lstm, x, lengths, padding_value=float("-inf"))
+        return output.max(dim=1).values
+
+    def forward(self, ids, lengths, pair_ids=None, pair_lengths=None) -> torch.Tensor:
+        features = self.encode(ids, lengths)
+        if pair_ids is not None:
+            other = self.encode(pair_ids, pair_lengths)
+            features = torch.cat([features, other, (features - other).abs(), features * other], dim=-1)
+        return self.head(self.dropout(features))
+
+
+class BiLSTMTagger(nn.Module):
+    """[frozen word vector; trainable word-shape embedding] -> dropout -> BiLSTM -> dropout -> linear per token."""
+
+    def __init__(self, embedding: StaticEmbedding, config: StaticConfig, labels: int):
+        super().__init__()
+        self.embedding = embedding
+        self.casing = nn.Embedding(len(CASING), config.casing_dim, padding_idx=0) if config.casing_features else None
+        width = embedding.embedding_dim + (config.casing_dim if config.casing_features else 0)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = _lstm(width, config)
+        self.head = nn.Linear(2 * config.hidden, labels)
+
+    def forward(self, ids, shapes, lengths) -> torch.Tensor:
+        x = self.embedding(ids)
+        if self.casing is not None:
+            x = torch.cat([x, self.casing(shapes)], dim=-1)
+        output, _ = _run_lstm(self.lstm, self.dropout(x), lengths)
+        return self.head(self.dropout(output))
+
+
+def word_shape(token: str) -> int:
+    """Index in `CASING`: lower / initial_cap / all_caps / numeric / other."""
+    if any(c.isdigit() for c in token) and all(c.isdigit() or c in ",.-/:" for c in token):
+        return CASING.index("numeric")
+    if token.islower():
+        return CASING.index("lower")
+    if token.isupper():
+        return CASING.index("all_caps")
+    if token[:1].isupper():
+        return CASING.index("initial_cap")
+    return CASING.index("other")
+
+
+def _pad(sequences: list[list[int]], value: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    out = torch.full((len(sequences), int(lengths.max())), value, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        out[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
+    return out, lengths
+
+
+def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Index batches of similar lengths (little padding): in training, shuffled pools of 50 batches sorted by
+    length, then the batches in random order; for evaluation, everything sorted by length."""
+    order = rng.permutation(len(lengths)) if rng is not None else np.arange(len(lengths))
+    pool = batch_size * 50 if rng is not None else max(len(lengths), 1)
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start:start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def _count(model: nn.Module) -> dict[str, int]:
+    return {"trainable": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+            "total": int(sum(p.numel() for p in model.parameters()))}
+
+
+def _fit(model: nn.Module, run: Run, train_lengths: np.ndarray, batch_loss: Callable[[np.ndarray], torch.Tensor],
+         evaluate: Callable[[], dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """AdamW over the trainable parameters, one evaluation per epoch, early stopping on the main metric;
+    the best epoch's weights are restored at the end. Returns (history, train info)."""
+    from tqdm.auto import tqdm
+
+    config, main, split = run.config, run.main, run.recipe.eval_split
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    rng = np.random.default_rng(run.recipe.seed)
+    history: list[dict[str, Any]] = []
+    best, best_state, best_epoch, waited, step, epoch, loss_mean = None, None, 0, 0, 0, 0, math.nan
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        total, count = 0.0, 0
+        progress = tqdm(_batches(train_lengths, config.batch_size, rng), desc=f"epoch {epoch}/{config.epochs}",
+                        leave=False, mininterval=1.0)
+        for batch in progress:
+            optimizer.zero_grad(set_to_none=True)
+            loss = batch_loss(batch)
+            loss.backward()
+            nn.utils.clip_grad_norm_(trainable.values(), 5.0)
+            optimizer.step()
+            step, count, total = step + 1, count + 1, total + float(loss.detach())
+            if count % 50 == 0:
+                progress.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        loss_mean = total / max(count, 1)
+        history.append({"epoch": float(epoch), "step": step, "loss": round(loss_mean, 6)})
+        scores = evaluate()
+        history.append({"epoch": float(epoch), "step": step, f"eval_{main}": scores[main],
+                        "eval_loss": scores.get("loss")})
+        improved = best is None or scores[main] > best
+        print(f"  epoch {epoch}: train loss {loss_mean:.4f}, {split} {main} {scores[main]:.4f}"
+              + (" (best)" if improved else ""), flush=True)
+        if improved:
+            best, best_epoch, waited = scores[main], epoch, 0
+            best_state = {name: p.detach().clone() for name, p in trainable.items()}
+        else:
+            waited += 1
+            if config.patience is not None and waited >= config.patience:
+                break
+    if best_state is not None:
+        with torch.no_grad():
+            for name, value in best_state.items():
+                trainable[name].copy_(value)
+    return history, {"epochs": epoch, "best_epoch": best_epoch, "global_step": step, "loss": round(loss_mean, 6),
+                     "best_" + main: best}
+
+
+def _state_tensors(model: nn.Module) -> dict[str, np.ndarray]:
+    return {name: tensor.detach().cpu().numpy() for name, tensor in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------- BiLSTM classifier
+
+def _train_classifier(run: Run) -> tuple[Outcome, Any]:
+    recipe, data, config = run.recipe, run.data, run.config
+    problem_type = data.problem_type
+    train_texts, train_pairs = _texts(data.splits[recipe.train_split])
+    eval_texts, eval_pairs = _texts(data.splits[recipe.eval_split])
+    embedding = _build_embedding(run, _word_counts(train_texts + (train_pairs or []), config))
+    _announce(run, "static-bilstm", embedding.coverage, f"{len(embedding.matrix):,} embedding rows, OOV {config.oov}")
+    encode = TextEncoder(embedding, config)
+    outputs = 1 if problem_type == "regression" else len(data.label_names)
+    torch.manual_seed(recipe.seed)
+    model = BiLSTMClassifier(StaticEmbedding.from_matrix(embedding), config, outputs, pairs=train_pairs is not None)
+    train_labels = data.splits[recipe.train_split]["label"]
+    weights = cls_task.class_weight_tensor(recipe.class_weights, train_labels, problem_type, len(data.label_names))
+
+    def loss_fn(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+        if weights is not None and problem_type != "regression":
+            return cls_task.weighted_loss(logits, gold, weights, problem_type)
+        if problem_type == "regression":
+            return nn.functional.mse_loss(logits.squeeze(-1), gold.float())
+        if problem_type == "multi_label":
+            return nn.functional.binary_cross_entropy_with_logits(logits, gold.float())
+        return nn.functional.cross_entropy(logits, gold)
+
+    def forward(ids: list[list[int]], pair_ids: list[list[int]] | None, batch: np.ndarray) -> torch.Tensor:
+        x, lengths = _pad([ids[i] for i in batch])
+        if pair_ids is None:
+            return model(x, lengths)
+        y, pair_lengths = _pad([pair_ids[i] for i in batch])
+        return model(x, lengths, y, pair_lengths)
+
+    def predict(ids: list[list[int]], pair_ids: list[list[int]] | None) -> np.ndarray:
+        model.eval()
+        logits = np.zeros((len(ids), outputs), dtype=np.float32)
+        lengths = np.asarray([len(s) + (len(pair_ids[i]) if pair_ids else 0) for i, s in enumerate(ids)])
+        with torch.inference_mode():
+            for batch in _batches(lengths, 256):
+                logits[batch] = forward(ids, pair_ids, batch).numpy()
+        return logits
+
+    started = time.perf_counter()
+    train_ids, train_pair_ids = encode(train_texts), (encode(train_pairs) if train_pairs else None)
+    eval_ids, eval_pair_ids = encode(eval_texts), (encode(eval_pairs) if eval_pairs else None)
+    train_y = torch.as_tensor(np.asarray(train_labels))
+    eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
+
+    def evaluate() -> dict[str, Any]:
+        logits = predict(eval_ids, eval_pair_ids)
+        result, _ = _decisions(run, logits, eval_y)
+        result["loss"] = float(loss_fn(torch.from_numpy(logits), torch.as_tensor(eval_y)))
+        return result
+
+    lengths = np.asarray([len(s) for s in train_ids])
+    history, info = _fit(model, run, lengths,
+                         lambda batch: loss_fn(forward(train_ids, train_pair_ids, batch), train_y[batch]), evaluate)
+    train_seconds = time.perf_counter() - started
+
+    timer = time.perf_counter()  # throughput from raw text: tokenize, look up, run the BiLSTM, decide
+    logits = predict(encode(eval_texts), encode(eval_pairs) if eval_pairs else None)
+    result, holder = _decisions(run, logits, eval_y)
+    rate = len(eval_texts) / max(time.perf_counter() - timer, 1e-9)
+    result["loss"] = float(loss_fn(torch.from_numpy(logits), torch.as_tensor(eval_y)))
+    test = None
+    if recipe.test_split:
+        texts, pairs, gold = _test_rows(run)
+        test_logits = predict(encode(texts), encode(pairs) if pairs else None)
+        test = {"rows": len(texts), **_decisions(run, test_logits, gold)[0]}
+    outcome = Outcome(
+        strategy="static-bilstm", eval=result,
+        train={"runtime_s": round(train_seconds, 2), **info, "samples_per_second": None},
+        params=_count(model), predict_rate=round(rate, 1), history=history, tensors=_state_tensors(model),
+        vocabulary=_vocabulary(embedding),
+        prediction_rows=_classification_rows(data.splits[recipe.eval_split], holder), test=test,
+        sidecar={"pairs": train_pairs is not None, "outputs": outputs})
+    steps = info["epochs"] * len(train_ids)
+    outcome.train["samples_per_second"] = round(steps / max(train_seconds, 1e-9), 1)
+    return outcome, embedding.coverage
+
+
+# ---------------------------------------------------------------- BiLSTM tagger
+
+def _train_tagger(run: Run) -> tuple[Outcome, Any]:
+    from ..tasks.ner import entity_metrics
+
+    recipe, data, config = run.recipe, run.data, run.config
+    labels = data.label_names
+    train_split, eval_split = data.splits[recipe.train_split], data.splits[recipe.eval_split]
+    key = (lambda token: token.lower()) if config.lowercase else (lambda token: token)
+    counts = Counter(key(t) for tokens in train_split["tokens"] for t in tokens[: config.max_length])
+    embedding = _build_embedding(run, counts)
+    types = sorted({name[2:] for name in labels if name[:2] in ("B-", "I-")})
+    _announce(run, "static-bilstm", embedding.coverage,
+              f"{len(types)} entity types ({', '.join(types)}), casing features {config.casing_features}")
+    torch.manual_seed(recipe.seed)
+    model = BiLSTMTagger(StaticEmbedding.from_matrix(embedding), config, len(labels))
+    index = embedding.word_to_index
+
+    def encode(sentences: list[list[str]], limit: int | None = None):
+        ids = [[index.get(key(t), UNK) for t in tokens[:limit]] for tokens in sentences]
+        shapes = [[word_shape(t) for t in tokens[:limit]] for tokens in sentences]
+        return ids, shapes
+
+    def forward(ids, shapes, batch: np.ndarray) -> torch.Tensor:
+        x, lengths = _pad([ids[i] for i in batch])
+        s, _ = _pad([shapes[i] for i in batch])
+        return model(x, s, lengths)
+
+    def predict(sentences: list[list[str]]) -> list[list[str]]:
+        """The tag of every word (sentences are never truncated here)."""
+        model.eval()
+        ids, shapes = encode(sentences)
+        out: list[list[str]] = [[] for _ in sentences]
+        lengths = np.asarray([len(s) for s in sentences])
+        with torch.inference_mode():
+            for batch in _batches(np.maximum(lengths, 1), 256):
+                batch = batch[lengths[batch] > 0]
+                if len(batch) == 0:
+                    continue
+                predicted = forward(ids, shapes, batch).argmax(-1).numpy()
+                for row, i in enumerate(batch):
+                    out[i] = [labels[j] for j in predicted[row, : lengths[i]]]
+        return out
+
+    def loss_on(ids, shapes, tags, batch: np.ndarray) -> torch.Tensor:
+        logits = forward(ids, shapes, batch)
+        gold, _ = _pad([tags[i] for i in batch], IGNORE)
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), gold.reshape(-1),
+                                           ignore_index=IGNORE)
+
+    started = time.perf_counter()
+    keep = [i for i, tokens in enumerate(train_split["tokens"]) if tokens]
+    train_ids, train_shapes = encode([train_split["tokens"][i] for i in keep], config.max_length)
+    train_tags = [train_split["tags"][i][: config.max_length] for i in keep]
+    eval_tokens = list(eval_split["tokens"])
+    eval_gold = [[labels[t] for t in tags] for tags in eval_split["tags"]]
+    eval_ids, eval_shapes = encode(eval_tokens)
+    eval_tags = [list(tags) for tags in eval_split["tags"]]
+    eval_lengths = np.asarray([len(tokens) for tokens in eval_tokens])
+    nonempty = np.flatnonzero(eval_lengths > 0)
+
+    def evaluate() -> dict[str, Any]:
+        result = entity_metrics(eval_gold, predict(eval_tokens), recipe.strict)
+        total = 0.0
+        with torch.inference_mode():
+            for batch in _batches(eval_lengths[nonempty], 256):
+                rows = nonempty[batch]
+                total += float(loss_on(eval_ids, eval_shapes, eval_tags, rows)) * int(eval_lengths[rows].sum())
+        result["loss"] = total / max(int(eval_lengths.sum()), 1)  # mean over tokens
+        return result
+
+    lengths = np.asarray([len(s) for s in train_ids])
+    history, info = _fit(model, run, lengths, lambda batch: loss_on(train_ids, train_shapes, train_tags, batch),
+                         evaluate)
+    train_seconds = time.perf_counter() - started
+
+    timer = time.perf_counter()
+    predicted = predict(eval_tokens)
+    rate = len(eval_tokens) / max(time.perf_counter() - timer, 1e-9)
+    result = evaluate()
+    test = None
+    if recipe.test_split:
+        test = _tagger_test(run, predict)
+    rows = [{"line": line, "tokens": tokens, "tags": gold, "predicted": tags}
+            for line, tokens, gold, tags in zip(eval_split["line"], eval_tokens, eval_gold, predicted)]
+    outcome = Outcome(
+        strategy="static-bilstm", eval=result, train={"runtime_s": round(train_seconds, 2), **info},
+        params=_count(model), predict_rate=round(rate, 1), history=history, tensors=_state_tensors(model),
+        vocabulary=_vocabulary(embedding), prediction_rows=rows, test=test,
+        sidecar={"casing": list(CASING), "strict": recipe.strict})
+    return outcome, embedding.coverage
+
+
+def _tagger_test(run: Run, predict: Callable[[list[list[str]]], list[list[str]]]) -> dict[str, Any]:
+    from ..data import conll
+    from ..data.readers import read_token_rows
+    from ..tasks.ner import entity_metrics
+
+    sentences, path, _ = read_token_rows(run.card, run.recipe.test_split)
+    conll.normalise(sentences, run.card.scheme, path)
+    unknown = sorted({t for s in sentences for t in s["tags"]} - set(run.data.label_names))
+    if unknown:
+        raise NLPTransferError(f"{path}: tag '{unknown[0]}' is not one the model knows "
+                               f"({', '.join(run.data.label_names)})")
+    predicted = predict([s["tokens"] for s in sentences])
+    return {"rows": len(sentences), **entity_metrics([s["tags"] for s in sentences], predicted, run.recipe.strict)}

@@ -1,0 +1,501 @@
+"""Static word vectors (GloVe, word2vec, fastText) as gensim `KeyedVectors`, with a fast first load and a cache.
+
+    from nlp_transfer.static import load_vectors, most_similar
+    vectors = load_vectors("../shared/data/glove/glove.6B.50d.100k.txt.gz")   # ~0.5 s; then cached
+    vectors = load_vectors("../shared/data/glove/glove.6B.50d.100k.txt.gz")   # memory-mapped from the cache
+    most_similar(vectors, "king", topn=3)
+    most_similar(vectors, ["king", "woman"], negative=["man"])                  # king - man + woman
+
+Formats (``format="auto"`` tells them apart by content and name; ``.gz`` is read transparently):
+
+=============== ===================================================================================
+``glove``        text, ``word v1 ... vD`` per line, no header
+``word2vec``     text with a ``count dim`` header line (``.txt``)
+``fasttext``     the same text format as word2vec (fastText's ``.vec``)
+``word2vec-bin`` the C tool's binary format: ``count dim`` header, then ``word<space>`` + D float32
+``fasttext-bin`` fastText's ``.bin`` model (vectors for unseen words from subword n-grams)
+=============== ===================================================================================
+
+Text files are parsed block by block: each line is split once at the word (``str.count``/``find``, so a
+word may itself contain spaces: it is everything before the last D values), and all numbers of a block
+are converted by one ``numpy.fromstring`` call. gensim's ``load_word2vec_format`` converts value by
+value in Python and is ~6x slower on GloVe 100k (``python -m benchmarks.glove_load``).
+
+Decisions, so files behave predictably:
+
+- A header whose count disagrees with the rows is a **warning**; the real rows are used (files cut by
+  ``head`` keep their old header). A row with a different number of values is an **error** naming the
+  file and line. A "word" whose extra space-separated parts are all numbers (``word 0.1 ... 0.5 0.6``)
+  is read as a row with too many values, not as a word with spaces.
+- Duplicate words keep their first vector (as gensim), with one warning.
+- Word bytes that are not UTF-8 are an error by default; ``unicode_errors="replace"`` or ``"ignore"``
+  decodes them as gensim's parameter of that name does.
+- The cache lives in ``$NLP_TRANSFER_CACHE/vectors`` (default ``~/.cache/nlp_transfer/vectors``), one
+  folder per (file path, size, mtime, format, limit, unicode_errors); it is written to a temp folder and
+  renamed, so a crash never leaves half a cache. Cached vectors are memory-mapped read-only.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import NLPTransferError, did_you_mean
+
+FORMATS = ("auto", "glove", "word2vec", "word2vec-bin", "fasttext", "fasttext-bin")
+FASTTEXT_MAGIC = 793712314  # first int32 of a fastText .bin model
+CACHE_VERSION = 1
+CACHE_FILE = "vectors.kv"
+BLOCK_BYTES = 16 * 1024 * 1024
+
+
+def cache_root() -> Path:
+    """Where cached vectors live: ``$NLP_TRANSFER_CACHE/vectors`` or ``~/.cache/nlp_transfer/vectors``."""
+    return Path(os.environ.get("NLP_TRANSFER_CACHE", Path.home() / ".cache" / "nlp_transfer")) / "vectors"
+
+
+def load_vectors(path: str | Path, format: str = "auto", limit: int | None = None, cache: bool = True,
+                 unicode_errors: str = "strict", progress: bool = True):
+    """Word vectors from ``path`` as gensim ``KeyedVectors`` (``FastTextKeyedVectors`` for fastText ``.bin``).
+
+    ``limit`` keeps the first N words (files are usually sorted by frequency). With ``cache`` the first
+    load saves the parsed vectors and later loads memory-map them (read-only arrays)."""
+    path = _check_path(path)
+    if format not in FORMATS:
+        raise NLPTransferError(f"vectors format '{format}' is not supported{did_you_mean(format, FORMATS)} "
+                               f"(choose from {', '.join(FORMATS)})")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise NLPTransferError(f"vectors limit must be a positive integer or None, got {limit!r}")
+    fmt = detect_format(path) if format == "auto" else format
+    folder = _cache_folder(path, fmt, limit, unicode_errors) if cache else None
+    if folder is not None and (folder / CACHE_FILE).is_file():
+        cached = _load_cached(folder)
+        if cached is not None:
+            return cached
+    vectors = _parse(path, fmt, limit, unicode_errors, progress)
+    if folder is not None:
+        _save_cache(vectors, folder, {"source": str(path.resolve()), "format": fmt, "limit": limit,
+                                      "words": len(vectors.index_to_key), "dim": int(vectors.vector_size)})
+    return vectors
+
+
+def vectors_name(path: str | Path) -> str:
+    """A short name for reports: ``glove.6B.50d.100k`` for ``.../glove.6B.50d.100k.txt.gz``."""
+    name = Path(path).name
+    for suffix in (".gz", ".txt", ".vec", ".bin", ".w2v"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+# ---------------------------------------------------------------- files and formats
+
+def _check_path(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    folder = path.parent
+    siblings = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    prefix = "" if str(folder) in ("", ".") else f"{folder}/"
+    where = "" if folder.is_dir() else f" (folder '{folder}' does not exist)"
+    hint = (did_you_mean(path.name, siblings, prefix)
+            or "; check the path (GloVe / word2vec / fastText files, optionally .gz)")
+    raise NLPTransferError(f"vectors file '{path}' not found{where}{hint}")
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def _open(path: Path):
+    """(decompressed stream, raw file): the raw file's position measures progress through gzip files."""
+    raw = open(path, "rb")  # noqa: SIM115 (closed by the caller, with the stream)
+    return (gzip.GzipFile(fileobj=raw) if _is_gzip(path) else raw), raw
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of a vectors file, from its first bytes and its name."""
+    path = Path(path)
+    stream, raw = _open(path)
+    with raw, stream:
+        try:
+            head = stream.read(64 * 1024)
+        except (OSError, EOFError) as exc:
+            raise NLPTransferError(f"{path}: cannot read the file ({exc}); is it a damaged .gz?") from None
+    if len(head) >= 4 and struct.unpack("<i", head[:4])[0] == FASTTEXT_MAGIC:
+        return "fasttext-bin"
+    name = path.name.lower().removesuffix(".gz")
+    first, _, rest = head.partition(b"\n")
+    fields = first.split()
+    has_header = len(fields) == 2 and all(f.isdigit() for f in fields)
+    if name.endswith(".bin") or (has_header and not _looks_like_text_row(rest, int(fields[1]))):
+        return "word2vec-bin"
+    if has_header:
+        return "fasttext" if name.endswith(".vec") else "word2vec"
+    return "glove"
+
+
+def _looks_like_text_row(data: bytes, dim: int) -> bool:
+    line = data.partition(b"\n")[0].rstrip()
+    parts = line.rsplit(b" ", dim)
+    if len(parts) != dim + 1:
+        return False
+    try:
+        [float(p) for p in parts[1:]]
+    except ValueError:
+        return False
+    return True
+
+
+def _parse(path: Path, fmt: str, limit: int | None, unicode_errors: str, progress: bool):
+    if fmt == "fasttext-bin":
+        return _read_fasttext_bin(path, limit)
+    if fmt == "word2vec-bin":
+        return _read_binary(path, limit, unicode_errors, progress)
+    return _read_text(path, fmt, limit, unicode_errors, progress)
+
+
+def _progress_bar(path: Path, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"reading {path.name}",
+                disable=not progress, leave=False)
+
+
+def keyed_vectors(words: list[str], vectors: np.ndarray, key_to_index: dict[str, int] | None = None):
+    """gensim ``KeyedVectors`` around ``words`` and their ``vectors`` (rows in the same order), built
+    directly (no per-word ``add_vector``); counts are made up in descending order, as gensim's loader does."""
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(int(vectors.shape[1]), count=0, dtype=np.float32)
+    kv.index_to_key = list(words)
+    kv.key_to_index = key_to_index if key_to_index is not None else {w: i for i, w in enumerate(kv.index_to_key)}
+    kv.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    kv.next_index = len(kv.index_to_key)
+    kv.expandos["count"] = np.arange(len(kv.index_to_key), 0, -1, dtype=np.int64)
+    return kv
+
+
+# ---------------------------------------------------------------- text formats
+
+class _TextReader:
+    """Parses GloVe / word2vec / fastText text, one block of whole lines at a time."""
+
+    def __init__(self, path: Path, header: bool, limit: int | None, unicode_errors: str):
+        self.path, self.header, self.limit, self.unicode_errors = path, header, limit, unicode_errors
+        self.dim: int | None = None
+        self.declared: int | None = None  # the header's count
+        self.key_to_index: dict[str, int] = {}
+        self.words: list[str] = []
+        self.blocks: list[np.ndarray] = []
+        self.duplicates: list[tuple[int, str]] = []
+        self.lines_done = 0  # lines before the current block
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and len(self.words) >= self.limit
+
+    def decode(self, data: bytes) -> str:
+        try:
+            return data.decode("utf-8", errors=self.unicode_errors)
+        except UnicodeDecodeError as exc:
+            line = self.lines_done + data.count(b"\n", 0, exc.start) + 1
+            raise NLPTransferError(
+                f"{self.path}: line {line}: bytes that are not valid UTF-8 ({data[exc.start:exc.start + 4]!r}); "
+                f"pass unicode_errors='replace' (or 'ignore') to read such words as gensim does") from None
+        except LookupError:
+            raise NLPTransferError(f"unicode_errors '{self.unicode_errors}' is not a Python error handler; "
+                                   f"use strict, replace or ignore") from None
+
+    def read_header(self, line: str, number: int) -> None:
+        fields = line.split()
+        if len(fields) != 2 or not all(f.isdigit() for f in fields):
+            raise NLPTransferError(f"{self.path}: line {number}: expected a 'count dim' header (word2vec / fastText "
+                                   f"text), found '{line[:60]}'; use format glove for files without a header")
+        self.declared, self.dim = int(fields[0]), int(fields[1])
+
+    def guess_dim(self, lines: list[str]) -> int:
+        counts = Counter(line.rstrip().count(" ") for line in lines[:200] if line.strip())
+        if not counts:
+            raise NLPTransferError(f"{self.path}: no vectors found; is this a GloVe / word2vec / fastText file?")
+        return counts.most_common(1)[0][0]
+
+    def add_block(self, text: str) -> None:
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        first = 0
+        if self.header and self.declared is None and lines:
+            self.read_header(lines[0], self.lines_done + 1)
+            first = 1
+        if self.dim is None:
+            self.dim = self.guess_dim(lines[first:])
+        if self.dim < 1:
+            raise NLPTransferError(f"{self.path}: line {self.lines_done + 1}: rows hold no values; "
+                                   f"is this a vectors file?")
+        dim, index, words = self.dim, self.key_to_index, self.words
+        numbers, numbers_lines = [], []
+        for offset in range(first, len(lines)):
+            line = lines[offset].rstrip()
+            if not line:
+                continue
+            if line.count(" ") == dim:  # the fast path: a word without spaces and dim values
+                cut = line.find(" ")
+                word = line[:cut]
+            else:
+                word = self.odd_word(line, self.lines_done + offset + 1)
+                cut = len(word)
+            if word in index:
+                self.duplicates.append((self.lines_done + offset + 1, word))
+                continue
+            index[word] = len(words)
+            words.append(word)
+            numbers.append(line[cut + 1:])
+            numbers_lines.append(self.lines_done + offset + 1)
+            if self.full:
+                break
+        self.blocks.append(self.to_array(numbers, numbers_lines))
+        self.lines_done += len(lines)
+
+    def odd_word(self, line: str, number: int) -> str:
+        """The word of a line whose space count is not dim: a word with spaces, or a bad row."""
+        parts = line.rsplit(" ", self.dim)
+        found = line.count(" ")
+        if len(parts) == self.dim + 1:
+            extra = parts[0].split(" ")[1:]
+            if not all(_is_number(piece) for piece in extra):
+                return parts[0]
+        source = "the header" if self.declared is not None else "the first rows"
+        raise NLPTransferError(f"{self.path}: line {number}: {found} values after the word, expected {self.dim} "
+                               f"(from {source}); fix or remove this row")
+
+    def to_array(self, numbers: list[str], numbers_lines: list[int]) -> np.ndarray:
+        if not numbers:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        try:
+            flat = np.fromstring(" ".join(numbers), dtype=np.float32, sep=" ")
+        except ValueError:
+            flat = None
+        if flat is None or flat.size != len(numbers) * self.dim:
+            self.raise_bad_number(numbers, numbers_lines)
+        return flat.reshape(len(numbers), self.dim)
+
+    def raise_bad_number(self, numbers: list[str], numbers_lines: list[int]) -> None:
+        for values, number in zip(numbers, numbers_lines):
+            for position, value in enumerate(values.split(" "), start=1):
+                if not _is_number(value):
+                    raise NLPTransferError(f"{self.path}: line {number}: value {position} '{value[:30]}' is not a "
+                                           f"number; fix or remove this row")
+        raise NLPTransferError(f"{self.path}: a row could not be read as numbers; check the file")  # not reached
+
+    def result(self):
+        if self.duplicates:
+            line, word = self.duplicates[0]
+            warnings.warn(f"{self.path}: {len(self.duplicates)} duplicate word(s) (first '{word}' on line {line}); "
+                          f"kept the first vector of each", stacklevel=3)
+        count = len(self.words)
+        if self.declared is not None and count != self.declared and not self.full:
+            warnings.warn(f"{self.path}: the header says {self.declared} vectors but the file holds {count}; "
+                          f"using {count}", stacklevel=3)
+        if count == 0:
+            raise NLPTransferError(f"{self.path}: no vectors found; is this a GloVe / word2vec / fastText file?")
+        vectors = self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
+        return keyed_vectors(self.words, vectors, self.key_to_index)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_text(path: Path, fmt: str, limit: int | None, unicode_errors: str, progress: bool):
+    reader = _TextReader(path, header=fmt in ("word2vec", "fasttext"), limit=limit, unicode_errors=unicode_errors)
+    stream, raw = _open(path)
+    pending = b""
+    with raw, stream, _progress_bar(path, progress) as bar:
+        while not reader.full:
+            try:
+                data = stream.read(BLOCK_BYTES)
+            except (OSError, EOFError) as exc:
+                raise NLPTransferError(f"{path}: cannot read the file ({exc}); is it a damaged .gz?") from None
+            block = pending + data
+            if data:
+                cut = block.rfind(b"\n")
+                pending, block = block[cut + 1:], block[:cut + 1]
+            if block:
+                reader.add_block(reader.decode(block))
+            bar.update(raw.tell() - bar.n)
+            if not data:
+                break
+    return reader.result()
+
+
+# ---------------------------------------------------------------- binary formats
+
+def _read_binary(path: Path, limit: int | None, unicode_errors: str, progress: bool):
+    """word2vec's binary format: ``count dim\\n``, then per word ``word<space>`` + dim little-endian float32
+    (+ an optional newline, which the next word's ``lstrip`` removes, as in gensim)."""
+    stream, raw = _open(path)
+    with raw, stream, _progress_bar(path, progress) as bar:
+        header = stream.readline(256)
+        fields = header.split()
+        if len(fields) != 2 or not all(f.isdigit() for f in fields):
+            raise NLPTransferError(f"{path}: line 1: a word2vec binary file starts with a 'count dim' header, found "
+                                   f"{header[:40]!r}; use format glove or word2vec for text files")
+        declared, dim = int(fields[0]), int(fields[1])
+        wanted = min(declared, limit) if limit else declared
+        vectors = np.empty((max(wanted, 1), dim), dtype=np.float32)
+        words: list[str] = []
+        index: dict[str, int] = {}
+        duplicates = 0
+        width = 4 * dim
+        buffer, position, offset, eof = b"", 0, len(header), False  # offset: file offset of buffer[0]
+        while limit is None or len(words) < limit:
+            space = buffer.find(b" ", position)
+            if space == -1 or len(buffer) - space - 1 < width:
+                if eof:
+                    break
+                data = stream.read(BLOCK_BYTES)
+                eof = not data
+                offset += position
+                buffer, position = buffer[position:] + data, 0
+                bar.update(raw.tell() - bar.n)
+                continue
+            word_bytes = buffer[position:space]
+            try:
+                word = word_bytes.decode("utf-8", errors=unicode_errors).lstrip("\n")
+            except UnicodeDecodeError:
+                raise NLPTransferError(
+                    f"{path}: vector {len(words) + duplicates + 1} (byte {offset + position}): word bytes are not "
+                    f"valid UTF-8 ({word_bytes[:20]!r}); pass unicode_errors='replace' (or 'ignore') as with gensim"
+                ) from None
+            values = np.frombuffer(buffer, dtype="<f4", count=dim, offset=space + 1)
+            position = space + 1 + width
+            if word in index:
+                duplicates += 1
+                continue
+            if len(words) == len(vectors):
+                vectors = np.concatenate([vectors, np.empty_like(vectors)])
+            vectors[len(words)] = values
+            index[word] = len(words)
+            words.append(word)
+        leftover = buffer[position:].strip(b"\n")
+        if leftover and (limit is None or len(words) < limit):
+            raise NLPTransferError(f"{path}: vector {len(words) + duplicates + 1} (byte {offset + position}) is cut "
+                                   f"off: {len(leftover)} bytes where a word and {width} bytes of values were "
+                                   f"expected; the file is truncated or damaged")
+    if duplicates:
+        warnings.warn(f"{path}: {duplicates} duplicate word(s); kept the first vector of each", stacklevel=3)
+    if not words:
+        raise NLPTransferError(f"{path}: no vectors found after the header")
+    if len(words) != declared and not (limit and len(words) >= limit):
+        warnings.warn(f"{path}: the header says {declared} vectors but the file holds {len(words)}; using "
+                      f"{len(words)}", stacklevel=3)
+    return keyed_vectors(words, vectors[: len(words)], index)
+
+
+def _read_fasttext_bin(path: Path, limit: int | None):
+    from gensim.models.fasttext import load_facebook_vectors
+
+    if limit is not None:
+        warnings.warn(f"{path}: limit is not applied to a fastText .bin model (its n-gram table serves every "
+                      f"word); all its words are kept", stacklevel=3)
+    try:
+        return load_facebook_vectors(str(path))
+    except (OSError, ValueError, EOFError, NotImplementedError, struct.error, AssertionError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NLPTransferError(f"{path}: not a readable fastText .bin model ({message})") from None
+
+
+# ---------------------------------------------------------------- cache
+
+def _cache_folder(path: Path, fmt: str, limit: int | None, unicode_errors: str) -> Path:
+    stat = path.stat()
+    key = json.dumps({"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                      "format": fmt, "limit": limit, "unicode_errors": unicode_errors, "version": CACHE_VERSION},
+                     sort_keys=True)
+    return cache_root() / f"{vectors_name(path)}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _load_cached(folder: Path):
+    from gensim.models import KeyedVectors
+
+    try:
+        return KeyedVectors.load(str(folder / CACHE_FILE), mmap="r")
+    except Exception as exc:  # noqa: BLE001 (a damaged cache, whatever the error, is rebuilt)
+        warnings.warn(f"cached vectors in {folder} could not be read ({type(exc).__name__}); reading the file again",
+                      stacklevel=3)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def _save_cache(vectors, folder: Path, meta: dict[str, Any]) -> None:
+    """Save into a temp folder beside ``folder``, then rename: the cache appears whole or not at all."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    except OSError as exc:
+        warnings.warn(f"cannot write the vectors cache in {folder.parent} ({exc}); continuing without it", stacklevel=3)
+        return
+    try:
+        vectors.save(str(staging / CACHE_FILE), sep_limit=0)  # every array a separate .npy: memory-mappable
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        os.replace(staging, folder)
+    except OSError:  # another process renamed its copy into place first, or the disk is full
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- neighbours
+
+def _as_vectors(vectors):
+    return load_vectors(vectors) if isinstance(vectors, (str, Path)) else vectors
+
+
+def check_words(vectors, words: list[str]) -> None:
+    """Raise a one-line error for the first word the vectors cannot embed, with a close match."""
+    for word in words:
+        if word in vectors:
+            continue
+        if word.lower() in vectors:
+            hint = f"; did you mean '{word.lower()}'? (these vectors are lower-cased)"
+        else:
+            candidates = [w for w in vectors.index_to_key[:200_000] if abs(len(w) - len(word)) <= 2]
+            hint = did_you_mean(word, candidates)
+        raise NLPTransferError(f"'{word}' is not in the vectors ({len(vectors.index_to_key):,} words){hint}")
+
+
+def most_similar(vectors, word_or_positive: str | list[str], negative: list[str] | None = None,
+                 topn: int = 10) -> list[tuple[str, float]]:
+    """The ``topn`` nearest words by cosine similarity (gensim's ``most_similar``).
+
+    ``most_similar(v, "king")``: neighbours of one word. ``most_similar(v, ["king", "woman"], ["man"])``:
+    the analogy king - man + woman (the query words themselves are left out of the answer).
+    ``vectors`` is a ``KeyedVectors`` or a path for `load_vectors`."""
+    vectors = _as_vectors(vectors)
+    positive = [word_or_positive] if isinstance(word_or_positive, str) else list(word_or_positive)
+    negative = list(negative or [])
+    if not positive:
+        raise NLPTransferError("most_similar needs at least one word")
+    if not isinstance(topn, int) or topn < 1:
+        raise NLPTransferError(f"topn must be a positive integer, got {topn!r}")
+    check_words(vectors, positive + negative)
+    return [(word, float(score)) for word, score in vectors.most_similar(positive=positive, negative=negative,
+                                                                          topn=topn)]
+
+
+def analogy(vectors, a: str, b: str, c: str, topn: int = 10) -> list[tuple[str, float]]:
+    """``a - b + c`` (``analogy(v, "king", "man", "woman")`` -> queen first)."""
+    return most_similar(vectors, [a, c], negative=[b], topn=topn)
