@@ -41,4 +41,5 @@ def evaluate(model_dir, data, split="validation", batch_size=64):
     return _evaluate(model_dir, data, split, batch_size)
 
 
-__all__ = ["NLPTransferError", "Recipe", "compare", "embed", "evaluate", "load_model", "load_recipe", "train", "__version__"]
+__all__ = ["NLPTransferError", "Recipe", "compare", "embed", "evaluate", "load_model", "load_recipe", "train",
+           "__version__"]

@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="folder for the merged model")
 
     compare = sub.add_parser("compare", help="side-by-side report (Markdown, HTML, plots) of finished runs")
-    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders holding metrics.json, e.g. runs/strategies/*")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                         help="run folders holding metrics.json, e.g. runs/strategies/*")
     compare.add_argument("--out", default="reports/compare", help="folder for report.md, report.html and the PNG plots")
     compare.add_argument("--title", help="report title (default: the data sets and the run count)")
 

@@ -26,7 +26,7 @@ from .errors import NLPTransferError, did_you_mean
 from .io import atomic_open, write_text_atomic
 
 MISSING = "—"
-LOWER_IS_BETTER = {"loss", "mse", "mae"}
+LOWER_IS_BETTER = {"loss", "perplexity", "mse", "mae"}  # sorted ascending: best first
 MAX_LABELS = 8  # per-class F1 cell: more labels than this are cut with "… (+N)"
 PLOTS = ("metrics.png", "learning_curves.png", "confusion.png")
 COLUMNS = ("run", "task", "data", "model", "strategy", "metric", "eval", "test", "per-class / per-type F1",
@@ -86,6 +86,12 @@ def _missing_run_error(folder: Path) -> NLPTransferError:
     if inside:
         return NLPTransferError(f"'{folder}' holds no metrics.json but {len(inside)} run folder(s) inside it do; "
                                 f"pass those, e.g. '{folder}/*' or '{inside[0]}'")
+    steps = [int(p.name.removeprefix("checkpoint-")) for p in folder.glob("checkpoint-*")
+             if p.name.removeprefix("checkpoint-").isdigit()]
+    if steps:
+        return NLPTransferError(f"run folder '{folder}' has no metrics.json yet, only checkpoint-{max(steps)}: "
+                                "training is still running or was interrupted; let it finish (or resume it), "
+                                "or leave it out")
     parent = folder.parent
     siblings = [p.name for p in _runs_inside(parent) if p.name != folder.name]
     prefix = "" if str(parent) == "." else f"{parent}/"
@@ -138,7 +144,8 @@ def load_runs(run_dirs) -> list[Run]:
             seen.add(run.path.resolve())
             runs.append(run)
     if not runs:
-        raise NLPTransferError("compare: no run folders given; pass one or more, e.g. runs/sst2-minilm runs/strategies/*")
+        raise NLPTransferError("compare: no run folders given; pass one or more, "
+                               "e.g. runs/sst2-minilm runs/strategies/*")
     _name_runs(runs)
     return runs
 
@@ -400,7 +407,8 @@ def confusion_plot(run: Run) -> bytes:
     for (i, j), count in np.ndenumerate(counts):
         axes.text(j, i, f"{count:.0f}", ha="center", va="center", fontsize=9,
                   color="white" if shares[i, j] > 0.6 else "black")
-    axes.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center")
+    slanted = len(labels) > 3
+    axes.set_xticks(range(len(labels)), labels, rotation=45 if slanted else 0, ha="right" if slanted else "center")
     axes.set_yticks(range(len(labels)), labels)
     axes.set(xlabel="predicted", ylabel="gold",
              title=f"{run.name}: {run.metrics.get('eval_split') or 'eval'} ({run.main} {run.score:.4f})")
@@ -446,7 +454,8 @@ def _markdown(title: str, runs: list[Run], table: str, plots: dict[str, bytes], 
 
 
 def _html(title: str, runs: list[Run], plots: dict[str, bytes], confusion: Run | None) -> str:
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{html.escape(title)}</title>",
+    parts = ["<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">",
+             f"<title>{html.escape(title)}</title>",
              f"<style>\n{CSS}\n</style>\n</head>\n<body>", f"<h1>{html.escape(title)}</h1>",
              f"<p class=\"note\">{html.escape(_notes(runs).replace('*', ''))}</p>", html_table(runs)]
     for name, png in plots.items():

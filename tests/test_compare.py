@@ -19,7 +19,8 @@ PLOTS = ("metrics.png", "learning_curves.png", "confusion.png")
 
 
 def per_label(f1s: dict[str, float], support: int = 100) -> dict:
-    return {label: {"precision": f1 + 0.01, "recall": f1 - 0.01, "f1": f1, "support": support} for label, f1 in f1s.items()}
+    return {label: {"precision": f1 + 0.01, "recall": f1 - 0.01, "f1": f1, "support": support}
+            for label, f1 in f1s.items()}
 
 
 def classification_metrics(accuracy: float, f1s: dict[str, float], **extra) -> dict:
@@ -116,7 +117,8 @@ def test_report_from_a_genuine_run_and_written_runs_holds_their_numbers_in_order
     assert list(rows) == ["sst2-full", "sst2-probe", "sst2-glove-avg", "tiny-bert", "conll-ner"]
     assert rows["sst2-full"] == {
         "run": "sst2-full", "task": "sequence-classification", "data": "sst2", "model": "minilm-l6", "strategy": "full",
-        "metric": "accuracy", "eval": "0.9013", "test": "—", "per-class / per-type F1": "negative 0.8918, positive 0.9101",
+        "metric": "accuracy", "eval": "0.9013", "test": "—",
+        "per-class / per-type F1": "negative 0.8918, positive 0.9101",
         "trainable params": "22.7M (100%)", "train time": "21.7 min", "predict samples/s": "212"}
     assert rows["sst2-probe"]["trainable params"] == "770 (0.0034%)"
     assert rows["sst2-probe"]["train time"] == "2.2 min"
@@ -181,6 +183,12 @@ def test_missing_metrics_json_exits_2_with_one_line_and_the_close_sibling(writte
     with pytest.raises(NLPTransferError, match=r"holds no metrics\.json but 4 run folder\(s\) inside it do"):
         compare([tmp_path / "runs"])
 
+    running = tmp_path / "runs" / "sst2-mlm"
+    for step in (125, 250):
+        (running / f"checkpoint-{step}").mkdir(parents=True)
+    with pytest.raises(NLPTransferError, match="no metrics.json yet, only checkpoint-250: training is still running"):
+        compare([running])
+
 
 def test_corrupt_metrics_json_names_the_file(tmp_path, capsys):
     broken = tmp_path / "broken"
@@ -228,3 +236,14 @@ def test_same_named_folders_get_names_that_tell_them_apart(tmp_path):
     second = write_run(tmp_path / "lr-1e-4" / "full", full_run())
     out = compare([first, second, first], output=tmp_path / "report")  # a folder given twice counts once
     assert list(table_rows((out / "report.md").read_text())) == ["lr-1e-4/full", "lr-3e-5/full"]
+
+
+def test_a_lower_is_better_main_metric_sorts_ascending(tmp_path):
+    def mlm(loss: float) -> dict:
+        return {"task": "masked-lm", "data": "sst2-text", "main_metric": "loss", "eval": {"loss": loss}}
+
+    runs = [write_run(tmp_path / "mlm-short", mlm(2.31)), write_run(tmp_path / "mlm-long", mlm(1.87))]
+    out = compare(runs, output=tmp_path / "report")
+    rows = table_rows((out / "report.md").read_text())
+    assert list(rows) == ["mlm-long", "mlm-short"] and rows["mlm-long"]["eval"] == "1.8700"
+    assert not (out / "confusion.png").exists()  # no classification run
