@@ -18,7 +18,9 @@ def test_every_recipe_loads_and_names_an_existing_card(path, monkeypatch):
     monkeypatch.chdir(REPO)
     recipe = load_recipe(path)
     card = load_card(resolve_path(recipe.data, recipe))
-    assert card.task == recipe.task
+    from nlp_transfer.tasks import get_task
+
+    assert card.task in getattr(get_task(recipe.task), "CARD_TASKS", (recipe.task,))
 
 
 @pytest.mark.parametrize("path", CARDS, ids=[p.name for p in CARDS])
