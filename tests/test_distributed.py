@@ -8,16 +8,30 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 from conftest import tiny_recipe
 
 RANK_LINE = re.compile(r"\[rank (\d)/(\d)\] finished: global_step=(\d+) eval_accuracy=(\S+) weights=(\w+) writes_outputs=(\w+)")
 
 
-def test_accelerate_launch_two_processes_agree_and_only_rank0_writes(sst2_toy, tiny_bert, tmp_path):
+STRATEGIES = {
+    "full": {"name": "full"},
+    # parameters that open mid-run must still be averaged across ranks (DDP with find_unused_parameters)
+    "gradual": {"name": "gradual", "every": 4},
+    "two-stage": {"name": "full", "head_warmup_steps": 5},
+}
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_accelerate_launch_two_processes_agree_and_only_rank0_writes(strategy, sst2_toy, tiny_bert, tmp_path):
     out = tmp_path / "run"
     recipe = tiny_recipe(sst2_toy, tiny_bert, out, max_steps=12, per_device_train_batch_size=8,
                          eval_strategy="steps", eval_steps=6)
+    recipe["strategy"] = STRATEGIES[strategy]
+    if strategy != "full":  # keep the last weights (the best checkpoint might predate a layer's opening)
+        recipe["training"]["load_best_model_at_end"] = False
     recipe_path = tmp_path / "recipe.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe))
     accelerate = Path(sys.executable).parent / "accelerate"
@@ -43,3 +57,9 @@ def test_accelerate_launch_two_processes_agree_and_only_rank0_writes(sst2_toy, t
     assert [p["line"] for p in predictions] == sorted(p["line"] for p in predictions)
     assert done.stdout.count("nlp-transfer: training") == 1
     assert not (out / ".final-staging").exists()
+    if strategy != "full":  # the layers that opened mid-run trained (and, above, stayed equal on both ranks)
+        from transformers import AutoModel, AutoModelForSequenceClassification
+
+        start = AutoModel.from_pretrained(tiny_bert).encoder.layer[0].output.dense.weight
+        end = AutoModelForSequenceClassification.from_pretrained(out).bert.encoder.layer[0].output.dense.weight
+        assert not torch.equal(start, end)
