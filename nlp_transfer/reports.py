@@ -18,11 +18,28 @@ def _per_class_rows(scores: dict[str, Any]) -> list[str]:
             for name, v in per_class.items()]
 
 
-def _results(title: str, scores: dict[str, Any]) -> list[str]:
-    lines = [f"## Results on `{title}`", "", "| metric | value |", "|---|---|", *_metric_rows(scores), ""]
+def _per_language_rows(scores: dict[str, Any]) -> list[str]:
+    per_language = scores.get("per_language") or {}
+    names = [k for k in next(iter(per_language.values()), {}) if k != "rows"]
+    if not names:
+        return []
+    return [f"| language | rows | {' | '.join(names)} |", "|---|---|" + "---|" * len(names),
+            *(f"| {language} | {v['rows']} | " + " | ".join(f"{v[n]:.4f}" for n in names) + " |"
+              for language, v in per_language.items()), ""]
+
+
+def _results(title: str, scores: dict[str, Any], heading: str | None = None) -> list[str]:
+    lines = [heading or f"## Results on `{title}`", "", "| metric | value |", "|---|---|", *_metric_rows(scores), ""]
     per_class = _per_class_rows(scores)
     if per_class:
         lines += ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|", *per_class, ""]
+    lines += _per_language_rows(scores)
+    types = scores.get("types")
+    if types:  # NER across datasets: what was left out of the scores
+        left_out = [f"{k} ({n} gold entities)" for k, n in types["data_only"].items()]
+        left_out += [f"{k} ({n} predicted entities)" for k, n in types["model_only"].items()]
+        lines += [f"Scored on the entity types shared by model and data ({', '.join(types['scored'])}); "
+                  f"left out: {', '.join(left_out)}.", ""]
     return lines
 
 
@@ -66,11 +83,17 @@ def model_card(recipe, card, metrics: dict[str, Any], label_names: list[str],
         f"{train['global_step']} steps in {train['runtime_s']:.0f} s on {metrics['world_size']} process(es); "
         f"{metrics['params']['trainable']:,} of {metrics['params']['total']:,} parameters trained.", "",
     ]
+    if getattr(recipe, "label_map", None):
+        lines += ["Entity types mapped as every split was read (`label_map`): "
+                  + ", ".join(f"{k} → {v}" for k, v in recipe.label_map.items()) + ".", ""]
     if split:
         lines += _results(split, metrics.get("eval", {}))
     if metrics.get("test"):
         lines += _results(metrics["test_split"] + " (held out: not used for training or checkpoint selection)",
                           metrics["test"])
+    for name, scores in (metrics.get("eval_sets") or {}).items():
+        lines += _results(name, scores, f"## Results on `{name}` (`{scores.get('data')}`, split `{scores.get('split')}`; "
+                                        f"extra evaluation set, scored once by the final model)")
     lines += [
         "## Labels", "", ", ".join(f"`{i}`: {name}" for i, name in enumerate(label_names)), "",
         "## Use", "", "```python",

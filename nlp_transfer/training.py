@@ -25,7 +25,7 @@ import yaml
 from . import __version__
 from .config import Recipe, load_recipe, resolve_path
 from .data.adapters import DynamicPaddingCollator
-from .data.readers import card_from_dict, load_card, load_data
+from .data.readers import card_from_dict, load_card, load_data, merge_cards
 from .errors import NLPTransferError, did_you_mean
 from .io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .models import load_tokenizer
@@ -233,7 +233,34 @@ def _check_output_dir(recipe: Recipe) -> str | None:
 def _load_card_for(recipe: Recipe):
     if isinstance(recipe.data, dict):
         return card_from_dict(recipe.data, None)
+    if isinstance(recipe.data, list):  # several cards read as one; every row keeps its card's language
+        return merge_cards([load_card(resolve_path(path, recipe)) for path in recipe.data])
     return load_card(resolve_path(recipe.data, recipe))
+
+
+def _eval_set_cards(recipe: Recipe, card) -> dict[str, tuple[Any, str]]:
+    """``eval_sets`` as name -> (card, split), checked before any training so a typo costs seconds, not a run."""
+    out = {}
+    for name, entry in (recipe.eval_sets or {}).items():
+        paths = entry["data"] if isinstance(entry["data"], list) else [entry["data"]]
+        cards = []
+        for path in paths:
+            resolved = resolve_path(path, recipe)
+            if not resolved.is_file():
+                folder = resolved.parent if resolved.parent.is_dir() else Path("data_cards")
+                nearby = [str(Path(path).parent / p.name) for p in folder.glob("*.md")]
+                raise NLPTransferError(f"{recipe.source}: eval_sets.{name}: data card '{path}' not found"
+                                       f"{did_you_mean(str(path), nearby)}; check the path (cards live in data_cards/*.md)")
+            cards.append(load_card(resolved))
+        eval_card = merge_cards(cards)
+        if eval_card.task != card.task:
+            raise NLPTransferError(f"{recipe.source}: eval_sets.{name}: {eval_card.source} holds {eval_card.task} data "
+                                   f"but the model is trained on {card.task}; use a card of the same task")
+        if entry["split"] not in eval_card.splits:
+            raise NLPTransferError(f"{recipe.source}: eval_sets.{name}: {eval_card.source} has no split '{entry['split']}'"
+                                   f"{did_you_mean(entry['split'], eval_card.splits)} (splits: {', '.join(eval_card.splits)})")
+        out[name] = (eval_card, entry["split"])
+    return out
 
 
 def _subsample(data, recipe: Recipe) -> None:
@@ -270,7 +297,13 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
         if split not in card.splits:
             raise NLPTransferError(f"{card.source}: no '{split}' split{did_you_mean(split, card.splits)}; "
                                    f"set train_split/test_split in the recipe or add the split to the card")
-    data = load_data(card, [recipe.train_split] + ([recipe.eval_split] if has_eval else []), recipe.train_split)
+    eval_cards = _eval_set_cards(recipe, card)
+    if (recipe.eval_sets or recipe.label_map) and (recipe.static is not None or (
+            recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head")):
+        raise NLPTransferError(f"{recipe.source}: eval_sets and label_map work with fine-tuned transformers, not with "
+                               f"static baselines or the scikit-learn probe; score those with `nlp-transfer evaluate`")
+    data = load_data(card, [recipe.train_split] + ([recipe.eval_split] if has_eval else []), recipe.train_split,
+                     label_map=recipe.label_map)
     if recipe.train_rows is not None:
         _subsample(data, recipe)
     if recipe.static is not None:  # GloVe / word2vec / fastText baselines: same cards, same metrics.json
@@ -344,7 +377,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     metrics["rows"] = {split: len(rows) for split, rows in data.splits.items()}
     if any(data.repairs.values()):
         metrics["repaired_tags"] = data.repairs  # I- tags after O etc., made B- on reading
-    _save_outputs(trainer, recipe, card, data, metrics, prepared)
+    _save_outputs(trainer, recipe, card, data, metrics, prepared, eval_cards)
     world = trainer.args.world_size
     if world > 1:
         print(f"[rank {trainer.args.process_index}/{world}] finished: global_step={trainer.state.global_step} "
@@ -433,7 +466,7 @@ def _collect_metrics(recipe, card, problem_type, main_metric, trainer, train_out
     }
 
 
-def _save_outputs(trainer, recipe, card, data, metrics, prepared) -> None:
+def _save_outputs(trainer, recipe, card, data, metrics, prepared, eval_cards=None) -> None:
     """Write the final model and reports: staged in a hidden folder, then renamed into place."""
     out = Path(recipe.output_dir)
     staging = out / ".final-staging"
@@ -449,12 +482,18 @@ def _save_outputs(trainer, recipe, card, data, metrics, prepared) -> None:
     write_json_atomic(staging / SIDECAR, sidecar)
     if prepared.after_save is not None:
         prepared.after_save(staging, trainer.model)
-    if recipe.test_split:  # scored once by the final model; never seen by training or checkpoint selection
-        from .evaluation import evaluate
+    from .evaluation import evaluate
 
-        scores = evaluate(staging, card, recipe.test_split)
+    if recipe.test_split:  # scored once by the final model; never seen by training or checkpoint selection
+        scores = evaluate(staging, card, recipe.test_split, label_map=recipe.label_map)
         metrics["test_split"] = recipe.test_split
         metrics["test"] = {k: v for k, v in scores.items() if k not in ("model", "data", "split")}
+    if eval_cards:  # extra sets (other languages, other datasets), scored the same way, never used for selection
+        metrics["eval_sets"] = {}
+        for name, (eval_card, split) in eval_cards.items():
+            print(f"nlp-transfer: scoring eval set {name} ({eval_card.name}, {split})", flush=True)
+            scores = evaluate(staging, eval_card, split, label_map=recipe.label_map, where=f"eval_sets.{name}")
+            metrics["eval_sets"][name] = {k: v for k, v in scores.items() if k != "model"}
     write_json_atomic(staging / "metrics.json", metrics)
     write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
     if prepared.prediction_rows is not None:

@@ -16,6 +16,11 @@ Every split comes out with the columns ``text`` (and ``text_pair`` for sentence 
 (an id, a multi-hot list or a float, by problem type) and ``line`` (where the row came from, so
 predictions and errors can point back at the file).
 
+Languages: ``language: de`` names the card's language; ``language_column: lang`` reads a per-row language
+from that column (CSV/TSV/JSONL/datasets) for splits that mix languages. Several cards can be read as one
+(`merge_cards`, ``data: [a.md, b.md]`` in a recipe): their splits are concatenated and every row keeps its
+card's language. Rows then carry a ``language`` column, which per-language metrics group by.
+
 We read CSV/TSV/JSONL ourselves rather than through `datasets.load_dataset("csv")` because every
 bad row must be reported as ``file: line N: what is wrong; the fix``, which pandas' errors do not give.
 """
@@ -25,6 +30,7 @@ import csv
 import io
 import json
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -53,15 +59,24 @@ class DataCard:
     columns: list[str] | None = None  # CoNLL: names of all columns, e.g. [token, pos, chunk, ner]
     tags: str | int = -1  # CoNLL: the tag column, by name (with columns) or index
     scheme: str = "auto"  # token tags: IOB1 | IOB2 | BIOES | IO | auto (detected); converted to IOB2
-    language: str | list[str] | None = None
+    language: str | list[str] | None = None  # ISO code(s) of the text, e.g. en
+    language_column: str | None = None  # a column holding each row's language (splits that mix languages)
     license: str | None = None
     encoding: str = "utf-8"
     description: str = ""  # the Markdown body, for model cards
     path: Path | None = None  # the card file; split paths are relative to its folder
+    parts: list[DataCard] | None = None  # several cards read as one (`merge_cards`)
 
     @property
     def source(self) -> str:
+        if self.parts:
+            return " + ".join(part.source for part in self.parts)
         return str(self.path) if self.path else f"data card '{self.name}'"
+
+    def row_language(self) -> str:
+        """The language given to this card's rows when it is merged with others and has no language column:
+        its ``language``, else (none or several) its name."""
+        return self.language if isinstance(self.language, str) and self.language else self.name
 
     def split_path(self, split: str) -> str:
         if split not in self.splits:
@@ -78,7 +93,7 @@ class DataCard:
         return location
 
 
-CARD_KEYS = {f.name for f in fields(DataCard)} - {"description", "path"}
+CARD_KEYS = {f.name for f in fields(DataCard)} - {"description", "path", "parts"}
 
 
 def card_from_dict(values: dict[str, Any], path: Path | None = None, description: str = "") -> DataCard:
@@ -109,7 +124,51 @@ def card_from_dict(values: dict[str, Any], path: Path | None = None, description
         raise NLPTransferError(f"{source}: format '{card.format}' is not one of {', '.join(FORMATS)}{did_you_mean(card.format, FORMATS)}")
     if not 1 <= len(card.text) <= 2:
         raise NLPTransferError(f"{source}: 'text' names one column, or two for sentence pairs")
+    if card.language_column is not None and not isinstance(card.language_column, str):
+        raise NLPTransferError(f"{source}: 'language_column' names one column (e.g. language_column: lang)")
     return card
+
+
+def merge_cards(cards: list[DataCard]) -> DataCard:
+    """Several cards read as one: each split is the concatenation of the cards that have it, and every row
+    keeps its language (the card's ``language_column``, else the card's ``language``). The cards must hold
+    the same task and problem type."""
+    if len(cards) == 1:
+        return cards[0]
+    first = cards[0]
+    for card in cards[1:]:
+        for key in ("task", "problem_type"):
+            if getattr(card, key) != getattr(first, key):
+                raise NLPTransferError(f"cannot read {first.source} and {card.source} together: {key} "
+                                       f"{getattr(first, key)} vs {getattr(card, key)}; list cards of one {key}")
+    splits: dict[str, str] = {}
+    for card in cards:
+        for split in card.splits:
+            splits[split] = "+".join(c.name for c in cards if split in c.splits)
+    languages: list[str] = []
+    for card in cards:
+        for language in ([card.language] if isinstance(card.language, str) else card.language or []):
+            if language not in languages:
+                languages.append(language)
+    licenses = list(dict.fromkeys(card.license for card in cards if card.license))
+    same = {key: getattr(first, key) if all(getattr(c, key) == getattr(first, key) for c in cards) else None
+            for key in ("labels", "format", "scheme")}
+    return DataCard(
+        name="+".join(card.name for card in cards), task=first.task, splits=splits, format=same["format"],
+        text=first.text, label=first.label, labels=same["labels"], problem_type=first.problem_type,
+        scheme=same["scheme"] or "IOB2",  # parts with different schemes are converted to IOB2 as they are read
+        language=languages or None, license="; ".join(licenses) or None,
+        description="\n\n".join(f"### {card.name}\n\n{card.description}" for card in cards if card.description),
+        parts=list(cards),
+    )
+
+
+def load_cards(paths: str | Path | DataCard | list) -> DataCard:
+    """One card, or several read as one (`merge_cards`), from paths or cards."""
+    items = paths if isinstance(paths, (list, tuple)) else [paths]
+    if not items:
+        raise NLPTransferError("no data card given; name one card or a list of cards")
+    return merge_cards([item if isinstance(item, DataCard) else load_card(item) for item in items])
 
 
 def load_card(path: str | Path) -> DataCard:
@@ -271,11 +330,16 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
               fix: str = COLUMN_FIX) -> tuple[list[dict], str, list[str] | None]:
     """Rows of one split as ``{"text", "text_pair"?, "label"?, "line"}`` with texts checked.
 
-    Returns the rows, the file they came from and (for `datasets` ClassLabel columns) label names."""
+    Returns the rows, the file they came from and (for `datasets` ClassLabel columns) label names.
+    Rows get a ``language`` when the card has a ``language_column`` or is several cards merged."""
+    if card.parts:
+        return _read_parts(card, split, lambda part: read_rows(part, split, labelled, fix))
     path = card.split_path(split)
     needed = [(column, "text") for column in card.text]
     if labelled and card.label:
         needed.append((card.label, "label"))
+    if card.language_column:
+        needed.append((card.language_column, "language"))
     fmt = _format_of(card, path)
     names = None
     if fmt == "datasets":
@@ -302,10 +366,40 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
             if _is_missing(value) if not isinstance(value, list) else False:
                 raise NLPTransferError(f"{path}: {unit} {number}: empty label in column '{card.label}'; fill it in or remove the row")
             row["label"] = value
+        if card.language_column:
+            row["language"] = _language_of(record[card.language_column], path, unit, number, card.language_column)
         rows.append(row)
     if not rows:
         raise NLPTransferError(f"{path}: split '{split}' has no rows; add data or remove the split from {card.source}")
     return rows, path, names
+
+
+def _language_of(value: Any, path: str, unit: str, number: int, column: str) -> str:
+    if _is_missing(value):
+        raise NLPTransferError(f"{path}: {unit} {number}: empty language in column '{column}'; fill it in (e.g. en) "
+                               f"or remove the row")
+    return str(value).strip()
+
+
+def _read_parts(card: DataCard, split: str, read) -> tuple[list, str, list[str] | None]:
+    """Rows of ``split`` from every merged card that has it, each tagged with its language."""
+    having = [part for part in card.parts if split in part.splits]
+    if not having:
+        raise NLPTransferError(f"{card.source}: no split '{split}'{did_you_mean(split, card.splits)} "
+                               f"(splits: {', '.join(card.splits)})")
+    rows, paths, names = [], [], None
+    for part in having:
+        part_rows, path, part_names = read(part)
+        if card.task == "token-classification" and part.scheme != card.scheme:
+            from . import conll
+
+            conll.normalise(part_rows, part.scheme, path)  # to IOB2 here: the merged card reads as IOB2
+        for row in part_rows:
+            row.setdefault("language", part.row_language())
+        rows.extend(part_rows)
+        paths.append(path)
+        names = names or part_names
+    return rows, " + ".join(paths), names
 
 
 def read_texts(path: str, column: str = "text") -> list[str]:
@@ -398,14 +492,18 @@ class LoadedData:
     repairs: dict[str, int] = field(default_factory=dict)  # token tags: split -> invalid IOB2 tags repaired
 
 
-def load_data(card: DataCard | str | Path, splits: list[str] | None = None, train_split: str = "train") -> LoadedData:
-    """Read and validate the card's splits (all of them, or ``splits``)."""
+def load_data(card: DataCard | str | Path | list, splits: list[str] | None = None, train_split: str = "train",
+              label_map: dict[str, str] | None = None) -> LoadedData:
+    """Read and validate the card's splits (all of them, or ``splits``); a list of cards is read as one.
+    ``label_map`` (token classification) renames or drops entity types as they are read."""
     import datasets
 
     if not isinstance(card, DataCard):
-        card = load_card(card)
+        card = load_cards(card)
     if card.task == "token-classification":
-        return load_token_data(card, splits, train_split)
+        return load_token_data(card, splits, train_split, label_map)
+    if label_map:
+        raise NLPTransferError(f"{card.source}: label_map maps entity types and applies to token-classification data only")
     if card.task == "text":  # unlabelled text (masked-LM pretraining)
         out, files = {}, {}
         for split in splits or list(card.splits):
@@ -446,13 +544,21 @@ def read_token_rows(card: DataCard, split: str) -> tuple[list[dict], str, list[s
     """Sentences of one split as ``{"tokens", "tags", "line"}`` with tags as read (any scheme)."""
     from . import conll
 
+    if card.parts:
+        return _read_parts(card, split, lambda part: read_token_rows(part, split))
     path = card.split_path(split)
     fmt = _format_of(card, path)
     names = None
+    if card.language_column and fmt == "conll":
+        raise NLPTransferError(f"{card.source}: language_column needs token JSONL or datasets files; CoNLL files have "
+                               f"no per-sentence column, so write one card per language and list them together "
+                               f"(data: [a.md, b.md])")
     if fmt == "conll":
         sentences, _ = conll.read_conll(path, tag_column=card.tags, columns=card.columns, encoding=card.encoding)
     elif fmt == "jsonl":
         sentences, _ = conll.read_token_jsonl(path, card.text[0], card.label, encoding=card.encoding)
+        if card.language_column:
+            _jsonl_languages(sentences, path, card)
     elif fmt == "datasets":
         sentences, names = _token_rows_from_datasets(card, path, split)
     else:
@@ -462,32 +568,57 @@ def read_token_rows(card: DataCard, split: str) -> tuple[list[dict], str, list[s
     return sentences, path, names
 
 
+def _jsonl_languages(sentences: list[dict], path: str, card: DataCard) -> None:
+    """Add each sentence's ``language`` from its JSONL object (the token reader keeps tokens and tags only)."""
+    lines = _read_file(path, card.encoding).split("\n")
+    for sentence in sentences:
+        record = json.loads(lines[sentence["line"] - 1])
+        if card.language_column not in record:
+            raise _missing_column(path, sentence["line"], card.language_column, list(record), "language")
+        sentence["language"] = _language_of(record[card.language_column], path, "line", sentence["line"],
+                                            card.language_column)
+
+
 def _token_rows_from_datasets(card: DataCard, location: str, split: str) -> tuple[list[dict], list[str] | None]:
-    rows, names = _iter_datasets(location, split, [(card.text[0], "tokens"), (card.label, "label")])
+    needed = [(card.text[0], "tokens"), (card.label, "label")]
+    if card.language_column:
+        needed.append((card.language_column, "language"))
+    rows, names = _iter_datasets(location, split, needed)
     sentences = []
     for number, row in rows:
         tags = row[card.label]
         if names is not None:
             tags = [names[t] if isinstance(t, int) else t for t in tags]
-        sentences.append({"tokens": [str(t) for t in row[card.text[0]]], "tags": [str(t) for t in tags],
-                          "line": number, "token_lines": [number] * len(tags)})
+        sentence = {"tokens": [str(t) for t in row[card.text[0]]], "tags": [str(t) for t in tags],
+                    "line": number, "token_lines": [number] * len(tags)}
+        if card.language_column:
+            sentence["language"] = _language_of(row[card.language_column], location, "row", number, card.language_column)
+        sentences.append(sentence)
     return sentences, names
 
 
-def load_token_data(card: DataCard, splits: list[str] | None = None, train_split: str = "train") -> LoadedData:
-    """Read the card's splits as sentences with IOB2 tag ids (columns tokens, tags, line)."""
+def load_token_data(card: DataCard, splits: list[str] | None = None, train_split: str = "train",
+                    label_map: dict[str, str] | None = None) -> LoadedData:
+    """Read the card's splits as sentences with IOB2 tag ids (columns tokens, tags, line[, language]),
+    entity types renamed or dropped by ``label_map`` (e.g. ``{MISC: O}``)."""
     import datasets
 
     from . import conll
 
     wanted = splits or list(card.splits)
-    sentences_by_split, files, repairs = {}, {}, {}
+    sentences_by_split, files, repairs, seen = {}, {}, {}, set()
     for split in wanted:
         sentences, path, _ = read_token_rows(card, split)
         repairs[split] = conll.normalise(sentences, card.scheme, path)
+        seen |= entity_types(sentences)
+        apply_label_map(sentences, label_map)
         sentences_by_split[split], files[split] = sentences, path
+    for key in label_map or {}:
+        if key not in seen:
+            warnings.warn(f"{card.source}: label_map key '{key}' matches no entity type in the data "
+                          f"(types: {', '.join(sorted(seen)) or 'none'}){did_you_mean(key, seen)}", stacklevel=2)
     if card.labels:  # in IOB2, e.g. [O, B-PER, I-PER, ...]; a tag outside them is an error below
-        label_names = list(card.labels)
+        label_names = list(dict.fromkeys(map_entity_types(card.labels, label_map)))
     else:
         source_split = train_split if train_split in sentences_by_split else wanted[0]
         label_names = conll.label_list(sentences_by_split[source_split])
@@ -495,6 +626,33 @@ def load_token_data(card: DataCard, splits: list[str] | None = None, train_split
     for split, sentences in sentences_by_split.items():
         conll.validate_tags(sentences, label_names, files[split])
         index = {name: i for i, name in enumerate(label_names)}
-        rows = [{"tokens": s["tokens"], "tags": [index[t] for t in s["tags"]], "line": s["line"]} for s in sentences]
+        rows = [{"tokens": s["tokens"], "tags": [index[t] for t in s["tags"]], "line": s["line"],
+                 **({"language": s["language"]} if "language" in s else {})} for s in sentences]
         out[split] = datasets.Dataset.from_list(rows)
     return LoadedData(out, label_names, "token", card, files, repairs)
+
+
+# ---------------------------------------------------------------- entity type mapping (cross-dataset NER)
+
+def entity_types(sentences: list[dict]) -> set[str]:
+    """Entity types (``PER`` from ``B-PER``/``I-PER``) in the sentences' IOB2 tags."""
+    return {tag[2:] for sentence in sentences for tag in sentence["tags"] if tag[:2] in ("B-", "I-")}
+
+
+def map_entity_types(tags: list[str], label_map: dict[str, str] | None) -> list[str]:
+    """IOB2 tags with entity types renamed by ``label_map`` (``{PERSON: PER}``); a type mapped to ``O``
+    disappears (``B-MISC``, ``I-MISC`` -> ``O``). Whole entities map together, so the result stays valid IOB2."""
+    if not label_map:
+        return list(tags)
+    out = []
+    for tag in tags:
+        target = label_map.get(tag[2:]) if tag[:2] in ("B-", "I-") else None
+        out.append(tag if target is None else "O" if target == "O" else tag[:2] + target)
+    return out
+
+
+def apply_label_map(sentences: list[dict], label_map: dict[str, str] | None) -> None:
+    """`map_entity_types` on every sentence, in place."""
+    if label_map:
+        for sentence in sentences:
+            sentence["tags"] = map_entity_types(sentence["tags"], label_map)

@@ -97,6 +97,23 @@ def metrics_for(problem_type: str, predicted: np.ndarray, gold: np.ndarray, labe
     return regression_metrics(predicted.astype(float), gold.astype(float))
 
 
+def per_language_metrics(problem_type: str, predicted: np.ndarray, gold: np.ndarray, label_names: list[str],
+                         languages: list[str | None]) -> dict[str, dict[str, Any]] | None:
+    """The scalar metrics (accuracy, macro/micro F1, ...) and row count per language, when the rows carry two
+    or more languages; else None."""
+    groups: dict[str, list[int]] = {}
+    for index, language in enumerate(languages):
+        if language is not None:
+            groups.setdefault(str(language), []).append(index)
+    if len(groups) < 2:
+        return None
+    out = {}
+    for language, indices in sorted(groups.items()):
+        scores = metrics_for(problem_type, predicted[indices], gold[indices], label_names)
+        out[language] = {"rows": len(indices), **{k: v for k, v in scores.items() if isinstance(v, float)}}
+    return out
+
+
 def decide(scores: np.ndarray, problem_type: str, threshold: float = 0.5) -> np.ndarray:
     """Decisions from scores: the best label id, labels over the threshold, or the value itself."""
     if problem_type == "single_label":
@@ -115,8 +132,9 @@ class StreamingMetrics:
     evaluation stay in ``details`` / ``decisions`` for metrics.json and the predictions file."""
 
     def __init__(self, problem_type: str, label_names: list[str], threshold: float = 0.5,
-                 order: list[int] | None = None):
+                 order: list[int] | None = None, languages: list[str] | None = None):
         self.problem_type = problem_type
+        self.languages = languages  # per evaluated row (evaluation order): per-language scores for mixed splits
         self.order = order  # original row index of each evaluated row, when the set was reordered (by length)
         self.label_names = label_names
         self.threshold = threshold
@@ -155,6 +173,10 @@ class StreamingMetrics:
         self.decisions = {"predicted": predicted, "score": np.concatenate(self._scores), "gold": gold}
         self._reset()
         details = metrics_for(self.problem_type, predicted, gold, self.label_names)
+        if self.languages is not None and len(self.languages) == len(gold):
+            by_language = per_language_metrics(self.problem_type, predicted, gold, self.label_names, self.languages)
+            if by_language:
+                details["per_language"] = by_language
         self.details = details
         return {k: v for k, v in details.items() if isinstance(v, float)}
 
@@ -227,7 +249,13 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
     if has_eval:
         eval_set = tokenize_dataset(data.splits[recipe.eval_split], tokenizer, recipe.max_length, "tokenizing eval")
         eval_set = eval_set.add_column("row", list(range(len(eval_set)))).sort("length", reverse=True)
-        metrics = StreamingMetrics(problem_type, data.label_names, recipe.threshold, order=eval_set["row"])
+        source = data.splits[recipe.eval_split]
+        languages = None
+        if "language" in source.column_names:
+            by_row = list(source["language"])
+            languages = [by_row[row] for row in eval_set["row"]]  # in evaluation (length-sorted) order
+        metrics = StreamingMetrics(problem_type, data.label_names, recipe.threshold, order=eval_set["row"],
+                                   languages=languages)
     model = load_for_sequence_classification(recipe.model, data.label_names, HF_PROBLEM_TYPES[problem_type],
                                              recipe.trust_remote_code)
     weights = class_weight_tensor(recipe.class_weights, data.splits[recipe.train_split]["label"], problem_type,
@@ -237,8 +265,10 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
         source = data.splits[recipe.eval_split]
         texts, lines = source["text"], source["line"]
         pairs = source["text_pair"] if "text_pair" in source.column_names else None
+        languages = source["language"] if "language" in source.column_names else None
         for i, row in enumerate(metrics.decision_rows()):
-            yield {"line": lines[i], "text": texts[i], **({"text_pair": pairs[i]} if pairs else {}), **row}
+            yield {"line": lines[i], **({"language": languages[i]} if languages else {}), "text": texts[i],
+                   **({"text_pair": pairs[i]} if pairs else {}), **row}
 
     return Prepared(
         train_set=train_set, eval_set=eval_set, model=model, metrics=metrics, main_metric=MAIN_METRIC[problem_type],

@@ -8,11 +8,15 @@ subwords, and every word gets exactly one predicted tag back.
 - Sentences longer than max_length become overlapping windows (``stride`` subwords shared); a word seen
   in several windows takes its prediction from the window where it has the most context on both sides.
 - Metrics: entity-level precision/recall/F1 (seqeval; ``strict`` matches the scheme exactly) overall and
-  per type, plus word-level accuracy.
+  per type, plus word-level accuracy; per language too when the sentences carry several languages.
+- Cross-dataset scoring: when the data and the model do not have the same entity types (a CoNLL model with
+  MISC on WikiANN, which has none), `score_on_shared_types` scores only the types both have: the other types
+  become ``O`` in the gold tags and in the predictions alike, and one warning says which and how many.
 """
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -143,6 +147,69 @@ def entity_metrics(gold: list[list[str]], predicted: list[list[str]], strict: bo
     }
 
 
+class EntityTypeMismatchWarning(UserWarning):
+    """The data and the model have different entity types; only the shared ones were scored."""
+
+
+def _keep_types(sequences: list[list[str]], keep: set[str]) -> list[list[str]]:
+    return [[t if t[:2] not in ("B-", "I-") or t[2:] in keep else "O" for t in tags] for tags in sequences]
+
+
+def _count_entities(sequences: list[list[str]], kinds: set[str]) -> dict[str, int]:
+    counts = dict.fromkeys(sorted(kinds), 0)
+    for tags in sequences:
+        for tag in tags:
+            if tag.startswith("B-") and tag[2:] in counts:
+                counts[tag[2:]] += 1
+    return counts
+
+
+def score_on_shared_types(gold: list[list[str]], predicted: list[list[str]], data_types: set[str],
+                          label_names: Sequence[str], where: str):
+    """Gold and predicted tags restricted to the entity types both the data and the model have.
+
+    A data-only type (the model cannot predict it) and a model-only type (the data never has it) both become
+    ``O`` on both sides, so neither counts as a miss nor as a false alarm; one `EntityTypeMismatchWarning` says
+    which types were left out and how many entities that concerned. Returns (gold, predicted, types), with
+    ``types`` None when the types match and else ``{scored, data_only, model_only}`` (entity counts)."""
+    model_types = {name[2:] for name in label_names if name[:2] in ("B-", "I-")}
+    data_only, model_only = data_types - model_types, model_types - data_types
+    if not data_only and not model_only:
+        return gold, predicted, None
+    shared = data_types & model_types
+    types = {"scored": sorted(shared), "data_only": _count_entities(gold, data_only),
+             "model_only": _count_entities(predicted, model_only)}
+    notes = []
+    if data_only:
+        notes.append("gold " + ", ".join(f"{k} ({n})" for k, n in types["data_only"].items())
+                     + " entities count as O (the model has no such type)")
+    if model_only:
+        notes.append("predicted " + ", ".join(f"{k} ({n})" for k, n in types["model_only"].items())
+                     + " entities are ignored (the data has no such type)")
+    warnings.warn(f"{where}: entity types differ (model: {', '.join(sorted(model_types))}; data: "
+                  f"{', '.join(sorted(data_types)) or 'none'}); scoring the shared types "
+                  f"{', '.join(sorted(shared)) or '(none)'} only: {'; '.join(notes)}; map types with label_map "
+                  f"(e.g. {{MISC: O}}) to make this explicit", EntityTypeMismatchWarning, stacklevel=3)
+    return _keep_types(gold, shared), _keep_types(predicted, shared), types
+
+
+def per_language_entity_metrics(gold: list[list[str]], predicted: list[list[str]], languages: Sequence[str | None],
+                                strict: bool = False) -> dict[str, dict[str, Any]] | None:
+    """Entity F1 (with precision, recall, word accuracy and the sentence count) per language, when the
+    sentences carry two or more languages; else None."""
+    groups: dict[str, list[int]] = {}
+    for index, language in enumerate(languages):
+        if language is not None:
+            groups.setdefault(str(language), []).append(index)
+    if len(groups) < 2:
+        return None
+    out = {}
+    for language, indices in sorted(groups.items()):
+        scores = entity_metrics([gold[i] for i in indices], [predicted[i] for i in indices], strict)
+        out[language] = {"rows": len(indices), **{k: v for k, v in scores.items() if isinstance(v, float)}}
+    return out
+
+
 def preprocess_logits(logits, labels):
     """Keep, per subword, only the predicted id and its probability (not all label logits)."""
     if isinstance(logits, (tuple, list)):
@@ -157,8 +224,9 @@ class StreamingNERMetrics:
     set in its fixed order), merges windows per sentence and scores whole sentences with seqeval."""
 
     def __init__(self, label_names: list[str], gold_tags: list[list[str]], sentences: list[int],
-                 word_ids: list[list[int]], strict: bool = False):
+                 word_ids: list[list[int]], strict: bool = False, languages: list[str] | None = None):
         self.label_names = label_names
+        self.languages = languages  # per sentence, for per-language scores when the split mixes languages
         self.gold_tags = gold_tags
         self.sentences = sentences  # per evaluation row: the sentence it came from
         self.word_ids = word_ids  # per evaluation row: word index of each position (-1: special token)
@@ -191,6 +259,10 @@ class StreamingNERMetrics:
         ]
         self._reset()
         self.details = entity_metrics(self.gold_tags, self.predicted_tags, self.strict)
+        if self.languages is not None:
+            by_language = per_language_entity_metrics(self.gold_tags, self.predicted_tags, self.languages, self.strict)
+            if by_language:
+                self.details["per_language"] = by_language
         return {k: v for k, v in self.details.items() if isinstance(v, float)}
 
 
@@ -246,19 +318,23 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
         eval_set = encode(recipe.eval_split, "tokenizing eval").sort("length", reverse=True)
         source = data.splits[recipe.eval_split]
         gold = [[labels[i] for i in tags] for tags in source["tags"]]
-        metrics = StreamingNERMetrics(labels, gold, eval_set["sentence"], eval_set["word_ids"], recipe.strict)
+        languages = source["language"] if "language" in source.column_names else None
+        metrics = StreamingNERMetrics(labels, gold, eval_set["sentence"], eval_set["word_ids"], recipe.strict, languages)
     model = load_for_token_classification(recipe.model, labels, recipe.trust_remote_code)
 
     def prediction_rows():
         source = data.splits[recipe.eval_split]
+        languages = source["language"] if "language" in source.column_names else None
         for i, (line, tokens, tags) in enumerate(zip(source["line"], source["tokens"], source["tags"])):
-            yield {"line": line, "tokens": tokens, "tags": [labels[t] for t in tags], "predicted": metrics.predicted_tags[i]}
+            yield {"line": line, **({"language": languages[i]} if languages else {}), "tokens": tokens,
+                   "tags": [labels[t] for t in tags], "predicted": metrics.predicted_tags[i]}
 
     types = sorted({name[2:] for name in labels if name[:2] in ("B-", "I-")})
     return Prepared(
         train_set=train_set, eval_set=eval_set, model=model, metrics=metrics, main_metric=MAIN_METRIC,
         token_labels=True, summary=f"{len(types)} entity types ({', '.join(types)}), {len(train_set)} windows",
         pipeline_tag="token-classification",
-        sidecar={"stride": recipe.stride, "label_all_subwords": recipe.label_all_subwords, "strict": recipe.strict},
+        sidecar={"stride": recipe.stride, "label_all_subwords": recipe.label_all_subwords, "strict": recipe.strict,
+                 "label_map": recipe.label_map},  # `evaluate` maps other data's entity types the same way
         preprocess_logits=preprocess_logits, prediction_rows=prediction_rows if has_eval else None,
     )
