@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,11 +17,23 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# demo: fine-tune MiniLM-L6 on the shipped SST-2 sample, train the two frozen-GloVe baselines on the same rows,
+# and print them side by side (the report with plots lands in reports/demo/)
 demo: setup
 	$(VENV)/bin/nlp-transfer train recipes/sst2_demo.yaml
+	$(VENV)/bin/nlp-transfer train recipes/sst2_demo_glove.yaml
+	$(VENV)/bin/nlp-transfer train recipes/sst2_demo_glove.yaml static.baseline=average output_dir=runs/sst2-demo-glove-avg
+	$(VENV)/bin/nlp-transfer compare runs/sst2-demo runs/sst2-demo-glove runs/sst2-demo-glove-avg --out reports/demo \
+		--title "SST-2 sample: fine-tuned MiniLM-L6 next to frozen GloVe baselines"
+
+bench: setup
+	$(PY) -m benchmarks
+
+bench-quick: setup
+	$(PY) -m benchmarks --quick
 
 test: setup
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs reports .pytest_cache
