@@ -80,6 +80,7 @@ class StaticConfig:
     casing_features: bool = True  # tagger: a trainable embedding of the word's shape
     casing_dim: int = 16
     max_length: int = 256  # words per text (classifier) / per training sentence (tagger)
+    threads: int | None = 1  # torch threads while training (None: leave torch's setting)
 
 
 # ---------------------------------------------------------------- configuration
@@ -117,6 +118,8 @@ def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
     for key in ("hidden", "layers", "epochs", "batch_size", "min_count", "max_length", "casing_dim"):
         need(integer(getattr(config, key)) and getattr(config, key) >= 1, key, "a positive integer")
     need(config.limit is None or (integer(config.limit) and config.limit >= 1), "limit", "a positive integer or null")
+    need(config.threads is None or (integer(config.threads) and config.threads >= 1), "threads",
+         "a positive integer or null")
     need(config.patience is None or (integer(config.patience) and config.patience >= 1), "patience",
          "a positive integer or null")
     need(isinstance(config.dropout, (int, float)) and 0 <= config.dropout < 1, "dropout", "a number in [0, 1)")
@@ -202,12 +205,21 @@ def train_static(recipe, card, data) -> dict[str, Any]:
     vectors = load_vectors(path, config.format, config.limit, unicode_errors=config.unicode_errors)
     vectors_seconds = time.perf_counter() - started
     run = Run(recipe, card, data, config, vectors, f"{vectors_name(path)} (static)")
-    if recipe.task == "token-classification":
-        outcome, coverage = _train_tagger(run)
-    elif config.baseline == "average":
-        outcome, coverage = _train_average(run)
-    else:
-        outcome, coverage = _train_classifier(run)
+    # Small recurrent models gain nothing from intra-op threads, and spin-waiting threads make them many times
+    # slower when the cores are shared with other work (measured: 2-3 s per demo epoch on 1 thread, minutes on 2
+    # threads beside another job). One thread by default; `threads: null` keeps torch's setting.
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        if recipe.task == "token-classification":
+            outcome, coverage = _train_tagger(run)
+        elif config.baseline == "average":
+            outcome, coverage = _train_average(run)
+        else:
+            outcome, coverage = _train_classifier(run)
+    finally:
+        torch.set_num_threads(threads)
     outcome.train["vectors_seconds"] = round(vectors_seconds, 2)
     metrics = _metrics(run, outcome, coverage)
     _write_outputs(run, outcome, coverage, metrics)
