@@ -265,7 +265,7 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
         source = data.splits[recipe.eval_split]
         texts, lines = source["text"], source["line"]
         pairs = source["text_pair"] if "text_pair" in source.column_names else None
-        languages = source["language"] if "language" in source.column_names else None
+        languages = list(source["language"]) if "language" in source.column_names else None
         for i, row in enumerate(metrics.decision_rows()):
             yield {"line": lines[i], **({"language": languages[i]} if languages else {}), "text": texts[i],
                    **({"text_pair": pairs[i]} if pairs else {}), **row}

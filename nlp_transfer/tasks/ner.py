@@ -318,13 +318,13 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
         eval_set = encode(recipe.eval_split, "tokenizing eval").sort("length", reverse=True)
         source = data.splits[recipe.eval_split]
         gold = [[labels[i] for i in tags] for tags in source["tags"]]
-        languages = source["language"] if "language" in source.column_names else None
+        languages = list(source["language"]) if "language" in source.column_names else None
         metrics = StreamingNERMetrics(labels, gold, eval_set["sentence"], eval_set["word_ids"], recipe.strict, languages)
     model = load_for_token_classification(recipe.model, labels, recipe.trust_remote_code)
 
     def prediction_rows():
         source = data.splits[recipe.eval_split]
-        languages = source["language"] if "language" in source.column_names else None
+        languages = list(source["language"]) if "language" in source.column_names else None
         for i, (line, tokens, tags) in enumerate(zip(source["line"], source["tokens"], source["tags"])):
             yield {"line": line, **({"language": languages[i]} if languages else {}), "tokens": tokens,
                    "tags": [labels[t] for t in tags], "predicted": metrics.predicted_tags[i]}
