@@ -434,7 +434,7 @@ def _clear_previous_run(out: Path) -> None:
 def _collect_metrics(recipe, card, problem_type, main_metric, trainer, train_output, train_seconds, eval_metrics,
                      metrics_fn, checkpoint) -> dict[str, Any]:
     eval_part = {k.removeprefix("eval_"): v for k, v in eval_metrics.items()
-                 if k.removeprefix("eval_") not in ("runtime", "samples_per_second", "steps_per_second", "epoch")}
+                 if k.removeprefix("eval_") not in ("runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time")}
     if metrics_fn is not None:
         eval_part.update({k: v for k, v in metrics_fn.details.items() if not isinstance(v, float)})
     return {
