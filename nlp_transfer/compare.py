@@ -43,6 +43,7 @@ class Run:
     metrics: dict[str, Any]
     name: str = ""
     subset: int | None = None  # train_rows from the run's recipe.yaml (older metrics.json lack "rows")
+    strategy_note: str = ""  # the strategy's non-default options from recipe.yaml, e.g. "lr_decay 0.8"
 
     def get(self, *keys: str) -> Any:
         """Nested lookup that returns None where any level is missing: ``run.get("eval", "accuracy")``."""
@@ -118,17 +119,45 @@ def load_run(folder: str | Path) -> Run:
     if not isinstance(metrics, dict):
         raise NLPTransferError(f"{path}: corrupt metrics.json (a JSON {type(metrics).__name__}, expected an object "
                                f"with task, model, eval); rerun the run that wrote it")
-    return Run(folder, metrics, subset=_recipe_train_rows(folder / "recipe.yaml"))
+    recipe = _read_recipe(folder / "recipe.yaml")
+    return Run(folder, metrics, subset=_recipe_train_rows(recipe), strategy_note=strategy_note(recipe))
 
 
-def _recipe_train_rows(path: Path) -> int | None:
-    """Context only: a missing or unreadable recipe.yaml just leaves the row count out."""
+def _read_recipe(path: Path) -> dict | None:
+    """Context only: a missing or unreadable recipe.yaml just leaves the details out."""
     import yaml
 
     try:
         recipe = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
+    return recipe if isinstance(recipe, dict) else None
+
+
+SHOWN_OPTIONS = {  # strategy option -> shown when it matters (strategy names it belongs to; None: always)
+    "n": ("last-n",), "every": ("gradual",), "r": ("lora",), "probe": ("feature-extraction",),
+    "lr_decay": None, "group_lrs": None, "head_warmup_steps": None, "head_warmup_epochs": None,
+}
+
+
+def strategy_note(recipe: dict | None) -> str:
+    """The options that distinguish a run's strategy, e.g. ``lr_decay 0.8`` or ``n 2``."""
+    strategy = (recipe or {}).get("strategy")
+    if not isinstance(strategy, dict):
+        return ""
+    name = strategy.get("name")
+    parts = []
+    for key, names in SHOWN_OPTIONS.items():
+        value = strategy.get(key)
+        if value is None or (names is not None and name not in names):
+            continue
+        if key == "group_lrs" and isinstance(value, dict):
+            value = "/".join(f"{v:g}" for v in value.values())
+        parts.append(f"{key.replace('_', ' ')} {value}")
+    return ", ".join(parts)
+
+
+def _recipe_train_rows(recipe: dict | None) -> int | None:
     rows = recipe.get("train_rows") if isinstance(recipe, dict) else None
     return rows if isinstance(rows, int) and not isinstance(rows, bool) else None
 
@@ -242,6 +271,8 @@ def row(run: Run) -> dict[str, str]:
     """The report's cells for one run, keyed by COLUMNS."""
     runtime, rate = _number(run.get("train", "runtime_s")), predict_rate(run)
     text = {key: str(run.metrics.get(key) or MISSING) for key in ("task", "data", "model", "strategy")}
+    if run.strategy_note:
+        text["strategy"] += f" ({run.strategy_note})"
     train_rows = _number(run.get("rows", "train")) or run.subset
     if train_rows is not None:  # a run on a subset (train_rows) scores differently from one on the full split
         text["data"] += f" ({train_rows:,.0f} train)"

@@ -247,3 +247,13 @@ def test_a_lower_is_better_main_metric_sorts_ascending(tmp_path):
     rows = table_rows((out / "report.md").read_text())
     assert list(rows) == ["mlm-long", "mlm-short"] and rows["mlm-long"]["eval"] == "1.8700"
     assert not (out / "confusion.png").exists()  # no classification run
+
+
+def test_strategy_cell_names_the_options_that_distinguish_runs():
+    from nlp_transfer.compare import strategy_note
+
+    assert strategy_note({"strategy": {"name": "full", "lr_decay": 0.8, "n": 2}}) == "lr decay 0.8"  # n: last-n only
+    assert strategy_note({"strategy": {"name": "last-n", "n": 2, "head_warmup_steps": 60}}) == "n 2, head warmup steps 60"
+    assert strategy_note({"strategy": {"name": "full", "group_lrs": {"embeddings": 2e-5, "head": 1e-3}}}) == \
+        "group lrs 2e-05/0.001"
+    assert strategy_note(None) == "" and strategy_note({"strategy": "full"}) == ""
