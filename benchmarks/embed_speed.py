@@ -70,7 +70,11 @@ def rss_mb():
             return int(line.split()[1]) / 1024
 base = rss_mb()
 array = embed(encoder, texts, {out!r}, normalize=True, chunk_size=8192)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def hwm_mb():  # this process's own peak (ru_maxrss would include the forking parent's, carried over exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+peak = hwm_mb()
 print(json.dumps({{"base_mb": base, "peak_mb": peak, "rows": int(array.shape[0])}}))
 """
 
