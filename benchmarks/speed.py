@@ -62,6 +62,14 @@ def _trainer_args(out: str, steps: int, batch: int, seed: int = 0):
                              use_cpu=True)
 
 
+def _recipe(card: dict, folder: Path, steps: int, batch: int) -> dict:
+    """An nlp_transfer recipe with the plain Trainer's settings: same steps, batch, learning rate, no saving."""
+    return {"task": card["task"], "data": card, "model": MODEL, "max_length": 128, "seed": 0,
+            "output_dir": str(folder / "run"),
+            "training": {"max_steps": steps, "per_device_train_batch_size": batch, "learning_rate": 5e-5,
+                         "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "disable_tqdm": True}}
+
+
 def _timed_train(trainer) -> float:
     started = time.perf_counter()
     trainer.train()
@@ -97,11 +105,7 @@ def nlp_transfer_classification(rows, steps: int, batch: int) -> tuple[float, st
     (folder / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
     card = {"name": "sst2-bench", "task": "sequence-classification", "splits": {"train": str(folder / "train.tsv")},
             "format": "tsv", "text": "sentence", "label": "label", "labels": ["negative", "positive"]}
-    recipe = {"task": "sequence-classification", "data": card, "model": MODEL, "max_length": 128, "seed": 0,
-              "output_dir": str(folder / "run"),
-              "training": {"max_steps": steps, "per_device_train_batch_size": batch, "learning_rate": 5e-5,
-                           "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "disable_tqdm": True}}
-    metrics = train(recipe).metrics
+    metrics = train(_recipe(card, folder, steps, batch)).metrics
     return metrics["train"]["runtime_s"], str(folder / "run")
 
 
@@ -142,11 +146,7 @@ def nlp_transfer_ner(sentences, steps: int, batch: int) -> float:
     (folder / "train.txt").write_text(text, encoding="utf-8")
     card = {"name": "conll-bench", "task": "token-classification", "splits": {"train": str(folder / "train.txt")},
             "format": "conll", "columns": ["token", "ner"], "tags": "ner", "scheme": "IOB2"}
-    recipe = {"task": "token-classification", "data": card, "model": MODEL, "max_length": 128, "seed": 0,
-              "output_dir": str(folder / "run"),
-              "training": {"max_steps": steps, "per_device_train_batch_size": batch, "learning_rate": 5e-5,
-                           "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "disable_tqdm": True}}
-    return train(recipe).metrics["train"]["runtime_s"]
+    return train(_recipe(card, folder, steps, batch)).metrics["train"]["runtime_s"]
 
 
 def alternate(contenders: dict[str, Any], rounds: int) -> dict[str, float]:

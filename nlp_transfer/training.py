@@ -35,6 +35,8 @@ from .tasks import get_task
 from .tasks.classification import LOWER_IS_BETTER
 
 SIDECAR = "nlp_transfer.json"
+# Trainer's evaluation entries that are timings, not scores (throughput is kept apart under "predict")
+TRAINER_BOOKKEEPING = ("runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time")
 
 
 @dataclass
@@ -72,7 +74,8 @@ def _build_trainer_class():
             return SequentialSampler(eval_dataset)
 
         def create_optimizer(self, model=None):
-            # Only trainable parameters reach the optimizer; with lr_decay each layer depth gets its own group.
+            # Our own groups when a strategy needs them: per-depth (lr_decay) or per-group (group_lrs) rates, frozen
+            # parameters included from the start (gradual unfreezing, head warm-up), head apart (two-stage schedule).
             custom = self.lr_decay is not None or self.all_parameters or self.group_lrs or self.head_warmup
             if self.optimizer is None and custom:
                 from .strategies import parameter_groups
@@ -434,7 +437,7 @@ def _clear_previous_run(out: Path) -> None:
 def _collect_metrics(recipe, card, problem_type, main_metric, trainer, train_output, train_seconds, eval_metrics,
                      metrics_fn, checkpoint) -> dict[str, Any]:
     eval_part = {k.removeprefix("eval_"): v for k, v in eval_metrics.items()
-                 if k.removeprefix("eval_") not in ("runtime", "samples_per_second", "steps_per_second", "epoch", "model_preparation_time")}
+                 if k.removeprefix("eval_") not in TRAINER_BOOKKEEPING}
     if metrics_fn is not None:
         eval_part.update({k: v for k, v in metrics_fn.details.items() if not isinstance(v, float)})
     return {

@@ -30,6 +30,22 @@ class Prepared:
     after_save: Callable | None = None  # (saved folder, model) -> None: final touches to the saved model
 
 
+def per_language(languages: Iterable[Any], score: Callable[[list[int]], dict[str, Any]]) -> dict[str, dict] | None:
+    """``{language: {"rows": n, <scalar scores>}}`` when the rows carry two or more languages, else None;
+    ``score(indices)`` computes the metrics of the rows at ``indices`` (rows without a language are left out)."""
+    groups: dict[str, list[int]] = {}
+    for index, language in enumerate(languages):
+        if language is not None:
+            groups.setdefault(str(language), []).append(index)
+    if len(groups) < 2:
+        return None
+    out = {}
+    for language, indices in sorted(groups.items()):
+        scores = score(indices)
+        out[language] = {"rows": len(indices), **{k: v for k, v in scores.items() if isinstance(v, float)}}
+    return out
+
+
 def get_task(name: str):
     from . import classification, mlm, ner
 

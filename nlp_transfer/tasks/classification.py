@@ -101,17 +101,9 @@ def per_language_metrics(problem_type: str, predicted: np.ndarray, gold: np.ndar
                          languages: list[str | None]) -> dict[str, dict[str, Any]] | None:
     """The scalar metrics (accuracy, macro/micro F1, ...) and row count per language, when the rows carry two
     or more languages; else None."""
-    groups: dict[str, list[int]] = {}
-    for index, language in enumerate(languages):
-        if language is not None:
-            groups.setdefault(str(language), []).append(index)
-    if len(groups) < 2:
-        return None
-    out = {}
-    for language, indices in sorted(groups.items()):
-        scores = metrics_for(problem_type, predicted[indices], gold[indices], label_names)
-        out[language] = {"rows": len(indices), **{k: v for k, v in scores.items() if isinstance(v, float)}}
-    return out
+    from . import per_language
+
+    return per_language(languages, lambda rows: metrics_for(problem_type, predicted[rows], gold[rows], label_names))
 
 
 def decide(scores: np.ndarray, problem_type: str, threshold: float = 0.5) -> np.ndarray:

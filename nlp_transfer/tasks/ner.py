@@ -197,17 +197,10 @@ def per_language_entity_metrics(gold: list[list[str]], predicted: list[list[str]
                                 strict: bool = False) -> dict[str, dict[str, Any]] | None:
     """Entity F1 (with precision, recall, word accuracy and the sentence count) per language, when the
     sentences carry two or more languages; else None."""
-    groups: dict[str, list[int]] = {}
-    for index, language in enumerate(languages):
-        if language is not None:
-            groups.setdefault(str(language), []).append(index)
-    if len(groups) < 2:
-        return None
-    out = {}
-    for language, indices in sorted(groups.items()):
-        scores = entity_metrics([gold[i] for i in indices], [predicted[i] for i in indices], strict)
-        out[language] = {"rows": len(indices), **{k: v for k, v in scores.items() if isinstance(v, float)}}
-    return out
+    from . import per_language
+
+    return per_language(languages, lambda rows: entity_metrics([gold[i] for i in rows], [predicted[i] for i in rows],
+                                                               strict))
 
 
 def preprocess_logits(logits, labels):
