@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
+import pickle
 import struct
 from collections import Counter
 from pathlib import Path
@@ -14,7 +17,7 @@ from nlp_transfer.cli import main
 from nlp_transfer.errors import NLPTransferError
 from nlp_transfer.static import embedding_matrix, load_vectors, most_similar, words
 from nlp_transfer.static.baselines import StaticEmbedding
-from nlp_transfer.static.vectors import analogy, cache_root, detect_format
+from nlp_transfer.static.vectors import _cache_folder, analogy, cache_root, detect_format, vectors_name
 
 WORDS = ["the", "cat", "dog", "well", "made", "king", "queen"]
 VECTORS = np.array([[0.1, -0.2, 0.3], [1.5, 0.25, -0.125], [1.25, 0.5, 0.0], [0.0, 1.0, 0.5],
@@ -139,7 +142,9 @@ def test_cached_reload_equals_the_first_load_and_is_memory_mapped(tmp_path, cach
     path = write_glove(tmp_path / "tiny.txt")
     first = load_vectors(path, progress=False)
     folders = list(cache.iterdir())
-    assert len(folders) == 1 and (folders[0] / "vectors.kv").is_file()
+    assert len(folders) == 1 and folders[0].name.startswith("tiny-v2-")
+    assert sorted(p.name for p in folders[0].iterdir()) == ["expando_count.npy", "meta.json", "vectors.npy",
+                                                            "words.json"]
     assert not any(p.name.startswith(".") for p in cache.iterdir())  # the temp folder was renamed into place
     again = load_vectors(path, progress=False)
     assert isinstance(again.vectors, np.memmap)  # read from the cache, not parsed again
@@ -156,6 +161,230 @@ def test_a_changed_file_is_read_again(tmp_path):
     write_glove(path, WORDS[:2], VECTORS[:2] * 2)
     changed = load_vectors(path, progress=False)
     assert_same(changed, WORDS[:2], VECTORS[:2] * 2)
+
+
+# ---------------------------------------------------------------- the cache holds no pickle
+
+class Planted:
+    """Unpickling this touches ``marker``: the side effect a planted pickle would have."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def planted_pickle(marker: Path) -> bytes:
+    payload = pickle.dumps(Planted(marker))
+    pickle.loads(payload)  # the payload is live: unpickling it does create the marker ...
+    assert marker.is_file()
+    marker.unlink()  # ... which the code under test must never do
+    return payload
+
+
+def plant_object_npy(path: Path, marker: Path) -> None:
+    """A real .npy file whose data is a pickled object array (runs on ``np.load(allow_pickle=True)``)."""
+    array = np.empty(1, dtype=object)
+    array[0] = Planted(marker)
+    with open(path, "wb") as handle:
+        np.save(handle, array, allow_pickle=True)
+    np.load(path, allow_pickle=True)  # live: an unsafe np.load would create the marker
+    assert marker.is_file()
+    marker.unlink()
+
+
+def v1_cache_folder(path: Path, fmt: str = "glove", limit=None, unicode_errors: str = "strict") -> Path:
+    """Where version 1 kept its gensim pickle (vectors.kv) for ``path``."""
+    stat = path.stat()
+    key = json.dumps({"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                      "format": fmt, "limit": limit, "unicode_errors": unicode_errors, "version": 1}, sort_keys=True)
+    return cache_root() / f"{vectors_name(path)}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def plant_everywhere(path: Path, marker: Path, fmt: str = "glove", words=WORDS, dim: int = 3) -> list[Path]:
+    """Pickles at every cache path the loader could look at for ``path``: the version-1 pickle cache
+    (vectors.kv + its vectors .npy), and in the current folder the old name plus every .npy name, beside a
+    words.json / meta.json that look right, so the loader gets as far as the arrays."""
+    payload = planted_pickle(marker)
+    planted = []
+    old, new = v1_cache_folder(path, fmt), _cache_folder(path, fmt, None, "strict")
+    for folder in (old, new):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vectors.kv").write_bytes(payload)
+        plant_object_npy(folder / "vectors.kv.vectors.npy", marker)
+        planted += [folder / "vectors.kv", folder / "vectors.kv.vectors.npy"]
+    (new / "meta.json").write_text(json.dumps({"cache_version": 2, "format": fmt, "words": len(words), "dim": dim,
+                                               "expandos": ["count"], "min_n": 3, "max_n": 6, "bucket": 200}))
+    (new / "words.json").write_text(json.dumps(list(words)))
+    for name in ("vectors.npy", "expando_count.npy", "vectors_vocab.npy", "vectors_ngrams.npy"):
+        plant_object_npy(new / name, marker)
+        planted.append(new / name)
+    return planted
+
+
+def assert_plain_cache(folder: Path) -> None:
+    """Every file is JSON or a .npy that loads without pickle; none is a pickle."""
+    for file in folder.iterdir():
+        assert file.suffix in (".npy", ".json"), file.name
+        assert not file.read_bytes().startswith(b"\x80"), f"{file.name} is a pickle"
+        if file.suffix == ".npy":
+            assert np.load(file, allow_pickle=False).dtype.kind in "iuf"
+        else:
+            json.loads(file.read_text(encoding="utf-8"))
+
+
+def test_planted_pickles_at_the_cache_paths_never_run(tmp_path, cache):
+    marker = tmp_path / "marker"
+    path = write_glove(tmp_path / "tiny.txt")
+    planted = plant_everywhere(path, marker)
+    with pytest.warns(UserWarning, match=r"ignored the vectors cache in .*tiny-v2-.*vectors\.npy is not a plain \.npy"):
+        vectors = load_vectors(path, progress=False)
+    assert not marker.exists()
+    assert_same(vectors)
+    folder = _cache_folder(path, "glove", None, "strict")
+    assert_plain_cache(folder)  # rebuilt from the file, planted files gone
+    again = load_vectors(path, progress=False)
+    assert isinstance(again.vectors, np.memmap)
+    assert_same(again)
+    assert (v1_cache_folder(path) / "vectors.kv").is_file()  # the old pickle cache is simply never looked at
+    assert not marker.exists() and len(planted) == 8
+
+
+def test_planted_pickles_never_run_through_the_cli(royal, tmp_path, capsys):
+    marker = tmp_path / "marker"
+    names = ["man", "woman", "king", "queen", "other"]
+    plant_everywhere(royal, marker, words=names)
+    with pytest.warns(UserWarning, match="ignored the vectors cache"):
+        assert main(["neighbours", str(royal), "man", "--topn", "2", "--analogy", "king", "man", "woman"]) == 0
+    assert not marker.exists()
+    out = capsys.readouterr().out
+    assert out.split("king - man + woman:\n")[1].splitlines()[0].endswith("queen")
+    assert_plain_cache(_cache_folder(royal, "glove", None, "strict"))
+    plant_everywhere(royal, marker, words=names)  # again, over a good cache: still nothing runs
+    with pytest.warns(UserWarning, match="ignored the vectors cache"):
+        assert main(["neighbours", str(royal), "man", "--topn", "1"]) == 0
+    assert not marker.exists() and capsys.readouterr().out.startswith("man:\n")
+
+
+@pytest.mark.parametrize("name", ["vectors.npy", "expando_count.npy", "words.json", "meta.json"])
+@pytest.mark.parametrize("kind", ["object-npy", "raw-pickle"])
+def test_a_pickle_in_place_of_a_cache_file_is_ignored_and_rebuilt(tmp_path, name, kind):
+    marker = tmp_path / "marker"
+    path = write_glove(tmp_path / "tiny.txt")
+    load_vectors(path, progress=False)
+    folder = _cache_folder(path, "glove", None, "strict")
+    target = folder / name
+    assert target.is_file()
+    if kind == "object-npy":
+        plant_object_npy(target, marker)
+    else:
+        target.write_bytes(planted_pickle(marker))
+    with pytest.warns(UserWarning, match=rf"ignored the vectors cache .*{name.replace('.', '[.]')}"):
+        vectors = load_vectors(path, progress=False)
+    assert not marker.exists()
+    assert_same(vectors)
+    assert isinstance(load_vectors(path, progress=False).vectors, np.memmap)  # rebuilt, read from the cache again
+    assert_plain_cache(folder)
+
+
+ODD_WORDS = ["new york", "naïve", "東京", "x\u2028y", "tab\tword", "🙂", "the"]
+
+
+@pytest.mark.parametrize("fmt", ["glove", "word2vec", "word2vec-bin", "glove-surrogateescape"])
+def test_cached_reload_returns_exactly_the_first_load(tmp_path, cache, fmt):
+    words = list(ODD_WORDS)
+    if fmt == "word2vec-bin":  # a binary word ends at its first space, but may hold a newline
+        words = [word for word in words if " " not in word] + ["line\nbreak"]
+    vectors = np.random.default_rng(0).normal(size=(len(words), 5)).astype(np.float32)
+    unicode_errors = "strict"
+    if fmt == "word2vec-bin":
+        path = write_word2vec_binary(tmp_path / "odd.bin", words, vectors)
+    elif fmt == "word2vec":
+        path = tmp_path / "odd.w2v.txt"
+        path.write_text(f"{len(words)} 5\n" + text_rows(words, vectors), encoding="utf-8")
+    else:
+        path = write_glove(tmp_path / "odd.txt", words, vectors)
+        if fmt == "glove-surrogateescape":  # a word that is not UTF-8: a lone surrogate in Python
+            path.write_bytes(path.read_bytes() + b"caf\xe9 1 2 3 4 5\n")
+            words, vectors = words + ["caf\udce9"], np.vstack([vectors, np.arange(1, 6, dtype=np.float32)])
+            unicode_errors = "surrogateescape"
+    first = load_vectors(path, progress=False, unicode_errors=unicode_errors)
+    again = load_vectors(path, progress=False, unicode_errors=unicode_errors)
+    assert isinstance(again.vectors, np.memmap) and not again.vectors.flags.writeable
+    assert again.index_to_key == first.index_to_key == words
+    assert again.key_to_index == first.key_to_index
+    assert np.array_equal(again.vectors, first.vectors) and np.array_equal(again.vectors, vectors)
+    assert np.array_equal(again.expandos["count"], first.expandos["count"])
+    assert again.most_similar("naïve", topn=3) == first.most_similar("naïve", topn=3)  # works on a read-only memmap
+    assert_plain_cache(next(cache.iterdir()))
+
+
+def test_fasttext_bin_is_cached_as_plain_arrays_and_reloads_exactly(tmp_path, cache):
+    from gensim.models import FastText
+    from gensim.models.fasttext import FastTextKeyedVectors, save_facebook_model
+
+    sentences = [["the", "cat", "sat", "on", "the", "mat"], ["the", "dog", "ate", "the", "cat"]] * 5
+    model = FastText(sentences, vector_size=8, min_count=1, epochs=2, bucket=200, seed=1, workers=1)
+    path = tmp_path / "tiny.bin"
+    save_facebook_model(model, str(path))
+    first = load_vectors(path, progress=False)
+    folder = _cache_folder(path, "fasttext-bin", None, "strict")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "expando_count.npy", "expando_sample_int.npy", "meta.json", "vectors.npy", "vectors_ngrams.npy",
+        "vectors_vocab.npy", "words.json"]
+    assert_plain_cache(folder)
+
+    def assert_exact(again):
+        assert isinstance(again, FastTextKeyedVectors) and isinstance(again.vectors_ngrams, np.memmap)
+        assert again.index_to_key == first.index_to_key and again.key_to_index == first.key_to_index
+        assert (again.min_n, again.max_n, again.bucket) == (first.min_n, first.max_n, first.bucket)
+        for name in ("vectors", "vectors_vocab", "vectors_ngrams", "vectors_lockf", "vectors_vocab_lockf",
+                     "vectors_ngrams_lockf"):
+            assert np.array_equal(getattr(again, name), getattr(first, name)), name
+        assert again.expandos.keys() == first.expandos.keys()
+        assert all(np.array_equal(again.expandos[k], first.expandos[k]) for k in first.expandos)
+        assert all(np.array_equal(a, b) for a, b in zip(again.buckets_word, first.buckets_word, strict=True))
+        assert np.array_equal(again["cats"], first["cats"]) and "cats" not in again.key_to_index  # from n-grams
+        assert np.array_equal(again["cat"], first["cat"])
+
+    assert_exact(load_vectors(path, progress=False))
+    marker = tmp_path / "marker"
+    plant_object_npy(folder / "vectors_ngrams.npy", marker)
+    (folder / "vectors.kv").write_bytes(planted_pickle(marker))
+    with pytest.warns(UserWarning, match=r"vectors_ngrams\.npy is not a plain \.npy"):
+        rebuilt = load_vectors(path, progress=False)
+    assert not marker.exists()
+    np.testing.assert_array_equal(rebuilt.vectors_ngrams, first.vectors_ngrams)
+    assert_exact(load_vectors(path, progress=False))
+
+
+@pytest.mark.parametrize("damage", ["words-short", "vectors-float64", "meta-version-1", "words-not-strings",
+                                    "duplicate-words", "npz-archive", "missing-vectors"])
+def test_a_malformed_cache_is_rebuilt(tmp_path, damage):
+    path = write_glove(tmp_path / "tiny.txt")
+    load_vectors(path, progress=False)
+    folder = _cache_folder(path, "glove", None, "strict")
+    if damage == "words-short":
+        (folder / "words.json").write_text(json.dumps(WORDS[:-1]))
+    elif damage == "vectors-float64":
+        np.save(folder / "vectors.npy", VECTORS.astype(np.float64))
+    elif damage == "meta-version-1":
+        meta = json.loads((folder / "meta.json").read_text())
+        (folder / "meta.json").write_text(json.dumps(meta | {"cache_version": 1}))
+    elif damage == "words-not-strings":
+        (folder / "words.json").write_text(json.dumps(WORDS[:-1] + [7]))
+    elif damage == "duplicate-words":
+        (folder / "words.json").write_text(json.dumps(WORDS[:-1] + ["the"]))
+    elif damage == "npz-archive":
+        with open(folder / "vectors.npy", "wb") as handle:
+            np.savez(handle, vectors=VECTORS)
+    else:
+        (folder / "vectors.npy").unlink()
+    with pytest.warns(UserWarning, match="ignored the vectors cache"):
+        assert_same(load_vectors(path, progress=False))
+    assert_same(load_vectors(path, progress=False))
+    assert_plain_cache(folder)
 
 
 # ---------------------------------------------------------------- coverage and OOV rows

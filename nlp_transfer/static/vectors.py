@@ -31,8 +31,20 @@ Decisions, so files behave predictably:
 - Word bytes that are not UTF-8 are an error by default; ``unicode_errors="replace"`` or ``"ignore"``
   decodes them as gensim's parameter of that name does.
 - The cache lives in ``$NLP_TRANSFER_CACHE/vectors`` (default ``~/.cache/nlp_transfer/vectors``), one
-  folder per (file path, size, mtime, format, limit, unicode_errors); it is written to a temp folder and
-  renamed, so a crash never leaves half a cache. Cached vectors are memory-mapped read-only.
+  folder ``<name>-v2-<hash>`` per (file path, size, mtime, format, limit, unicode_errors); it is written to
+  a temp folder and renamed, so a crash never leaves half a cache. Cached vectors are memory-mapped read-only.
+
+The cache holds plain data only, never a pickle, because a shared ``NLP_TRANSFER_CACHE`` can be written by
+others and its paths are predictable (a planted pickle would run on load): ``vectors.npy`` (float32, read
+with ``np.load(mmap_mode="r", allow_pickle=False)``), ``words.json`` (the vocabulary as one JSON list of
+strings, so any word survives: spaces, newlines, any unicode), ``meta.json`` (source, format, sizes) and,
+as ``.npy`` too, gensim's per-word counts. A fastText ``.bin`` model is cached the same way: its arrays
+``vectors_vocab.npy`` and ``vectors_ngrams.npy`` beside ``vectors.npy``, and ``min_n``, ``max_n``,
+``bucket`` in ``meta.json``; the ``FastTextKeyedVectors`` is rebuilt around them (OOV words still get
+their n-gram vectors). A cache folder whose files are missing, not of exactly this form (wrong dtype or
+shape, a pickled ``.npy``, bad JSON) or disagree with each other is ignored with a one-line warning and
+rebuilt from the source file; any other file in it (such as the ``vectors.kv`` pickle of the version-1
+cache, whose folders had another hash and are never looked at) is never opened.
 """
 from __future__ import annotations
 
@@ -54,8 +66,11 @@ from ..errors import NLPTransferError, did_you_mean
 
 FORMATS = ("auto", "glove", "word2vec", "word2vec-bin", "fasttext", "fasttext-bin")
 FASTTEXT_MAGIC = 793712314  # first int32 of a fastText .bin model
-CACHE_VERSION = 1
-CACHE_FILE = "vectors.kv"
+CACHE_VERSION = 2  # 2: plain .npy + JSON (1 was a gensim pickle, vectors.kv, never read again)
+CACHE_VECTORS = "vectors.npy"
+CACHE_WORDS = "words.json"
+CACHE_META = "meta.json"
+FASTTEXT_ARRAYS = ("vectors_vocab", "vectors_ngrams")  # beside vectors.npy for a fastText .bin model
 BLOCK_BYTES = 16 * 1024 * 1024
 
 
@@ -78,14 +93,13 @@ def load_vectors(path: str | Path, format: str = "auto", limit: int | None = Non
         raise NLPTransferError(f"vectors limit must be a positive integer or None, got {limit!r}")
     fmt = detect_format(path) if format == "auto" else format
     folder = _cache_folder(path, fmt, limit, unicode_errors) if cache else None
-    if folder is not None and (folder / CACHE_FILE).is_file():
-        cached = _load_cached(folder)
+    if folder is not None and folder.exists():
+        cached = _load_cached(folder, fmt)
         if cached is not None:
             return cached
     vectors = _parse(path, fmt, limit, unicode_errors, progress)
     if folder is not None:
-        _save_cache(vectors, folder, {"source": str(path.resolve()), "format": fmt, "limit": limit,
-                                      "words": len(vectors.index_to_key), "dim": int(vectors.vector_size)})
+        _save_cache(vectors, folder, {"source": str(path.resolve()), "format": fmt, "limit": limit})
     return vectors
 
 
@@ -179,8 +193,10 @@ def keyed_vectors(words: list[str], vectors: np.ndarray, key_to_index: dict[str,
 
     kv = KeyedVectors(int(vectors.shape[1]), count=0, dtype=np.float32)
     kv.index_to_key = list(words)
-    kv.key_to_index = key_to_index if key_to_index is not None else {w: i for i, w in enumerate(kv.index_to_key)}
-    kv.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    kv.key_to_index = key_to_index if key_to_index is not None else dict(zip(kv.index_to_key, range(len(words))))
+    if not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32 and vectors.flags.c_contiguous):
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    kv.vectors = vectors  # as given when already float32 and C-ordered: a read-only memmap stays one, uncopied
     kv.next_index = len(kv.index_to_key)
     kv.expandos["count"] = np.arange(len(kv.index_to_key), 0, -1, dtype=np.int64)
     return kv
@@ -427,34 +443,129 @@ def _cache_folder(path: Path, fmt: str, limit: int | None, unicode_errors: str) 
     key = json.dumps({"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                       "format": fmt, "limit": limit, "unicode_errors": unicode_errors, "version": CACHE_VERSION},
                      sort_keys=True)
-    return cache_root() / f"{vectors_name(path)}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return cache_root() / f"{vectors_name(path)}-v{CACHE_VERSION}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-def _load_cached(folder: Path):
-    from gensim.models import KeyedVectors
+class _BadCache(Exception):
+    """A cache file that is missing or not exactly what `_save_cache` writes."""
 
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise _BadCache(f"{path.name} is missing")
     try:
-        return KeyedVectors.load(str(folder / CACHE_FILE), mmap="r")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _BadCache(f"{path.name} is not JSON ({type(exc).__name__})") from None
+
+
+def _read_array(path: Path, dtype=np.float32, rows: int | None = None, ndim: int = 2) -> np.ndarray:
+    """A read-only memory-mapped ``.npy``; never unpickles (``allow_pickle=False``; object arrays cannot be
+    memory-mapped anyway). Anything but a C-ordered array of ``dtype`` (None: any integer or float dtype),
+    ``ndim`` and ``rows`` is refused."""
+    if not path.is_file():
+        raise _BadCache(f"{path.name} is missing")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # a pickle, an object array, a damaged or foreign file
+        raise _BadCache(f"{path.name} is not a plain .npy array ({type(exc).__name__})") from None
+    if not isinstance(array, np.ndarray):  # np.load gave an .npz archive
+        getattr(array, "close", lambda: None)()
+        raise _BadCache(f"{path.name} is not a .npy array")
+    if ((array.dtype.kind not in "iuf" if dtype is None else array.dtype != np.dtype(dtype))
+            or array.ndim != ndim or not array.flags.c_contiguous
+            or (rows is not None and array.shape[0] != rows)):
+        raise _BadCache(f"{path.name} holds a {array.dtype} array of shape {array.shape}")
+    return array
+
+
+def _load_cached(folder: Path, fmt: str):
+    """The vectors rebuilt from the plain files of ``folder``, or None (with a warning, and the folder removed so
+    that it is rebuilt) when they are missing or malformed. Only the files named here are ever opened."""
+    try:
+        return _rebuild(folder, fmt)
+    except _BadCache as exc:
+        reason = str(exc)
     except Exception as exc:  # noqa: BLE001 (a damaged cache, whatever the error, is rebuilt)
-        warnings.warn(f"cached vectors in {folder} could not be read ({type(exc).__name__}); reading the file again",
-                      stacklevel=3)
-        shutil.rmtree(folder, ignore_errors=True)
-        return None
+        reason = type(exc).__name__
+    warnings.warn(f"ignored the vectors cache in {folder} ({reason}); reading the file again", stacklevel=3)
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def _rebuild(folder: Path, fmt: str):
+    meta = _read_json(folder / CACHE_META)
+    if not isinstance(meta, dict) or meta.get("cache_version") != CACHE_VERSION or meta.get("format") != fmt:
+        raise _BadCache(f"{CACHE_META} is not a version-{CACHE_VERSION} cache of {fmt} vectors")
+    words = _read_json(folder / CACHE_WORDS)
+    if not isinstance(words, list) or not set(map(type, words)) <= {str}:
+        raise _BadCache(f"{CACHE_WORDS} is not a list of strings")
+    key_to_index = dict(zip(words, range(len(words))))
+    if len(key_to_index) != len(words) or meta.get("words") != len(words):
+        raise _BadCache(f"{CACHE_WORDS} holds duplicates or not the {meta.get('words')} words of {CACHE_META}")
+    vectors = _read_array(folder / CACHE_VECTORS, rows=len(words))
+    if meta.get("dim") != vectors.shape[1]:
+        raise _BadCache(f"{CACHE_VECTORS} has {vectors.shape[1]} columns, {CACHE_META} says {meta.get('dim')}")
+    expando_names = meta.get("expandos", [])
+    if not isinstance(expando_names, list) or not all(isinstance(n, str) and n.isidentifier() for n in expando_names):
+        raise _BadCache(f"{CACHE_META}: bad expandos list")
+    expandos = {name: _read_array(folder / f"expando_{name}.npy", None, rows=len(words), ndim=1)
+                for name in expando_names}  # gensim's counts (int64) and, for fastText, sample_int (uint32)
+    if fmt == "fasttext-bin":
+        kv = _rebuild_fasttext(folder, meta, words, key_to_index, vectors)
+    else:
+        kv = keyed_vectors(words, vectors, key_to_index)
+    kv.expandos.update(expandos)
+    return kv
+
+
+def _rebuild_fasttext(folder: Path, meta: dict, words: list[str], key_to_index: dict[str, int], vectors: np.ndarray):
+    from gensim.models.fasttext import FastTextKeyedVectors
+
+    sizes = {name: meta.get(name) for name in ("min_n", "max_n", "bucket")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sizes.values()):
+        raise _BadCache(f"{CACHE_META}: min_n, max_n and bucket must be integers, got {sizes}")
+    vocab = _read_array(folder / "vectors_vocab.npy", rows=len(words))
+    ngrams = _read_array(folder / "vectors_ngrams.npy", rows=sizes["bucket"])
+    if vocab.shape[1] != vectors.shape[1] or ngrams.shape[1] != vectors.shape[1]:
+        raise _BadCache("the fastText arrays disagree on the dimension")
+    kv = FastTextKeyedVectors(int(vectors.shape[1]), sizes["min_n"], sizes["max_n"], sizes["bucket"], count=0)
+    kv.index_to_key, kv.key_to_index = words, key_to_index
+    kv.vectors, kv.vectors_vocab, kv.vectors_ngrams = vectors, vocab, ngrams  # vectors: saved already adjusted
+    for name in ("vectors_lockf", "vectors_vocab_lockf", "vectors_ngrams_lockf"):
+        setattr(kv, name, np.ones(1, dtype=np.float32))
+    kv.recalc_char_ngram_buckets()  # as gensim's own loader does: each word's n-gram buckets, from the words
+    return kv
 
 
 def _save_cache(vectors, folder: Path, meta: dict[str, Any]) -> None:
-    """Save into a temp folder beside ``folder``, then rename: the cache appears whole or not at all."""
+    """Save plain arrays + JSON into a temp folder beside ``folder``, then rename: the cache appears whole or not
+    at all. Nothing is pickled."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     except OSError as exc:
         warnings.warn(f"cannot write the vectors cache in {folder.parent} ({exc}); continuing without it", stacklevel=3)
         return
+    words = list(vectors.index_to_key)
+    arrays = {CACHE_VECTORS: vectors.vectors}
+    if meta["format"] == "fasttext-bin":
+        arrays.update({f"{name}.npy": getattr(vectors, name) for name in FASTTEXT_ARRAYS})
+        meta.update(min_n=int(vectors.min_n), max_n=int(vectors.max_n), bucket=int(vectors.bucket))
+    expandos = {name: value for name, value in vectors.expandos.items() if name.isidentifier()
+                and isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iuf"
+                and len(value) == len(words)}
+    arrays.update({f"expando_{name}.npy": value for name, value in expandos.items()})
+    meta.update(cache_version=CACHE_VERSION, words=len(words), dim=int(vectors.vector_size), expandos=sorted(expandos))
     try:
-        vectors.save(str(staging / CACHE_FILE), sep_limit=0)  # every array a separate .npy: memory-mappable
-        (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        for name, array in arrays.items():  # vectors float32, expandos (counts) their own numeric dtype
+            dtype = array.dtype if name.startswith("expando_") else np.float32
+            np.save(staging / name, np.ascontiguousarray(array, dtype=dtype), allow_pickle=False)
+        # ensure_ascii: any str round-trips, lone surrogates from unicode_errors="surrogateescape" included
+        (staging / CACHE_WORDS).write_text(json.dumps(words), encoding="utf-8")
+        (staging / CACHE_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         os.replace(staging, folder)
-    except OSError:  # another process renamed its copy into place first, or the disk is full
+    except (OSError, ValueError):  # another process renamed its copy into place first, or the disk is full
         shutil.rmtree(staging, ignore_errors=True)
 
 
