@@ -106,13 +106,49 @@ def _print_summary(metrics: dict, output_dir) -> None:
 
 
 CONLL_SUFFIXES = (".conll", ".bio", ".iob")
+HEADER_SUFFIXES = (".csv", ".tsv")
+
+
+def _check_not_empty(path: str, verb: str) -> None:
+    """An input file with nothing in it (0 bytes, blank lines, a CSV/TSV header alone) is refused up front.
+    Reads at most two non-blank lines."""
+    file = Path(path)
+    if not file.is_file():
+        return  # the reader names a missing file
+    lines = 0
+    with file.open("rb") as handle:
+        for line in handle:
+            if line.strip().removeprefix(b"\xef\xbb\xbf").strip():
+                lines += 1
+                if lines == 2:
+                    return
+    if lines == 0:
+        what = "the file is empty" if file.stat().st_size == 0 else "the file has only blank lines"
+        raise NLPTransferError(f"{path}: no texts to {verb} ({what}); give a file with one text per line, "
+                               f"or rows under a header for .csv/.tsv/.jsonl")
+    if file.suffix.lower() in HEADER_SUFFIXES:
+        raise NLPTransferError(f"{path}: no texts to {verb} (the file has only a header line); add rows under it")
+
+
+def _input_texts(path: str, column: str, verb: str) -> list[str]:
+    from .data.readers import read_texts
+
+    _check_not_empty(path, verb)
+    texts = read_texts(path, column)
+    if not texts:
+        raise NLPTransferError(f"{path}: no texts to {verb} (the file has no non-blank lines); add texts to it")
+    return texts
 
 
 def _cmd_predict(args) -> int:
-    """Inputs are read and checked before the model loads, so bad input fails fast with one line."""
+    """The output path and the inputs are checked before the model loads, so bad input fails fast with one line."""
     from .inference import TokenTagger, load_model
-    from .io import write_jsonl_atomic, write_text_atomic
+    from .io import check_file_target, write_jsonl_atomic, write_text_atomic
 
+    check_file_target(args.output, "--output", example="predictions.jsonl")
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        raise NLPTransferError(f"--output {args.output}: is the --input file, and predictions would replace the "
+                               f"texts; write them to another file")
     conll_input = Path(args.input).suffix.lower() in CONLL_SUFFIXES
     conll_output = Path(args.output).suffix.lower() in CONLL_SUFFIXES
     if conll_output and not conll_input:
@@ -121,11 +157,12 @@ def _cmd_predict(args) -> int:
         from .data.conll import read_conll
 
         tag_column = int(args.tag_column) if args.tag_column.lstrip("-").isdigit() else args.tag_column
+        _check_not_empty(args.input, "predict")
         sentences = [s["tokens"] for s in read_conll(args.input, tag_column=tag_column)[0]]
+        if not sentences:
+            raise NLPTransferError(f"{args.input}: no texts to predict (no sentences in the file); add sentences to it")
     else:
-        from .data.readers import read_texts
-
-        texts = read_texts(args.input, args.text_column)
+        texts = _input_texts(args.input, args.text_column, "predict")
     model = load_model(args.model)
     if not isinstance(model, TokenTagger):
         if conll_input:
@@ -150,8 +187,10 @@ def _cmd_predict(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .evaluation import evaluate
-    from .io import write_json_atomic
+    from .io import check_file_target, write_json_atomic
 
+    if args.output:
+        check_file_target(args.output, "--output", example="metrics.json")
     result = evaluate(args.model, args.data, args.split)
     if args.output:
         write_json_atomic(args.output, result)
@@ -163,7 +202,9 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_compare(args) -> int:
     from .compare import load_runs, write_report
+    from .io import check_folder_target
 
+    check_folder_target(args.out, "--out")
     report = write_report(load_runs(args.runs), args.out, args.title)
     print(report.table)
     print("\nnlp-transfer: wrote " + ", ".join(str(path) for path in report.files))
@@ -186,17 +227,17 @@ def _cmd_cards(args) -> int:
 
 
 def _cmd_embed(args) -> int:
+    from .io import check_folder_target
     from .tasks.embeddings import embed
 
+    check_folder_target(args.output, "--output")
     if args.data:
         from .data.readers import load_card, read_rows
 
         rows, _, _ = read_rows(load_card(args.data), args.split, labelled=False)
         texts = [row["text"] for row in rows]
     else:
-        from .data.readers import read_texts
-
-        texts = read_texts(args.input, args.text_column)
+        texts = _input_texts(args.input, args.text_column, "embed")
     try:
         layers = [int(part) for part in args.layers.split(",")]
     except ValueError:
@@ -211,7 +252,9 @@ def _cmd_embed(args) -> int:
 
 def _cmd_export(args) -> int:
     from .inference import export_merged
+    from .io import check_folder_target
 
+    check_folder_target(args.output, "--output")
     out = export_merged(args.model, args.output)
     print(f"nlp-transfer: wrote the merged model to {out}")
     return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NLPTransferError, did_you_mean
-from .io import atomic_open, write_text_atomic
+from .io import atomic_open, check_folder_target, write_text_atomic
 
 MISSING = "—"
 LOWER_IS_BETTER = {"loss", "perplexity", "mse", "mae"}  # sorted ascending: best first
@@ -507,7 +507,7 @@ def write_report(runs: list[Run], output: str | Path = "reports/compare", title:
     """Write report.md, report.html and the PNG plots for already loaded runs (see ``load_runs``).
     Each file is written whole or not at all; a plot this report has no data for is removed if an older
     report left one there, so the folder never shows a stale picture."""
-    output = Path(output)
+    output = check_folder_target(output, "output")
     title = title or default_title(runs)
     confusion = best_confusion_run(runs)
     rendered = {"metrics.png": metrics_plot(runs), "learning_curves.png": learning_curves_plot(runs),
@@ -533,4 +533,5 @@ def compare(run_dirs, output: str | Path = "reports/compare", title: str | None 
     ``run_dirs``: run folders (each with the metrics.json that training wrote). Raises NLPTransferError,
     one line naming the folder and the fix, for a folder without metrics.json or with a corrupt one.
     """
+    check_folder_target(output, "output")  # before reading any run: a wrong path fails fast
     return write_report(load_runs(run_dirs), output, title).output

@@ -9,7 +9,6 @@ has a ``per_language`` block with the main scores of each language.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 
 from .data.readers import DataCard, apply_label_map, encode_labels, entity_types, load_cards, read_rows, read_token_rows
 from .errors import NLPTransferError
-from .inference import TokenTagger, load_model
+from .inference import TokenTagger, load_model, read_sidecar
 from .tasks import classification as cls_task
 
 
@@ -54,8 +53,7 @@ def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: s
 
 
 def _trained_label_map(model_dir) -> dict[str, str] | None:
-    sidecar = Path(model_dir) / "nlp_transfer.json"
-    return json.loads(sidecar.read_text()).get("label_map") if sidecar.is_file() else None
+    return read_sidecar(model_dir).get("label_map")
 
 
 def _to_model_order(rows: list[dict], names_in_files: list[str], label_names: list[str], problem_type: str,

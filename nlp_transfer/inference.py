@@ -21,7 +21,7 @@ import torch
 
 from .data.adapters import DynamicPaddingCollator, encode_for_prediction, length_sorted_batches
 from .errors import NLPTransferError
-from .models import load_tokenizer, resolve
+from .models import load_config, load_pretrained, load_tokenizer, resolve
 from .tasks.classification import scores_from_logits, short_problem_type
 
 
@@ -203,10 +203,9 @@ def _valid_iob2(tags: list[str]) -> list[str]:
 def load_adapter(folder: str, loader, base_model: str, trust_remote_code: bool = False):
     """A LoRA run's folder: the base model with the saved head config, then the adapter (and head) on top."""
     from peft import PeftModel
-    from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    base = loader.from_pretrained(resolve(base_model), config=config, trust_remote_code=trust_remote_code)
+    config = load_config(folder, trust_remote_code=trust_remote_code)
+    base = load_pretrained(loader, base_model, trust_remote_code, config=config)
     return PeftModel.from_pretrained(base, folder).eval()
 
 
@@ -214,8 +213,11 @@ def export_merged(path: str | Path, output: str | Path) -> Path:
     """Fold a LoRA run's adapter into its base model and write a plain transformers folder (atomically)."""
     import shutil
 
-    from .io import move_contents
+    from .io import check_folder_target, move_contents
 
+    output = check_folder_target(output, "output")
+    if Path(output).resolve() == Path(path).resolve():
+        raise NLPTransferError(f"output {output}: is the run folder itself; write the merged model to another folder")
     model = load_model(path)
     inner = model.model
     if not hasattr(inner, "merge_and_unload"):
@@ -226,7 +228,7 @@ def export_merged(path: str | Path, output: str | Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     merged.save_pretrained(staging)
     model.tokenizer.save_pretrained(staging)
-    sidecar = json.loads((Path(path) / "nlp_transfer.json").read_text())
+    sidecar = read_sidecar(path)
     sidecar.pop("adapter", None)
     (staging / "nlp_transfer.json").write_text(json.dumps(sidecar, indent=2) + "\n")
     for name in ("metrics.json", "recipe.yaml", "README.md"):
@@ -236,29 +238,73 @@ def export_merged(path: str | Path, output: str | Path) -> Path:
     return output
 
 
-def load_model(path: str | Path, device: str | None = None, trust_remote_code: bool = False):
-    """Load a directory written by ``nlp-transfer train``: a `TextClassifier` or a `TokenTagger`."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+SIDECAR = "nlp_transfer.json"
+TASK_HEADS = {"sequence-classification": "ForSequenceClassification", "token-classification": "ForTokenClassification"}
+NO_HEAD = ("Model", "ForMaskedLM", "ForPreTraining", "LMHeadModel", "ForCausalLM")  # encoders, language-model heads
 
-    sidecar_path = Path(path) / "nlp_transfer.json"
-    sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The run's nlp_transfer.json ({} for a model from elsewhere), with a one-line error when it is corrupt."""
+    sidecar_path = Path(path) / SIDECAR
+    if not sidecar_path.is_file():
+        return {}
+    try:
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        where = f" (line {exc.lineno} column {exc.colno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise NLPTransferError(f"{sidecar_path}: not valid JSON{where}; train the run again, or restore the file "
+                               f"from a copy") from None
+    if not isinstance(sidecar, dict):
+        raise NLPTransferError(f"{sidecar_path}: a JSON {type(sidecar).__name__}, expected an object; "
+                               f"train the run again, or restore the file from a copy")
+    return sidecar
+
+
+def _task_of(path: str | Path, location: str, sidecar: dict[str, Any], trust_remote_code: bool) -> str:
+    """Which head the folder holds: its sidecar says (our runs), else its config's architectures. A folder
+    without a task head is refused: loading it would put a randomly initialised head on it, whose
+    predictions are confident noise."""
+    task = sidecar.get("task")
+    fix = f"train a task on it first, e.g. model: {path} in a classification recipe"
+    if task == "masked-lm":
+        raise NLPTransferError(f"{path}: this is a masked-LM run (domain-adapted encoder), not a task model; {fix} "
+                               f"(nlp-transfer embed gives its embeddings as they are)")
+    if task is not None:
+        if task not in TASK_HEADS:
+            raise NLPTransferError(f"{path}: {SIDECAR} names task '{task}', which has no predictor; load_model "
+                                   f"loads {' and '.join(TASK_HEADS)} runs")
+        return task
+    architectures = list(load_config(location, trust_remote_code=trust_remote_code).architectures or [])
+    for name, suffix in TASK_HEADS.items():
+        if any(str(a).endswith(suffix) for a in architectures):
+            return name
+    if not architectures or all(str(a).endswith(NO_HEAD) for a in architectures):
+        what = ", ".join(architectures) or "config.json names no architectures"
+        raise NLPTransferError(f"{path}: this is a bare encoder / masked-LM checkpoint with no task head ({what}); "
+                               f"{fix} (nlp-transfer embed gives its embeddings as they are)")
+    raise NLPTransferError(f"{path}: its head ({', '.join(architectures)}) is neither a sequence nor a token "
+                           f"classifier, the two heads load_model predicts with; {fix}")
+
+
+def load_model(path: str | Path, device: str | None = None, trust_remote_code: bool = False):
+    """Load a directory written by ``nlp-transfer train``: a `TextClassifier` or a `TokenTagger` (or a
+    probe). A folder without a task head (a masked-LM run, a bare encoder) raises NLPTransferError."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    sidecar = read_sidecar(path)
     if sidecar.get("strategy") == "feature-extraction":  # a probe folder: weights + the encoder's name
         from .probe import ProbeClassifier
 
         return ProbeClassifier(Path(path), sidecar, trust_remote_code)
     location = resolve(str(path))
-    task = sidecar.get("task")
-    if task is None:  # a model from elsewhere: its architecture tells
-        config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
-        token = any(a.endswith("ForTokenClassification") for a in config.architectures or [])
-        task = "token-classification" if token else "sequence-classification"
+    task = _task_of(path, location, sidecar, trust_remote_code)  # refuses a folder without a task head
     loader = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
     try:
         if sidecar.get("adapter"):
             model = load_adapter(location, loader, sidecar["adapter"]["base_model"], trust_remote_code)
         else:
-            model = loader.from_pretrained(location, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+            model = load_pretrained(loader, location, trust_remote_code)
+    except (OSError, ValueError) as exc:  # peft's errors; load_pretrained raises one-line errors itself
         raise NLPTransferError(f"cannot load model '{path}': {str(exc).strip().splitlines()[0]}") from None
     if device:
         model.to(device)

@@ -62,3 +62,55 @@ def move_contents(source: Path, target: Path) -> None:
             shutil.rmtree(destination)
         os.replace(entry, destination)
     source.rmdir()
+
+
+# ---------------------------------------------------------------------------------------------- output checks
+# Called before any model loads or data is read, so a wrong output path fails fast and nothing is touched.
+
+def _first_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    return Path(".")
+
+
+def _check_writable_under(path: Path, option: str) -> None:
+    """Every existing ancestor of ``path`` must be a folder, and the nearest one writable."""
+    from .errors import NLPTransferError
+
+    ancestor = _first_existing(path.parent)
+    if not ancestor.is_dir():
+        raise NLPTransferError(f"{option} {path}: {ancestor} is a file, so nothing can be written under it; "
+                               f"choose a path inside a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise NLPTransferError(f"{option} {path}: the folder {ancestor} is not writable; choose another path "
+                               f"or fix its permissions")
+
+
+def check_file_target(path: str | Path, option: str = "--output", example: str | None = None) -> Path:
+    """A file will be written at ``path``: refuse an existing folder there (or a file on the way to it).
+    ``option`` names the setting in the message (``--output``); ``example`` is a file name to suggest."""
+    from .errors import NLPTransferError
+
+    path = Path(path)
+    if path.is_dir():
+        hint = f", e.g. {path / example}" if example else ""
+        raise NLPTransferError(f"{option} {path}: is an existing folder, but a file is written here; "
+                               f"give a file path instead{hint}")
+    _check_writable_under(path, option)
+    return path
+
+
+def check_folder_target(path: str | Path, option: str = "--output") -> Path:
+    """A folder will be written at ``path`` (created if missing): refuse an existing file there (or on the way)."""
+    from .errors import NLPTransferError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NLPTransferError(f"{option} {path}: is an existing file, but a folder is written here; "
+                               f"give a folder path instead (a new one, or an existing folder)")
+    if not path.exists():
+        _check_writable_under(path, option)
+    elif not os.access(path, os.W_OK | os.X_OK):
+        raise NLPTransferError(f"{option} {path}: the folder is not writable; choose another one or fix its permissions")
+    return path

@@ -99,6 +99,7 @@ def resolve(name: str) -> str:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise NLPTransferError(f"model directory '{name}' has no config.json; point at a saved transformers model")
+        check_config(path / "config.json")
         return str(path)
     if name in ALIASES:
         return str(_local_path(name) if isinstance(ALIASES[name], LocalModel) else _packaged_path(name))
@@ -116,14 +117,76 @@ def resolve(name: str) -> str:
     return name
 
 
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+def _unknown_type_fix() -> str:
+    return ("check that the folder holds a transformers model, upgrade transformers "
+            "(pip install -U transformers), or set trust_remote_code: true if the model ships its own code")
+
+
+def check_config(path: str | Path) -> dict:
+    """A local model's config.json, read and checked: valid JSON, an object, and a ``model_type`` this
+    transformers knows (unless the model brings its own code: ``auto_map``). Returns the parsed config."""
+    import json
+
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise NLPTransferError(f"{path}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}); repair it, "
+                               f"or save or download the model again") from None
+    except UnicodeDecodeError:
+        raise NLPTransferError(f"{path}: not valid JSON (not UTF-8 text); save or download the model again") from None
+    except OSError as exc:
+        raise NLPTransferError(f"{path}: cannot read it ({type(exc).__name__}: {exc.strerror or exc})") from None
+    if not isinstance(config, dict):
+        raise NLPTransferError(f"{path}: a JSON {type(config).__name__}, expected an object with model_type; "
+                               f"save or download the model again")
+    model_type = config.get("model_type")
+    if model_type is not None and "auto_map" not in config:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+        if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+            raise NLPTransferError(f"{path}: model_type {model_type!r} is not known to transformers "
+                                   f"{_transformers_version()}; {_unknown_type_fix()}")
+    return config
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
 def _load(loader, name: str, **kwargs):
+    """Call a transformers ``from_pretrained`` and turn its failures into one line naming the model."""
     try:
         return loader(name, **kwargs)
     except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NLPTransferError(
-            f"cannot load model '{name}': {first}{did_you_mean(name, ALIASES)}"
+            f"cannot load model '{name}': {_first_line(exc)}{did_you_mean(name, ALIASES)}"
         ) from None
+    except (ValueError, KeyError) as exc:  # unknown model type or architecture, remote code refused, bad config
+        config = Path(str(name)) / "config.json"
+        if config.is_file():  # check_config names the file and the fix where it can
+            if "model_type" not in check_config(config):
+                raise NLPTransferError(f"{config}: has no model_type, and transformers {_transformers_version()} "
+                                       f"cannot tell the architecture ({_first_line(exc)}); add \"model_type\" "
+                                       f"(e.g. \"bert\"), or save or download the model again") from None
+        if "trust_remote_code" in str(exc) and not kwargs.get("trust_remote_code"):
+            raise NLPTransferError(f"cannot load model '{name}': it ships its own code, which runs only with "
+                                   f"trust_remote_code: true (a recipe key; the Python API's trust_remote_code=True); "
+                                   f"set it if you trust that code") from None
+        raise NLPTransferError(f"cannot load model '{name}': {_first_line(exc)}") from None
+
+
+def load_pretrained(auto_class, name: str, trust_remote_code: bool = False, **kwargs):
+    """``auto_class.from_pretrained`` for a model name (alias, folder or hub id), with one-line errors:
+    the one way to load transformers objects (AutoModel, AutoConfig, AutoModelForMaskedLM...)."""
+    return _load(auto_class.from_pretrained, resolve(name), trust_remote_code=trust_remote_code, **kwargs)
 
 
 def _is_byte_level(tokenizer) -> bool:

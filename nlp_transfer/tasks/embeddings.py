@@ -68,11 +68,11 @@ class Encoder:
     def __init__(self, name: str, trust_remote_code: bool = False, device: str | None = None):
         from transformers import AutoModel
 
-        from ..models import _load, load_tokenizer, resolve
+        from ..models import load_pretrained, load_tokenizer
 
         self.name = name
         self.tokenizer = load_tokenizer(name, trust_remote_code)
-        self.model = _load(AutoModel.from_pretrained, resolve(name), trust_remote_code=trust_remote_code).eval()
+        self.model = load_pretrained(AutoModel, name, trust_remote_code).eval()
         if device:
             self.model.to(device)
         self.num_layers = int(getattr(self.model.config, "num_hidden_layers", 0))
@@ -152,6 +152,10 @@ def embed(model: str | Encoder, texts: Sequence[str], output: str | Path | None 
     settings = EmbedSettings(pooling, [layers] if isinstance(layers, int) else list(layers), normalize, max_length,
                              batch_size, dtype)
     settings.check()
+    if output is not None:  # before the model loads: a wrong path fails fast, nothing is touched
+        from ..io import check_folder_target
+
+        check_folder_target(output, "output")
     texts = [str(t) for t in texts]
     encoder = model if isinstance(model, Encoder) else Encoder(model, trust_remote_code)
     bar = None
