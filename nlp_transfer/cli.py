@@ -106,40 +106,6 @@ def _print_summary(metrics: dict, output_dir) -> None:
 
 
 CONLL_SUFFIXES = (".conll", ".bio", ".iob")
-HEADER_SUFFIXES = (".csv", ".tsv")
-
-
-def _check_not_empty(path: str, verb: str) -> None:
-    """An input file with nothing in it (0 bytes, blank lines, a CSV/TSV header alone) is refused up front.
-    Reads at most two non-blank lines."""
-    file = Path(path)
-    if not file.is_file():
-        return  # the reader names a missing file
-    lines = 0
-    with file.open("rb") as handle:
-        for line in handle:
-            if line.strip().removeprefix(b"\xef\xbb\xbf").strip():
-                lines += 1
-                if lines == 2:
-                    return
-    if lines == 0:
-        what = "the file is empty" if file.stat().st_size == 0 else "the file has only blank lines"
-        raise NLPTransferError(f"{path}: no texts to {verb} ({what}); give a file with one text per line, "
-                               f"or rows under a header for .csv/.tsv/.jsonl")
-    if file.suffix.lower() in HEADER_SUFFIXES:
-        raise NLPTransferError(f"{path}: no texts to {verb} (the file has only a header line); add rows under it")
-
-
-def _input_texts(path: str, column: str, verb: str) -> list[str]:
-    from .data.readers import read_texts
-
-    _check_not_empty(path, verb)
-    texts = read_texts(path, column)
-    if not texts:
-        raise NLPTransferError(f"{path}: no texts to {verb} (the file has no non-blank lines); add texts to it")
-    return texts
-
-
 def _cmd_predict(args) -> int:
     """The output path and the inputs are checked before the model loads, so bad input fails fast with one line."""
     from .inference import TokenTagger, load_model
@@ -157,12 +123,11 @@ def _cmd_predict(args) -> int:
         from .data.conll import read_conll
 
         tag_column = int(args.tag_column) if args.tag_column.lstrip("-").isdigit() else args.tag_column
-        _check_not_empty(args.input, "predict")
         sentences = [s["tokens"] for s in read_conll(args.input, tag_column=tag_column)[0]]
-        if not sentences:
-            raise NLPTransferError(f"{args.input}: no texts to predict (no sentences in the file); add sentences to it")
     else:
-        texts = _input_texts(args.input, args.text_column, "predict")
+        from .data.readers import read_texts
+
+        texts = read_texts(args.input, args.text_column)
     model = load_model(args.model)
     if not isinstance(model, TokenTagger):
         if conll_input:
@@ -237,7 +202,9 @@ def _cmd_embed(args) -> int:
         rows, _, _ = read_rows(load_card(args.data), args.split, labelled=False)
         texts = [row["text"] for row in rows]
     else:
-        texts = _input_texts(args.input, args.text_column, "embed")
+        from .data.readers import read_texts
+
+        texts = read_texts(args.input, args.text_column)
     try:
         layers = [int(part) for part in args.layers.split(",")]
     except ValueError:

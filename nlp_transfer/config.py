@@ -9,6 +9,9 @@ Unknown keys are rejected with the closest valid key; ``training:`` is passed th
 from __future__ import annotations
 
 import dataclasses
+import enum
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,18 @@ import yaml
 from .errors import NLPTransferError, did_you_mean
 
 TASKS = ("sequence-classification", "token-classification", "masked-lm")
+POOLINGS = ("cls", "mean", "max")
+PROBES = ("logistic", "head")
+
+
+def checked(default: Any = dataclasses.MISSING, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False, choices: tuple | None = None,
+            factory: Any = dataclasses.MISSING):
+    """A recipe field with its allowed range or choices, checked by `check_values` when a recipe is built."""
+    limits = {"low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=limits)
+    return field(default=default, metadata=limits)
 PROBLEM_TYPES = ("auto", "single_label", "multi_label", "regression")
 STRATEGIES = ("full", "feature-extraction", "last-n", "gradual", "lora")
 
@@ -29,55 +44,55 @@ class StrategyConfig:
     ``full``: fine-tune everything. ``feature-extraction``: frozen encoder features (``pooling`` over ``layers``,
     optionally ``normalize``d) and a scikit-learn probe (classification recipes)."""
 
-    name: str = "full"
-    probe: str = "logistic"  # feature-extraction: logistic (scikit-learn) | head (the task head in Trainer)
-    pooling: str = "mean"
+    name: str = checked("full", choices=STRATEGIES)
+    probe: str = checked("logistic", choices=PROBES)  # feature-extraction: logistic (scikit-learn) | head (the task head in Trainer)
+    pooling: str = checked("mean", choices=POOLINGS)
     layers: list[int] = field(default_factory=lambda: [-1])
     normalize: bool = False
-    n: int = 2  # last-n: how many top encoder layers train
+    n: int = checked(2, low=1)  # last-n: how many top encoder layers train
     every: Any = "epoch"  # gradual: open one more layer group from the top every N steps, or every epoch
-    r: int = 8  # lora: rank
-    alpha: int = 16  # lora: scaling (alpha / r)
-    dropout: float = 0.1  # lora: dropout on the adapter input
+    r: int = checked(8, low=1)  # lora: rank
+    alpha: float = checked(16, low=0, low_open=True)  # lora: scaling (alpha / r)
+    dropout: float = checked(0.1, low=0, high=1, high_open=True)  # lora: dropout on the adapter input
     target_modules: list[str] | None = None  # lora: module names; None = peft's default for the architecture
-    lr_decay: float | None = None  # layer-wise learning-rate decay, e.g. 0.9: lr * decay**depth from the top
+    lr_decay: float | None = checked(None, low=0, high=1, low_open=True)  # layer-wise learning-rate decay, e.g. 0.9: lr * decay**depth from the top
     group_lrs: dict[str, float] | None = None  # discriminative groups: {embeddings, lower, upper, head} -> lr
-    head_warmup_steps: int | None = None  # two-stage: the head trains alone for this many steps first...
-    head_warmup_epochs: float | None = None  # ... or this many epochs
-    head_lr: float = 1e-3  # two-stage: the head's learning rate during the warm-up stage
+    head_warmup_steps: int | None = checked(None, low=1)  # two-stage: the head trains alone for this many steps first...
+    head_warmup_epochs: float | None = checked(None, low=0, low_open=True)  # ... or this many epochs
+    head_lr: float = checked(1e-3, low=0, low_open=True)  # two-stage: the head's learning rate during the warm-up stage
 
 
 @dataclass
 class EarlyStoppingConfig:
     """Stop when ``metric`` has not improved for ``patience`` evaluations (None: never stop early)."""
 
-    patience: int | None = None
+    patience: int | None = checked(None, low=1)
     metric: str | None = None  # default: the task's main metric (accuracy, f1_micro, pearson)
-    threshold: float = 0.0
+    threshold: float = checked(0.0, low=0)
 
 
 @dataclass
 class Recipe:
     """One experiment. Paths are relative to the working directory (or to the recipe file)."""
 
-    task: str = "sequence-classification"
+    task: str = checked("sequence-classification", choices=TASKS)
     data: Any = None  # a data card (data_cards/*.md), or a list of cards read as one (rows keep their language)
     model: str = "minilm-l6"  # alias, local directory or hub id
     output_dir: str = "runs/default"
-    max_length: int = 128
-    seed: int = 42
-    problem_type: str = "auto"  # auto: from the card (multi-label / regression) or single-label
-    threshold: float = 0.5  # multi-label decision threshold on sigmoid scores
+    max_length: int = checked(128, low=8)  # and at most the model's positions (checked when the model loads)
+    seed: int = checked(42, low=0)
+    problem_type: str = checked("auto", choices=PROBLEM_TYPES)  # auto: from the card (multi-label / regression) or single-label
+    threshold: float = checked(0.5, low=0, high=1, low_open=True, high_open=True)  # multi-label decision threshold on sigmoid scores
     class_weights: Any = None  # None | "balanced" | list of weights in label order
     train_split: str = "train"
     eval_split: str = "validation"  # evaluated during training; selects the best checkpoint
     test_split: str | None = None  # scored once by the final model, never used for selection
-    train_rows: int | None = None  # train on a random subset of this many rows (seeded), e.g. for comparisons
+    train_rows: int | None = checked(None, low=1)  # train on a random subset of this many rows (seeded), e.g. for comparisons
     eval_sets: Any = None  # extra sets scored once by the final model: {name: {data: CARD, split: test}} or a list
     label_map: dict[str, str] | None = None  # NER: entity type -> type or O, applied on reading ({MISC: O})
-    stride: int = 32  # subwords shared by overlapping windows of long inputs (NER training and prediction)
+    stride: int = checked(32, low=0)  # subwords shared by overlapping windows of long inputs (NER training and prediction)
     label_all_subwords: bool = False  # NER: label every subword, not only the first of each word
-    mlm_probability: float = 0.15  # masked-lm: share of tokens (or words) masked
+    mlm_probability: float = checked(0.15, low=0, high=1, low_open=True, high_open=True)  # masked-lm: share of tokens (or words) masked
     whole_word_mask: bool = False  # masked-lm: mask every piece of a chosen word together
     strict: bool = False  # NER: seqeval strict mode (entities must match the IOB2 scheme exactly)
     resume: bool = False  # continue from the last checkpoint in output_dir
@@ -96,10 +111,48 @@ class Recipe:
         return out
 
 
-def _training_argument_names() -> set[str]:
+def _training_fields() -> dict[str, Any]:
     from transformers import TrainingArguments
 
-    return {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    return {f.name: f.type for f in dataclasses.fields(TrainingArguments) if f.init}
+
+
+def _training_argument_names() -> set[str]:
+    return set(_training_fields())
+
+
+# Ranges of the TrainingArguments a recipe sets most (transformers checks few of them itself and fails late, or trains
+# with a negative learning rate); types of every key come from TrainingArguments' own annotations.
+TRAINING_LIMITS: dict[str, dict[str, Any]] = {
+    "learning_rate": {"low": 0, "low_open": True},
+    "per_device_train_batch_size": {"low": 1},
+    "per_device_eval_batch_size": {"low": 1},
+    "gradient_accumulation_steps": {"low": 1},
+    "eval_accumulation_steps": {"low": 1},
+    "num_train_epochs": {"low": 0, "low_open": True},
+    "max_steps": {"low": -1},
+    "weight_decay": {"low": 0},
+    "warmup_steps": {"low": 0},
+    "warmup_ratio": {"low": 0, "high": 1},
+    "max_grad_norm": {"low": 0},
+    "adam_beta1": {"low": 0, "high": 1, "high_open": True},
+    "adam_beta2": {"low": 0, "high": 1, "high_open": True},
+    "adam_epsilon": {"low": 0, "low_open": True},
+    "label_smoothing_factor": {"low": 0, "high": 1, "high_open": True},
+    "logging_steps": {"low": 0, "low_open": True},
+    "eval_steps": {"low": 0, "low_open": True},
+    "save_steps": {"low": 0, "low_open": True},
+    "save_total_limit": {"low": 1},
+    "dataloader_num_workers": {"low": 0},
+    "seed": {"low": 0},
+}
+
+
+def check_training(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """``training:`` values checked against TrainingArguments' annotated types and `TRAINING_LIMITS`."""
+    types_by_name = _training_fields()
+    return {key: check_value(value, types_by_name[key], TRAINING_LIMITS.get(key, {}), f"training.{key}", source)
+            for key, value in values.items()}
 
 
 def _coerce(text: str) -> Any:
@@ -112,6 +165,116 @@ def _coerce(text: str) -> Any:
             except ValueError:
                 pass
     return value
+
+
+def _describe_type(hint: Any) -> str:
+    """``int | None`` -> 'an integer or null', for messages."""
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
+             list: "a list", dict: "a mapping"}
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if str in args and any(isinstance(a, type) and issubclass(a, enum.Enum) for a in args):
+            args = tuple(a for a in args if a is not str)
+        return " or ".join(_describe_type(a) for a in args)
+    if origin is list:
+        return f"a list of {_describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    if origin is dict:
+        return "a mapping"
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in hint)
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+_NOT = object()  # "does not match"
+
+
+def coerce_type(value: Any, hint: Any) -> Any:
+    """``value`` as ``hint`` (int, float, bool, str, enums, lists, dicts, unions of them), or `_NOT`.
+
+    Numbers written as strings (YAML reads ``3e-5`` as a string) become numbers; an integral float may stand for an
+    integer; nothing else is converted."""
+    if hint is Any or hint is object:
+        return value
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        enums = [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
+        if enums and str in args:  # `SchedulerType | str`: the string must name a member
+            args = tuple(a for a in args if a is not str)
+        for arg in sorted((a for a in args if a is not type(None)), key=lambda a: a is str):  # str last: "3" -> 3
+            out = coerce_type(value, arg)
+            if out is not _NOT:
+                return out
+        return _NOT
+    if origin is list:
+        if not isinstance(value, list):
+            return _NOT
+        items = [coerce_type(item, args[0]) if args else item for item in value]
+        return _NOT if any(item is _NOT for item in items) else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            return _NOT
+        if len(args) == 2:
+            pairs = {k: coerce_type(v, args[1]) for k, v in value.items()}
+            return _NOT if any(v is _NOT for v in pairs.values()) else pairs
+        return value
+    if hint is type(None):
+        return None if value is None else _NOT
+    if hint is bool:
+        return value if isinstance(value, bool) else _NOT
+    if hint in (int, float):
+        if isinstance(value, str):
+            try:
+                value = float(value.strip()) if hint is float else int(value.strip())
+            except ValueError:
+                return _NOT
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN
+            return _NOT
+        if hint is int:
+            return int(value) if float(value).is_integer() else _NOT
+        return value if isinstance(value, int) else float(value)  # 20 stays 20 in the saved recipe
+    if hint is str:
+        return value if isinstance(value, str) else _NOT
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        values = {m.value for m in hint}
+        return value if isinstance(value, hint) or value in values else _NOT
+    return value  # a type we do not check (the class using it does)
+
+
+def _limits_text(low, high, low_open, high_open) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    return " and ".join(parts)
+
+
+def check_value(value: Any, hint: Any, limits: dict[str, Any], key: str, source: str) -> Any:
+    """``value`` converted to ``hint`` and inside ``limits`` (low/high/open ends/choices), else a one-line error."""
+    out = coerce_type(value, hint)
+    if out is _NOT:
+        members = [str(m.value) for a in (typing.get_args(hint) or (hint,))
+                   if isinstance(a, type) and issubclass(a, enum.Enum) for m in a]
+        if members and isinstance(value, str):
+            raise NLPTransferError(f"{source}: {key} '{value}' is not supported{did_you_mean(value, members)} "
+                                   f"(choose from {', '.join(members)})")
+        raise NLPTransferError(f"{source}: {key} must be {_describe_type(hint)}, got {value!r}")
+    choices = limits.get("choices")
+    if choices and out not in choices:
+        raise NLPTransferError(f"{source}: {key} '{out}' is not supported{did_you_mean(out, choices)} "
+                               f"(choose from {', '.join(choices)})")
+    low, high = limits.get("low"), limits.get("high")
+    if isinstance(out, (int, float)) and not isinstance(out, bool) and (low is not None or high is not None):
+        too_low = low is not None and (out <= low if limits.get("low_open") else out < low)
+        too_high = high is not None and (out >= high if limits.get("high_open") else out > high)
+        if too_low or too_high:
+            raise NLPTransferError(f"{source}: {key} must be "
+                                   f"{_limits_text(low, high, limits.get('low_open'), limits.get('high_open'))}, "
+                                   f"got {value!r}")
+    return out
 
 
 def _check_keys(values: dict, allowed: set[str], where: str, source: str) -> None:
@@ -127,8 +290,10 @@ def _build(cls, values: dict, where: str, source: str):
         raise NLPTransferError(f"{source}: '{where.rstrip('.')}' must be a mapping of keys to values")
     fields_by_name = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     _check_keys(values, set(fields_by_name), where, source)
+    hints = typing.get_type_hints(cls)
     kwargs = {}
-    for name, value in values.items():
+    # our own keys first: their mistakes are reported without importing transformers (which training: needs)
+    for name, value in sorted(values.items(), key=lambda item: item[0] == "training"):
         default = fields_by_name[name].default_factory if fields_by_name[name].default is dataclasses.MISSING else None
         if default in (StrategyConfig, EarlyStoppingConfig):
             if isinstance(value, str) and default is StrategyConfig:
@@ -139,6 +304,9 @@ def _build(cls, values: dict, where: str, source: str):
             if not isinstance(value, dict):
                 raise NLPTransferError(f"{source}: 'training' must be a mapping of TrainingArguments options")
             _check_keys(value, _training_argument_names(), "training.", source)
+            value = check_training(value, source)
+        else:
+            value = check_value(value, hints[name], dict(fields_by_name[name].metadata), f"{where}{name}", source)
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -172,18 +340,10 @@ def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
 
 def validate(recipe: Recipe) -> Recipe:
     source = recipe.source or "recipe"
-    checks = [("task", recipe.task, TASKS), ("problem_type", recipe.problem_type, PROBLEM_TYPES),
-              ("strategy.name", recipe.strategy.name, STRATEGIES)]
-    for key, value, allowed in checks:
-        if value not in allowed:
-            raise NLPTransferError(
-                f"{source}: {key} '{value}' is not supported{did_you_mean(value, allowed)} (choose from {', '.join(allowed)})"
-            )
+    recipe.output_dir = str(Path(recipe.output_dir).expanduser())  # "~/runs/x" is the user's, for every writer
     _validate_strategy(recipe.strategy, source)
     if recipe.data is None:
         raise NLPTransferError(f"{source}: no 'data' key; point it at a data card, e.g. data: data_cards/sst2.md")
-    if not isinstance(recipe.max_length, int) or recipe.max_length < 8:
-        raise NLPTransferError(f"{source}: max_length must be an integer >= 8, got {recipe.max_length!r}")
     if recipe.task == "masked-lm":
         if recipe.test_split:
             raise NLPTransferError(f"{source}: masked-lm has no test_split; its held-out perplexity is measured on eval_split")
@@ -275,6 +435,9 @@ def _validate_strategy(strategy: StrategyConfig, source: str) -> None:
     from .strategies import check_group_lrs
 
     strategy.group_lrs = check_group_lrs(strategy.group_lrs, source) or None
+    every = strategy.every
+    if every != "epoch" and not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+        raise NLPTransferError(f"{source}: strategy.every must be 'epoch' or a positive number of steps, got {every!r}")
     if strategy.group_lrs and strategy.lr_decay is not None:
         raise NLPTransferError(f"{source}: strategy: set either lr_decay or group_lrs, not both")
     if strategy.lr_decay is not None and not (isinstance(strategy.lr_decay, (int, float)) and 0 < strategy.lr_decay <= 1):

@@ -82,25 +82,19 @@ def logits(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return x @ weight.T + bias
 
 
-def train_probe(recipe, card, data, settings: EmbedSettings | None = None) -> dict[str, Any]:
-    """Fit and save a probe; returns metrics in the same shape as a fine-tuning run's."""
+def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = None) -> dict[str, Any]:
+    """Fit a probe and save it into ``out`` (the run folder `nlp_transfer.rundir` chose); returns metrics in the
+    same shape as a fine-tuning run's."""
     import torch
     from safetensors.numpy import save_file
 
     from . import __version__
     from .io import write_json_atomic, write_jsonl_atomic, write_text_atomic
     from .reports import model_card
-    from .training import _check_output_dir, _clear_previous_run
 
     import yaml
 
     problem_type = data.problem_type
-    if recipe.eval_split not in data.splits:
-        raise NLPTransferError(f"{card.source}: the probe chooses its regularisation on '{recipe.eval_split}'; add that split")
-    _check_output_dir(recipe)
-    out = Path(recipe.output_dir)
-    if recipe.overwrite and out.is_dir():
-        _clear_previous_run(out)
     settings = settings or EmbedSettings(pooling=recipe.strategy.pooling, layers=list(recipe.strategy.layers),
                                          normalize=recipe.strategy.normalize, max_length=recipe.max_length)
     started = time.perf_counter()

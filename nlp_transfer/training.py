@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from . import __version__
+from . import __version__, rundir
 from .config import Recipe, load_recipe, resolve_path
 from .data.adapters import DynamicPaddingCollator
 from .data.readers import card_from_dict, load_card, load_data, merge_cards
@@ -122,15 +122,16 @@ def _build_trainer_class():
     return TaskTrainer
 
 
-def training_arguments(recipe: Recipe, main_metric: str, has_eval: bool):
-    """Our defaults, then the recipe's ``training:`` keys on top, as TrainingArguments."""
+def training_arguments(recipe: Recipe, main_metric: str, has_eval: bool, output_dir: str | Path | None = None):
+    """Our defaults, then the recipe's ``training:`` keys on top, as TrainingArguments (checkpoints and logs go to
+    ``output_dir``, by default the recipe's)."""
     import importlib.util
 
     from transformers import TrainingArguments
 
     user = dict(recipe.training)
     values: dict[str, Any] = {
-        "output_dir": recipe.output_dir,
+        "output_dir": str(output_dir or recipe.output_dir),
         "per_device_train_batch_size": 32,
         "per_device_eval_batch_size": 64,
         "learning_rate": 5e-5,
@@ -193,46 +194,6 @@ def weights_fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
-def last_complete_checkpoint(out: Path) -> str | None:
-    """The newest checkpoint that was completely written.
-
-    Trainer writes ``trainer_state.json`` last and not atomically, so a run killed while saving leaves
-    a newer, partial checkpoint behind; resuming from it would crash, so we skip it."""
-    import json
-
-    def step(path: Path) -> int:
-        return int(path.name.rsplit("-", 1)[1])
-
-    candidates = sorted((p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()),
-                        key=step, reverse=True)
-    for checkpoint in candidates:
-        try:
-            json.loads((checkpoint / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            print(f"nlp-transfer: skipping incomplete {checkpoint.name} (interrupted while saving)", flush=True)
-            continue
-        return str(checkpoint)
-    return None
-
-
-def _check_output_dir(recipe: Recipe) -> str | None:
-    """Return the checkpoint to resume from (or None); refuse to clobber an earlier run."""
-    out = Path(recipe.output_dir)
-    if not out.is_dir():
-        return None
-    if recipe.resume:
-        checkpoint = last_complete_checkpoint(out)
-        if checkpoint is None:
-            print(f"nlp-transfer: resume=true but {out} has no complete checkpoint; starting from scratch", flush=True)
-        return checkpoint
-    if any(not p.name.startswith(".") for p in out.iterdir()) and not recipe.overwrite:
-        raise NLPTransferError(
-            f"output_dir '{out}' already holds a run; pass resume=true to continue it, overwrite=true to replace it, "
-            f"or choose another output_dir"
-        )
-    return None
-
-
 def _load_card_for(recipe: Recipe):
     if isinstance(recipe.data, dict):
         return card_from_dict(recipe.data, None)
@@ -270,9 +231,7 @@ def _subsample(data, recipe: Recipe) -> None:
     """Keep a seeded random ``train_rows`` of the training split (in file order), the same on every rank."""
     import numpy as np
 
-    rows = data.splits[recipe.train_split]
-    if not isinstance(recipe.train_rows, int) or recipe.train_rows < 1:
-        raise NLPTransferError(f"{recipe.source}: train_rows must be a positive integer, got {recipe.train_rows!r}")
+    rows = data.splits[recipe.train_split]  # train_rows is a positive integer (config checks it)
     if recipe.train_rows < len(rows):
         chosen = np.sort(np.random.default_rng(recipe.seed).choice(len(rows), recipe.train_rows, replace=False))
         data.splits[recipe.train_split] = rows.select(chosen)
@@ -285,9 +244,11 @@ def _problem_type(recipe: Recipe, card) -> str:
 
 
 def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None, **kwargs: Any) -> RunResult:
-    """Fine-tune the recipe's model on its data card; returns the output directory and metrics."""
-    from transformers import EarlyStoppingCallback, set_seed
+    """Fine-tune the recipe's model on its data card; returns the output directory and metrics.
 
+    Everything is checked before anything is written: the recipe's values, the data cards, the model's config
+    and tokenizer, ``max_length`` against the model's positions, the data itself and the TrainingArguments.
+    Only then does the run folder change (see `nlp_transfer.rundir`)."""
     recipe = load_recipe(recipe, overrides, **kwargs)
     card = _load_card_for(recipe)
     task = get_task(recipe.task)
@@ -301,34 +262,146 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
             raise NLPTransferError(f"{card.source}: no '{split}' split{did_you_mean(split, card.splits)}; "
                                    f"set train_split/test_split in the recipe or add the split to the card")
     eval_cards = _eval_set_cards(recipe, card)
-    if (recipe.eval_sets or recipe.label_map) and (recipe.static is not None or (
-            recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head")):
+    probe = recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head"
+    if (recipe.eval_sets or recipe.label_map) and (recipe.static is not None or probe):
         raise NLPTransferError(f"{recipe.source}: eval_sets and label_map work with fine-tuned transformers, not with "
                                f"static baselines or the scikit-learn probe; score those with `nlp-transfer evaluate`")
-    data = load_data(card, [recipe.train_split] + ([recipe.eval_split] if has_eval else []), recipe.train_split,
-                     label_map=recipe.label_map)
+    if probe and recipe.static is None and recipe.task != "sequence-classification":
+        raise NLPTransferError(f"{recipe.source}: strategy feature-extraction (a probe) is for sequence-classification")
+    if (recipe.static is not None or probe) and not has_eval:
+        chooser = "static baselines choose C / the best epoch" if recipe.static is not None else \
+            "the probe chooses its regularisation"
+        raise NLPTransferError(f"{card.source}: {chooser} on '{recipe.eval_split}'; add that split to the card or set "
+                               f"eval_split")
+    if _is_main_process():
+        rundir.recover(recipe.output_dir)
+    run = rundir.plan(recipe.output_dir, recipe.resume, recipe.overwrite, _inputs(recipe, card, eval_cards),
+                      recipe.source or "recipe", checkpoints=recipe.static is None and not probe)
+    if run.finished:
+        return _finished_run(run)
+    static_config = None
+    if recipe.static is not None:
+        from .static.baselines import check_static
+
+        static_config = check_static(recipe)
+    else:
+        check_model(recipe)
+    # the test split is read now too, so a label it alone has (or a bad row) stops the run before it starts
+    splits = [recipe.train_split] + ([recipe.eval_split] if has_eval else [])
+    splits += [recipe.test_split] if recipe.test_split and recipe.test_split not in splits else []
+    data = load_data(card, splits, recipe.train_split, label_map=recipe.label_map)
     if recipe.train_rows is not None:
         _subsample(data, recipe)
-    if recipe.static is not None:  # GloVe / word2vec / fastText baselines: same cards, same metrics.json
+    if static_config is not None:  # GloVe / word2vec / fastText baselines: same cards, same metrics.json
         from .static.baselines import train_static
 
-        return RunResult(Path(recipe.output_dir), train_static(recipe, card, data))
-    if recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head":
-        if recipe.task != "sequence-classification":
-            raise NLPTransferError(f"{recipe.source}: strategy feature-extraction (a probe) is for sequence-classification")
+        return _run_once(run, recipe, lambda: train_static(recipe, card, data, run.work, static_config))
+    if probe:
         from .probe import train_probe
 
-        return RunResult(Path(recipe.output_dir), train_probe(recipe, card, data))
+        return _run_once(run, recipe, lambda: train_probe(recipe, card, data, run.work))
+    return _train_with_trainer(recipe, card, task, data, has_eval, eval_cards, run)
+
+
+def _run_once(run: rundir.RunPlan, recipe: Recipe, body) -> RunResult:
+    """A single-process backend: begin the run folder, train, finish it (swapping out a replaced run)."""
+    rundir.begin(run, _record(recipe))
+    try:
+        metrics = body()
+    except BaseException:
+        rundir.abandon(run)
+        raise
+    rundir.finish(run)
+    return RunResult(run.target, metrics)
+
+
+def _record(recipe: Recipe) -> dict[str, Any]:
+    backend = "static" if recipe.static is not None else (
+        "probe" if recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head" else "trainer")
+    return {"task": recipe.task, "backend": backend, "model": recipe.model, "nlp_transfer_version": __version__}
+
+
+def _finished_run(run: rundir.RunPlan) -> RunResult:
+    import json
+
+    print(f"nlp-transfer: {run.target} is a finished run; resume=true has nothing to do (overwrite=true trains it "
+          f"again, the old run staying until the new one finishes)", flush=True)
+    path = run.target / "metrics.json"
+    return RunResult(run.target, json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {})
+
+
+def _inputs(recipe: Recipe, card, eval_cards: dict[str, tuple[Any, str]]) -> list[Path]:
+    """Every path the run reads: a folder holding one of them is never replaced by overwrite=true."""
+    paths = [Path(recipe.source)] if recipe.source and recipe.source != "recipe" else []
+    for each, splits in [(card, list(card.splits))] + [(c, [s]) for c, s in eval_cards.values()]:
+        for part in each.parts or [each]:
+            if part.path is not None:
+                paths.append(Path(part.path))
+            if part.format != "datasets":
+                paths += [Path(part.split_path(split)) for split in splits if split in part.splits]
+    model = Path(recipe.model).expanduser()
+    if model.exists():
+        paths.append(model)
+    if recipe.static is not None and isinstance(recipe.static, dict) and isinstance(recipe.static.get("vectors"), str):
+        paths.append(resolve_path(recipe.static["vectors"], recipe))
+    return paths
+
+
+def check_model(recipe: Recipe):
+    """The model's config loads, and ``max_length`` fits its position embeddings; returns the config."""
+    from .models import load_config
+
+    config = load_config(recipe.model, recipe.trust_remote_code)
+    limit = max_positions(config)
+    if limit is not None and recipe.max_length > limit:
+        raise NLPTransferError(f"{recipe.source or 'recipe'}: max_length {recipe.max_length} is longer than {recipe.model} "
+                               f"reads ({limit} positions); set max_length <= {limit} (long texts are split into "
+                               f"windows where the task supports it)")
+    return config
+
+
+# RoBERTa-family position ids start after the padding index, so two of their positions are never usable
+POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "xlm-roberta-xl": 2, "camembert": 2, "longformer": 2,
+                   "data2vec-text": 2, "bart": 2, "mbart": 2}
+
+
+def max_positions(config) -> int | None:
+    """How many tokens the model reads at most (None when the config does not say)."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    return limit - POSITION_OFFSET.get(getattr(config, "model_type", ""), 0)
+
+
+def _train_with_trainer(recipe: Recipe, card, task, data, has_eval: bool, eval_cards, run: rundir.RunPlan) -> RunResult:
+    from transformers import EarlyStoppingCallback, set_seed
+
     main_metric = task.main_metric(data.problem_type)
     _check_metric(recipe, task.metric_names(data.problem_type), data.problem_type)
-
-    args = training_arguments(recipe, recipe.early_stopping.metric or main_metric, has_eval)
-    checkpoint = _check_output_dir(recipe)
-    if args.should_save and not recipe.resume and recipe.overwrite and Path(recipe.output_dir).is_dir():
-        _clear_previous_run(Path(recipe.output_dir))
-    args.distributed_state.wait_for_everyone()  # no rank starts before the main one has cleared the folder
-
+    if recipe.early_stopping.patience is not None and not has_eval:
+        raise NLPTransferError(f"{recipe.source}: early_stopping needs an '{recipe.eval_split}' split in the data card")
+    args = training_arguments(recipe, recipe.early_stopping.metric or main_metric, has_eval, run.work)
     tokenizer = load_tokenizer(recipe.model, recipe.trust_remote_code, for_words=recipe.task == "token-classification")
+    # every check is done: only now does the run folder change (the main process writes; the others wait for it)
+    args.distributed_state.wait_for_everyone()  # every rank has planned from the same, untouched folder
+    if args.should_save:
+        rundir.begin(run, _record(recipe))
+    args.distributed_state.wait_for_everyone()
+    try:
+        metrics = _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokenizer, main_metric,
+                            EarlyStoppingCallback, set_seed)
+    except BaseException:
+        if args.should_save:
+            rundir.abandon(run)
+        raise
+    if args.should_save:
+        rundir.finish(run)
+    return RunResult(run.target, metrics)
+
+
+def _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokenizer, main_metric, EarlyStoppingCallback,
+              set_seed) -> dict[str, Any]:
+    checkpoint = run.checkpoint
     set_seed(recipe.seed)  # before the head is created, so the same seed gives the same run
     prepared = task.prepare(recipe, data, tokenizer, has_eval)
     apply_freezing(prepared.model, recipe.strategy)
@@ -342,11 +415,9 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
         head_warmup = make_head_warmup(recipe.strategy.head_warmup_steps, recipe.strategy.head_warmup_epochs)
         callbacks.append(head_warmup)
     if recipe.early_stopping.patience is not None:
-        if not has_eval:
-            raise NLPTransferError(f"{recipe.source}: early_stopping needs an '{recipe.eval_split}' split in the data card")
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.threshold))
 
-    with _tensorboard_dir(Path(recipe.output_dir) / "logs"):  # read when Trainer creates its callbacks
+    with _tensorboard_dir(run.work / "logs"):  # read when Trainer creates its callbacks
         trainer = _build_trainer_class()(
             model=prepared.model, args=args, train_dataset=prepared.train_set, eval_dataset=prepared.eval_set,
             processing_class=tokenizer,
@@ -359,9 +430,10 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
         )
     if args.should_save:
         eval_rows = len(data.splits[recipe.eval_split]) if has_eval else 0
+        replacing = f" (replacing the run there when it finishes)" if run.replacing else ""
         print(f"nlp-transfer: training {recipe.model} on {card.name} ({len(data.splits[recipe.train_split])} train rows, "
-              f"{eval_rows} {recipe.eval_split} rows, {prepared.summary}) -> {recipe.output_dir}"
-              + (f", resuming from {checkpoint}" if checkpoint else ""), flush=True)
+              f"{eval_rows} {recipe.eval_split} rows, {prepared.summary}) -> {run.target}{replacing}"
+              + (f", resuming from {Path(checkpoint).name}" if checkpoint else ""), flush=True)
     before = None
     if prepared.evaluate_before and has_eval and checkpoint is None:
         before = _derived(task, {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()})
@@ -380,14 +452,14 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     metrics["rows"] = {split: len(rows) for split, rows in data.splits.items()}
     if any(data.repairs.values()):
         metrics["repaired_tags"] = data.repairs  # I- tags after O etc., made B- on reading
-    _save_outputs(trainer, recipe, card, data, metrics, prepared, eval_cards)
+    _save_outputs(trainer, recipe, card, data, metrics, prepared, run.work, eval_cards)
     world = trainer.args.world_size
     if world > 1:
         print(f"[rank {trainer.args.process_index}/{world}] finished: global_step={trainer.state.global_step} "
               f"eval_{main_metric}={eval_metrics.get('eval_' + main_metric)} weights={weights_fingerprint(trainer.model)} "
               f"writes_outputs={trainer.args.should_save}",
               flush=True)
-    return RunResult(Path(recipe.output_dir), metrics)
+    return metrics
 
 
 def _derived(task, scores: dict[str, Any]) -> dict[str, Any]:
@@ -426,14 +498,6 @@ def _check_metric(recipe: Recipe, allowed: tuple[str, ...], problem_type: str) -
         )
 
 
-def _clear_previous_run(out: Path) -> None:
-    for entry in out.iterdir():
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-
-
 def _collect_metrics(recipe, card, problem_type, main_metric, trainer, train_output, train_seconds, eval_metrics,
                      metrics_fn, checkpoint) -> dict[str, Any]:
     eval_part = {k.removeprefix("eval_"): v for k, v in eval_metrics.items()
@@ -455,8 +519,9 @@ def _collect_metrics(recipe, card, problem_type, main_metric, trainer, train_out
             "loss": train_output.metrics.get("train_loss"),
             "global_step": trainer.state.global_step,
             "epochs": trainer.state.epoch,
-            "best_checkpoint": trainer.state.best_model_checkpoint,
-            "resumed_from": checkpoint,
+            # checkpoint names, not paths: a replacing run trains in a hidden sibling folder that is renamed at the end
+            "best_checkpoint": _name(trainer.state.best_model_checkpoint),
+            "resumed_from": _name(checkpoint),
         },
         "params": _count_parameters(trainer.model),
         # evaluation-split throughput of the trained model (Trainer's batched evaluation loop)
@@ -469,9 +534,12 @@ def _collect_metrics(recipe, card, problem_type, main_metric, trainer, train_out
     }
 
 
-def _save_outputs(trainer, recipe, card, data, metrics, prepared, eval_cards=None) -> None:
-    """Write the final model and reports: staged in a hidden folder, then renamed into place."""
-    out = Path(recipe.output_dir)
+def _name(path: str | None) -> str | None:
+    return Path(path).name if path else None
+
+
+def _save_outputs(trainer, recipe, card, data, metrics, prepared, out: Path, eval_cards=None) -> None:
+    """Write the final model and reports into ``out``: staged in a hidden folder, then renamed into place."""
     staging = out / ".final-staging"
     trainer.save_model(str(staging))  # every rank calls it (some backends need that); only the main one writes
     if not trainer.args.should_save:

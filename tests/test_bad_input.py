@@ -232,7 +232,8 @@ def test_unclosed_quote_in_yaml_names_the_line_where_it_opens(tmp_path, capsys):
 
 def test_training_value_rejected_by_transformers(tmp_path, train_fails):
     message = train_fails({"train.csv": GOOD_CSV}, recipe_values={"training": {"lr_scheduler_type": "cosinus"}})
-    assert f"{tmp_path / 'recipe.yaml'}: training:" in message
+    assert f"{tmp_path / 'recipe.yaml'}: training.lr_scheduler_type 'cosinus' is not supported" in message
+    assert "did you mean 'cosine'?" in message
 
 
 # ---------------------------------------------------------------- models

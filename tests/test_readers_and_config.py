@@ -168,7 +168,7 @@ def test_multi_label_jsonl_lists_with_card_labels(tmp_path):
     content = jsonl({"text": "a", "label": ["sports", "politics"]}, {"text": "b", "label": []},
                     {"text": "c", "label": ["weather"]})
     card = make_card(tmp_path, {"train.jsonl": content}, problem_type="multi_label",
-                     labels=["sports", "politics", "weather"])
+                     labels=["sports", "politics", "weather"], allow_empty_labels=True)
     labels = load_data(card).splits["train"]["label"]
     assert labels == [[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     assert all(isinstance(v, float) for row in labels for v in row)

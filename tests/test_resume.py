@@ -53,7 +53,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(sst2_toy, tiny_bert, tmp_pa
 
 
 def test_partially_written_checkpoint_is_skipped(tmp_path):
-    from nlp_transfer.training import last_complete_checkpoint
+    from nlp_transfer.rundir import last_complete_checkpoint
 
     (tmp_path / "checkpoint-10").mkdir()
     (tmp_path / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": 10}')

@@ -169,7 +169,7 @@ def test_missing_vectors_file_and_non_empty_output_dir(sst2_toy, sst_vectors, tm
     out = tmp_path / "taken"
     out.mkdir()
     (out / "something").write_text("x")
-    with pytest.raises(NLPTransferError, match="already holds a run"):
+    with pytest.raises(NLPTransferError, match="holds files that no nlp-transfer run wrote"):
         train(recipe(sst2_toy, sst_vectors, out, baseline="average"))
 
 

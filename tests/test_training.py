@@ -147,5 +147,5 @@ def test_train_rows_takes_the_same_seeded_subset(sst2_toy, tiny_bert, tmp_path):
     assert first["train"]["loss"] == again["train"]["loss"]
     other = train(tiny_recipe(sst2_toy, tiny_bert, tmp_path / "c", max_steps=2), train_rows=50, seed=3).metrics
     assert other["train"]["loss"] != first["train"]["loss"]
-    with pytest.raises(NLPTransferError, match="train_rows must be a positive integer"):
+    with pytest.raises(NLPTransferError, match="train_rows must be >= 1, got 0"):
         train(tiny_recipe(sst2_toy, tiny_bert, tmp_path / "d"), train_rows=0)

@@ -56,6 +56,7 @@ class DataCard:
     labels: list[str] | None = None  # index order = the ids used in the files
     problem_type: str = "single_label"
     label_separator: str = "|"  # multi-label names inside one CSV/TSV cell
+    allow_empty_labels: bool = False  # multi-label: an empty cell / [] means "no label applies" (else an error)
     columns: list[str] | None = None  # CoNLL: names of all columns, e.g. [token, pos, chunk, ner]
     tags: str | int = -1  # CoNLL: the tag column, by name (with columns) or index
     scheme: str = "auto"  # token tags: IOB1 | IOB2 | BIOES | IO | auto (detected); converted to IOB2
@@ -363,8 +364,13 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
             row[key] = str(value).strip()
         if labelled and card.label:
             value = record[card.label]
-            if _is_missing(value) if not isinstance(value, list) else False:
-                raise NLPTransferError(f"{path}: {unit} {number}: empty label in column '{card.label}'; fill it in or remove the row")
+            if _is_missing(value) if not isinstance(value, list) else not value:
+                if not (card.allow_empty_labels and card.problem_type == "multi_label"):
+                    allow = (" (or set allow_empty_labels: true in the card if no label applies to such rows)"
+                             if card.problem_type == "multi_label" else "")
+                    raise NLPTransferError(f"{path}: {unit} {number}: empty label in column '{card.label}'; fill it in "
+                                           f"or remove the row{allow}")
+                value = []
             row["label"] = value
         if card.language_column:
             row["language"] = _language_of(record[card.language_column], path, unit, number, card.language_column)
@@ -407,8 +413,17 @@ def read_texts(path: str, column: str = "text") -> list[str]:
     checked exactly like a data card's files."""
     if not Path(path).is_file():
         raise NLPTransferError(f"input file '{path}' not found; check the path")
-    if Path(path).suffix.lower() not in (".csv", ".tsv", ".jsonl", ".json"):
-        return [line for line in _read_file(path, "utf-8").splitlines() if line.strip()]
+    suffix = Path(path).suffix.lower()
+    content = _read_file(path, "utf-8")
+    lines = [line for line in content.splitlines() if line.strip()]
+    header = 1 if suffix in (".csv", ".tsv") else 0
+    if len(lines) <= header:
+        what = ("the file is empty" if not content else "the file has only blank lines" if not lines
+                else "the file has only a header line")
+        raise NLPTransferError(f"{path}: no texts ({what}); add texts to it (one per line, or rows under a header "
+                               f"for .csv/.tsv)")
+    if suffix not in (".csv", ".tsv", ".jsonl", ".json"):
+        return lines
     card = DataCard(name=str(path), splits={"input": str(Path(path).resolve())}, text=[column], label=None)
     rows, _, _ = read_rows(card, "input", labelled=False, fix="pass the right one with --text-column")
     return [row["text"] for row in rows]
@@ -450,21 +465,27 @@ def _split_multi(value: Any, card: DataCard) -> list[str]:
     return [part.strip() for part in str(value).split(card.label_separator) if part.strip()]
 
 
-def _label_id(value: Any, label_names: list[str], where: str, source: str) -> int:
-    text = str(value).strip()
+def _label_id(value: Any, label_names: list[str], where: str, source: str, ids: bool) -> int:
+    """The index of a row's label, matched by name; a number stands for an index only when ``ids`` (the names were
+    declared in id order: the card's ``labels:`` or a ``datasets`` ClassLabel). Inferred names never match by
+    position: with training labels {0, 2}, a 1 elsewhere is an unknown label, not the second class."""
+    text = _label_text(value)
     if text in label_names:
         return label_names.index(text)
     as_int = _as_int(value)
-    if as_int is not None and 0 <= as_int < len(label_names):
+    if ids and as_int is not None and 0 <= as_int < len(label_names):
         return as_int
-    raise NLPTransferError(
-        f"{where}: label '{text}' is not one of the labels [{', '.join(label_names)}]{did_you_mean(text, label_names)}; "
-        f"fix the row or add the label to 'labels:' in {source}"
-    )
+    fix = (f"fix the row or add the label to 'labels:' in {source}" if ids else
+           f"fix the row, or list every label under 'labels:' in {source} (labels match by name; numbers are label "
+           f"ids only in the order 'labels:' gives)")
+    raise NLPTransferError(f"{where}: label '{text}' is not one of the labels [{', '.join(label_names)}]"
+                           f"{did_you_mean(text, label_names)}; {fix}")
 
 
-def encode_labels(rows: list[dict], card: DataCard, label_names: list[str], path: str) -> None:
-    """Replace each row's raw label by its training form, in place."""
+def encode_labels(rows: list[dict], card: DataCard, label_names: list[str], path: str, ids: bool | None = None) -> None:
+    """Replace each row's raw label by its training form, in place. ``ids``: numbers in the files may be label
+    indexes (default: when the card declares ``labels:``); otherwise labels match by name only."""
+    ids = bool(card.labels) if ids is None else ids
     unit = "row" if card.format == "datasets" else "line"
     for row in rows:
         where = f"{path}: {unit} {row['line']}"
@@ -474,12 +495,16 @@ def encode_labels(rows: list[dict], card: DataCard, label_names: list[str], path
             except (TypeError, ValueError):
                 raise NLPTransferError(f"{where}: label '{row['label']}' is not a number; regression needs numeric labels") from None
         elif card.problem_type == "multi_label":
+            names = _split_multi(row["label"], card)
+            if not names and not card.allow_empty_labels:  # a cell of separators only ("|")
+                raise NLPTransferError(f"{where}: no label in column '{card.label}'; give at least one, or set "
+                                       f"allow_empty_labels: true in {card.source} if no label applies to such rows")
             hot = [0.0] * len(label_names)
-            for name in _split_multi(row["label"], card):
-                hot[_label_id(name, label_names, where, card.source)] = 1.0
+            for name in names:
+                hot[_label_id(name, label_names, where, card.source, ids)] = 1.0
             row["label"] = hot
         else:
-            row["label"] = _label_id(row["label"], label_names, where, card.source)
+            row["label"] = _label_id(row["label"], label_names, where, card.source, ids)
 
 
 @dataclass
@@ -533,7 +558,7 @@ def load_data(card: DataCard | str | Path | list, splits: list[str] | None = Non
         )
     out = {}
     for split, rows in rows_by_split.items():
-        encode_labels(rows, card, label_names, files[split])
+        encode_labels(rows, card, label_names, files[split], ids=bool(card.labels or names))
         out[split] = datasets.Dataset.from_list(rows)
     return LoadedData(out, label_names, card.problem_type, card, files)
 

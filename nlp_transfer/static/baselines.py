@@ -42,7 +42,7 @@ from torch import nn
 from ..errors import NLPTransferError, did_you_mean
 from ..tasks import classification as cls_task
 from .matrix import OOV_OPTIONS, UNK, EmbeddingMatrix, embedding_matrix
-from .vectors import load_vectors, vectors_name
+from .vectors import check_vectors_path, load_vectors, vectors_name
 from .words import words
 
 BASELINES = ("average", "bilstm")
@@ -172,6 +172,7 @@ class Run:
     config: StaticConfig
     vectors: Any  # gensim KeyedVectors
     model_name: str
+    out: Path  # the folder this run writes (nlp_transfer.rundir)
 
     @property
     def main(self) -> str:
@@ -184,27 +185,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_static(recipe, card, data) -> dict[str, Any]:
-    """Train the recipe's static baseline on ``data`` and write ``recipe.output_dir``; returns metrics.json."""
-    from ..config import resolve_path
-    from ..training import _check_output_dir, _clear_previous_run
-
+def check_static(recipe) -> StaticConfig:
+    """The recipe's ``static:`` settings, checked before any data is read or anything is written."""
     source = recipe.source or "recipe"
     config = parse_static(recipe.static, source)
     _check_combination(config, recipe.task, source)
-    if recipe.eval_split not in data.splits:
-        raise NLPTransferError(f"{card.source}: static baselines choose C / the best epoch on '{recipe.eval_split}'; "
-                               f"add that split to the card or set eval_split")
-    _check_output_dir(recipe)
-    out = Path(recipe.output_dir)
-    if recipe.overwrite and out.is_dir():
-        _clear_previous_run(out)
+    from ..config import resolve_path
+
+    try:
+        check_vectors_path(resolve_path(config.vectors, recipe))
+    except NLPTransferError as exc:
+        raise NLPTransferError(f"{source}: static.vectors: {exc}") from None
+    return config
+
+
+def train_static(recipe, card, data, out: Path, config: StaticConfig) -> dict[str, Any]:
+    """Train the recipe's static baseline on ``data`` and write it into ``out`` (the run folder `nlp_transfer.rundir`
+    chose); returns metrics.json."""
+    from ..config import resolve_path
+
     seed_everything(recipe.seed)
     path = resolve_path(config.vectors, recipe)
     started = time.perf_counter()
     vectors = load_vectors(path, config.format, config.limit, unicode_errors=config.unicode_errors)
     vectors_seconds = time.perf_counter() - started
-    run = Run(recipe, card, data, config, vectors, f"{vectors_name(path)} (static)")
+    run = Run(recipe, card, data, config, vectors, f"{vectors_name(path)} (static)", out)
     # Small recurrent models gain nothing from intra-op threads, and spin-waiting threads make them many times
     # slower when the cores are shared with other work (measured: 2-3 s per demo epoch on 1 thread, minutes on 2
     # threads beside another job). One thread by default; `threads: null` keeps torch's setting.
@@ -264,7 +269,7 @@ def _write_outputs(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any]
     from .. import __version__
     from ..io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
-    recipe, out = run.recipe, Path(run.recipe.output_dir)
+    recipe, out = run.recipe, run.out
     staging = out / ".final-staging"
     staging.mkdir(parents=True, exist_ok=True)
     tensors = {name: np.ascontiguousarray(value) for name, value in outcome.tensors.items()}

@@ -85,7 +85,7 @@ def load_vectors(path: str | Path, format: str = "auto", limit: int | None = Non
 
     ``limit`` keeps the first N words (files are usually sorted by frequency). With ``cache`` the first
     load saves the parsed vectors and later loads memory-map them (read-only arrays)."""
-    path = _check_path(path)
+    path = check_vectors_path(path)
     if format not in FORMATS:
         raise NLPTransferError(f"vectors format '{format}' is not supported{did_you_mean(format, FORMATS)} "
                                f"(choose from {', '.join(FORMATS)})")
@@ -113,7 +113,8 @@ def vectors_name(path: str | Path) -> str:
 
 # ---------------------------------------------------------------- files and formats
 
-def _check_path(path: str | Path) -> Path:
+def check_vectors_path(path: str | Path) -> Path:
+    """``path`` when it is a file; else a one-line error with the closest file name in its folder."""
     path = Path(path).expanduser()
     if path.is_file():
         return path

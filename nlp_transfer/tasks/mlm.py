@@ -168,7 +168,7 @@ def score_masked_tokens_only(model) -> bool:
     return True
 
 
-def carry_over_base_weights(saved_dir, original: str, model) -> list[str]:
+def carry_over_base_weights(saved_dir, original: str, model, trust_remote_code: bool = False) -> list[str]:
     """Add the original base model's weights that the MLM model lacks (BERT's pooler) to the saved
     safetensors, so downstream heads start from them as they would from the original model."""
     from pathlib import Path
@@ -176,12 +176,12 @@ def carry_over_base_weights(saved_dir, original: str, model) -> list[str]:
     from safetensors.torch import load_file, save_file
     from transformers import AutoModel
 
-    from ..models import resolve
+    from ..models import load_pretrained
 
     path = Path(saved_dir) / "model.safetensors"
     if not path.is_file():
         return []
-    base = AutoModel.from_pretrained(resolve(original))
+    base = load_pretrained(AutoModel, original, trust_remote_code)
     have = set(model.base_model.state_dict())
     missing = {k: v for k, v in base.state_dict().items() if k not in have}
     if not missing:
@@ -228,5 +228,5 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
                 + (f", {masked} held-out masked tokens" if has_eval else ""),
         pipeline_tag="fill-mask", sidecar={"mlm_probability": recipe.mlm_probability, "whole_word_mask": whole},
         collator=collator, evaluate_before=True,
-        after_save=lambda folder, model: carry_over_base_weights(folder, recipe.model, model),
+        after_save=lambda folder, model: carry_over_base_weights(folder, recipe.model, model, recipe.trust_remote_code),
     )
