@@ -83,9 +83,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args) -> int:
+    from .config import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)  # a bad recipe is reported before torch is imported
     from .training import train
 
-    result = train(args.recipe, args.overrides)
+    result = train(recipe)
     from .training import _is_main_process
 
     if _is_main_process():

@@ -124,32 +124,39 @@ def _training_argument_names() -> set[str]:
 # Ranges of the TrainingArguments a recipe sets most (transformers checks few of them itself and fails late, or trains
 # with a negative learning rate); types of every key come from TrainingArguments' own annotations.
 TRAINING_LIMITS: dict[str, dict[str, Any]] = {
-    "learning_rate": {"low": 0, "low_open": True},
-    "per_device_train_batch_size": {"low": 1},
-    "per_device_eval_batch_size": {"low": 1},
-    "gradient_accumulation_steps": {"low": 1},
-    "eval_accumulation_steps": {"low": 1},
-    "num_train_epochs": {"low": 0, "low_open": True},
-    "max_steps": {"low": -1},
-    "weight_decay": {"low": 0},
-    "warmup_steps": {"low": 0},
-    "warmup_ratio": {"low": 0, "high": 1},
-    "max_grad_norm": {"low": 0},
-    "adam_beta1": {"low": 0, "high": 1, "high_open": True},
-    "adam_beta2": {"low": 0, "high": 1, "high_open": True},
-    "adam_epsilon": {"low": 0, "low_open": True},
-    "label_smoothing_factor": {"low": 0, "high": 1, "high_open": True},
-    "logging_steps": {"low": 0, "low_open": True},
-    "eval_steps": {"low": 0, "low_open": True},
-    "save_steps": {"low": 0, "low_open": True},
-    "save_total_limit": {"low": 1},
-    "dataloader_num_workers": {"low": 0},
-    "seed": {"low": 0},
+    "learning_rate": {"type": float, "low": 0, "low_open": True},
+    "per_device_train_batch_size": {"type": int, "low": 1},
+    "per_device_eval_batch_size": {"type": int, "low": 1},
+    "gradient_accumulation_steps": {"type": int, "low": 1},
+    "eval_accumulation_steps": {"type": int, "low": 1},
+    "num_train_epochs": {"type": float, "low": 0, "low_open": True},
+    "max_steps": {"type": int, "low": -1},
+    "weight_decay": {"type": float, "low": 0},
+    "warmup_steps": {"type": float, "low": 0},
+    "warmup_ratio": {"type": float, "low": 0, "high": 1},
+    "max_grad_norm": {"type": float, "low": 0},
+    "adam_beta1": {"type": float, "low": 0, "high": 1, "high_open": True},
+    "adam_beta2": {"type": float, "low": 0, "high": 1, "high_open": True},
+    "adam_epsilon": {"type": float, "low": 0, "low_open": True},
+    "label_smoothing_factor": {"type": float, "low": 0, "high": 1, "high_open": True},
+    "logging_steps": {"type": float, "low": 0, "low_open": True},
+    "eval_steps": {"type": float, "low": 0, "low_open": True},
+    "save_steps": {"type": float, "low": 0, "low_open": True},
+    "save_total_limit": {"type": int, "low": 1},
+    "dataloader_num_workers": {"type": int, "low": 0},
+    "seed": {"type": int, "low": 0},
 }
 
 
 def check_training(values: dict[str, Any], source: str) -> dict[str, Any]:
-    """``training:`` values checked against TrainingArguments' annotated types and `TRAINING_LIMITS`."""
+    """``training:`` values checked against TrainingArguments' annotated types and `TRAINING_LIMITS`.
+
+    The keys of `TRAINING_LIMITS` are checked first, without importing transformers, so the common mistakes (a
+    negative learning rate, batch size 0) are reported in well under a second."""
+    for key, value in values.items():
+        if key in TRAINING_LIMITS and value is not None:  # whether a key takes null, its annotation says below
+            check_value(value, TRAINING_LIMITS[key]["type"], TRAINING_LIMITS[key], f"training.{key}", source)
+    _check_keys(values, _training_argument_names(), "training.", source)
     types_by_name = _training_fields()
     return {key: check_value(value, types_by_name[key], TRAINING_LIMITS.get(key, {}), f"training.{key}", source)
             for key, value in values.items()}
@@ -303,7 +310,6 @@ def _build(cls, values: dict, where: str, source: str):
             value = value or {}
             if not isinstance(value, dict):
                 raise NLPTransferError(f"{source}: 'training' must be a mapping of TrainingArguments options")
-            _check_keys(value, _training_argument_names(), "training.", source)
             value = check_training(value, source)
         else:
             value = check_value(value, hints[name], dict(fields_by_name[name].metadata), f"{where}{name}", source)

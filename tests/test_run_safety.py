@@ -335,3 +335,17 @@ def test_an_overwrite_killed_mid_training_leaves_the_previous_run_intact(previou
     assert second.returncode == 0, second.stderr[-2000:]
     assert not hidden.exists()
     assert json.loads((run / "metrics.json").read_text())["train"]["global_step"] == 12
+
+
+@pytest.mark.parametrize("override", ["threshold=high", "training.learning_rate=-1", "strategy=lroa"])
+def test_a_bad_recipe_value_is_reported_before_torch_or_transformers_load(override):
+    """Errors come fast: the recipe is checked before the heavy imports (asserted by module, not by time)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from nlp_transfer.cli import main; "
+            f"rc = main(['train', 'recipes/sst2_demo.yaml', '{override}']); "
+            "print(rc, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert done.stdout.split() == ["2", "False", "False"], done.stdout + done.stderr
+    assert done.stderr.count("error: ") == 1
