@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NLPTransferError
 from .inference import TextClassifier
 from .tasks import classification as cls_task
 from .tasks.embeddings import Encoder, EmbedSettings, _save_atomic

@@ -318,7 +318,8 @@ def _run_once(run: rundir.RunPlan, recipe: Recipe, body) -> RunResult:
 def _record(recipe: Recipe) -> dict[str, Any]:
     backend = "static" if recipe.static is not None else (
         "probe" if recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head" else "trainer")
-    return {"task": recipe.task, "backend": backend, "model": recipe.model, "nlp_transfer_version": __version__}
+    model = recipe.static.get("vectors") if backend == "static" else recipe.model
+    return {"task": recipe.task, "backend": backend, "model": model, "nlp_transfer_version": __version__}
 
 
 def _finished_run(run: rundir.RunPlan) -> RunResult:
@@ -430,7 +431,7 @@ def _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokeniz
         )
     if args.should_save:
         eval_rows = len(data.splits[recipe.eval_split]) if has_eval else 0
-        replacing = f" (replacing the run there when it finishes)" if run.replacing else ""
+        replacing = " (replacing the run there when it finishes)" if run.replacing else ""
         print(f"nlp-transfer: training {recipe.model} on {card.name} ({len(data.splits[recipe.train_split])} train rows, "
               f"{eval_rows} {recipe.eval_split} rows, {prepared.summary}) -> {run.target}{replacing}"
               + (f", resuming from {Path(checkpoint).name}" if checkpoint else ""), flush=True)

@@ -142,16 +142,46 @@ def sample_rows(path: Path, count: int, seed: int = 0) -> list[tuple[str, str]]:
     return random.Random(seed).sample(rows, count)
 
 
+def write_sst2_card(folder: Path, train_rows: int = 160, dev_rows: int = 64, name: str = "sst2-toy") -> Path:
+    """A small real SST-2 card in ``folder``: rows sampled from the shipped sample (seeded)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, source, count in (("train.tsv", SAMPLE_TRAIN, train_rows), ("dev.tsv", SAMPLE_DEV, dev_rows)):
+        rows = sample_rows(source, count)
+        (folder / file_name).write_text("sentence\tlabel\n" + "\n".join(f"{s}\t{l}" for s, l in rows) + "\n",
+                                        encoding="utf-8")
+    return write_card(folder, name, splits={"train": "train.tsv", "validation": "dev.tsv"}, format="tsv",
+                      text="sentence", label="label", labels=["negative", "positive"], license="research-only")
+
+
 @pytest.fixture()
 def sst2_toy(tmp_path) -> Path:
     """A small real SST-2 card: 160 training rows from the shipped sample, 64 dev sentences."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for name, source, count in (("train.tsv", SAMPLE_TRAIN, 160), ("dev.tsv", SAMPLE_DEV, 64)):
-        rows = sample_rows(source, count)
-        (folder / name).write_text("sentence\tlabel\n" + "\n".join(f"{s}\t{l}" for s, l in rows) + "\n", encoding="utf-8")
-    return write_card(folder, "sst2-toy", splits={"train": "train.tsv", "validation": "dev.tsv"}, format="tsv",
-                      text="sentence", label="label", labels=["negative", "positive"], license="research-only")
+    return write_sst2_card(tmp_path / "data")
+
+
+def tree_hashes(*folders: Path) -> dict[str, str]:
+    """sha256 of every file under ``folders`` (hidden ones too): what a failing command must leave byte-identical."""
+    import hashlib
+
+    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for folder in folders for path in sorted(Path(folder).rglob("*")) if path.is_file()}
+
+
+def cli_error(capsys, argv: list, progress_before: bool = False) -> str:
+    """Run the CLI in-process; assert exit code 2, one ``error:`` line and no traceback; return that line.
+
+    stderr must hold nothing else, unless ``progress_before`` (an error raised during training may follow the
+    progress bars of the work before it; the error line is then the last one)."""
+    from nlp_transfer.cli import main
+
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert code == 2, captured.err
+    assert len(errors) == 1, captured.err
+    assert (captured.err.rstrip().endswith(errors[0]) if progress_before else lines == errors), captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return errors[0]
 
 
 CONLL_DIR = REPO.parent / "shared" / "data" / "conll2003"

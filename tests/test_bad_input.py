@@ -11,21 +11,8 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, tiny_recipe, write_card
+from conftest import REPO, cli_error, tiny_recipe, write_card
 
-from nlp_transfer.cli import main
-
-
-def cli_error(capsys, argv: list[str]) -> str:
-    """Run the CLI in-process; assert exit code 2 and one ``error:`` line on stderr; return that line."""
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    lines = captured.err.splitlines()
-    assert code == 2, captured.err
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in captured.err + captured.out
-    return lines[0]
 
 
 @pytest.fixture()

@@ -5,23 +5,21 @@ traceback, and every file that was there before (a previous run, the user's data
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SAMPLE_DEV, SAMPLE_TRAIN, sample_rows, tiny_recipe, write_card
+from conftest import cli_error as strict_cli_error
+from conftest import tiny_recipe, tree_hashes, write_card, write_sst2_card
 
 from nlp_transfer import rundir
 from nlp_transfer.cli import main
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` (hidden ones included) -> its sha256."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return tree_hashes(folder)
 
 
 def run_cli(argv: list) -> int:
@@ -29,26 +27,15 @@ def run_cli(argv: list) -> int:
 
 
 def cli_error(capsys, argv: list) -> str:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
-    assert code == 2, captured.err
-    assert len(errors) == 1 and captured.err.rstrip().endswith(errors[0]), captured.err  # progress bars may come before
-    assert "Traceback" not in captured.err + captured.out
-    return errors[0]
+    """Errors here may come after training began, behind its progress bars."""
+    return strict_cli_error(capsys, argv, progress_before=True)
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_bert):
     """A small SST-2 card and a finished tiny run, built once; tests copy them."""
     root = tmp_path_factory.mktemp("safety")
-    data = root / "data"
-    data.mkdir()
-    for name, source, count in (("train.tsv", SAMPLE_TRAIN, 96), ("dev.tsv", SAMPLE_DEV, 32)):
-        rows = sample_rows(source, count)
-        (data / name).write_text("sentence\tlabel\n" + "\n".join(f"{s}\t{l}" for s, l in rows) + "\n", encoding="utf-8")
-    card = write_card(data, "toy", splits={"train": "train.tsv", "validation": "dev.tsv"}, format="tsv",
-                      text="sentence", label="label", labels=["negative", "positive"])
+    card = write_sst2_card(root / "data", 96, 32, name="toy")
     run = root / "finished-run"
     values = tiny_recipe(card, tiny_bert, run, num_train_epochs=1)
     assert run_cli(["train", write_recipe(root / "recipe.yaml", values)]) == 0

@@ -11,7 +11,6 @@ The trained runs are real (tiny models, a few seconds) and shared by the whole m
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import json
 import shutil
@@ -21,10 +20,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
-from conftest import SAMPLE_DEV, SAMPLE_TRAIN, sample_rows, tiny_recipe, write_card
+from conftest import cli_error, tiny_recipe, tree_hashes, write_card, write_sst2_card
 
 from nlp_transfer import NLPTransferError, embed, evaluate, load_model, train
-from nlp_transfer.cli import main
 from nlp_transfer.compare import compare
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés from start to end"]
@@ -47,12 +45,7 @@ def runs(tmp_path_factory, tiny_bert):
     """One trained classifier, one masked-LM run, and model folders broken in the ways under test."""
     root = tmp_path_factory.mktemp("safe-loading")
     data = root / "data"
-    data.mkdir()
-    for name, source, count in (("train.tsv", SAMPLE_TRAIN, 160), ("dev.tsv", SAMPLE_DEV, 48)):
-        rows = sample_rows(source, count)
-        (data / name).write_text("sentence\tlabel\n" + "\n".join(f"{s}\t{l}" for s, l in rows) + "\n", encoding="utf-8")
-    card = write_card(data, "sst2-toy", splits={"train": "train.tsv", "validation": "dev.tsv"}, format="tsv",
-                      text="sentence", label="label", labels=["negative", "positive"], license="research-only")
+    card = write_sst2_card(data, dev_rows=48)
     text_card = write_card(data, "sst2-text", task="text", splits={"train": "train.tsv", "validation": "dev.tsv"},
                            format="tsv", text="sentence", license="research-only")
     classifier = root / "cls"
@@ -79,24 +72,6 @@ def runs(tmp_path_factory, tiny_bert):
     return SimpleNamespace(root=root, card=card, cls=classifier, mlm=mlm, bert=Path(tiny_bert), foreign=foreign,
                            mlm_no_sidecar=mlm_no_sidecar, pretraining=pretraining, no_architectures=no_architectures,
                            unknown=unknown, no_type=no_type, bad_json=bad_json, texts=texts)
-
-
-def tree_hashes(*folders: Path) -> dict[str, str]:
-    """sha256 of every file under ``folders``: what a failing command must leave byte-identical."""
-    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
-            for folder in folders for path in sorted(Path(folder).rglob("*")) if path.is_file()}
-
-
-def cli_error(capsys, argv: list) -> str:
-    """Run the CLI in-process; assert exit code 2 and exactly one ``error:`` line, no traceback; return it."""
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    lines = captured.err.splitlines()
-    assert code == 2, captured.err
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in captured.err + captured.out
-    return lines[0]
 
 
 # ---------------------------------------------------------------- the Python API

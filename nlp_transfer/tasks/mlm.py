@@ -205,7 +205,7 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
     from transformers import AutoModelForMaskedLM
 
     from ..errors import NLPTransferError
-    from ..models import _load, resolve
+    from ..models import load_pretrained
     from . import Prepared
 
     if tokenizer.mask_token is None:
@@ -219,7 +219,7 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
     if has_eval:
         encoded = _encode(data.splits[recipe.eval_split], tokenizer, recipe.max_length, whole, "tokenizing eval")
         eval_set = mask_once(encoded, tokenizer, recipe.mlm_probability, whole, recipe.seed)
-    model = _load(AutoModelForMaskedLM.from_pretrained, resolve(recipe.model), trust_remote_code=recipe.trust_remote_code)
+    model = load_pretrained(AutoModelForMaskedLM, recipe.model, recipe.trust_remote_code)
     score_masked_tokens_only(model)
     masked = sum(sum(1 for x in row if x != -100) for row in eval_set["labels"]) if eval_set is not None else 0
     return Prepared(
