@@ -5,7 +5,7 @@
     model = nlp_transfer.load_model(result.output_dir)
     model.predict(["a gorgeous, witty film"])
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 # not lazy: a wrapper named `compare` would be replaced by the submodule nlp_transfer.compare once imported
 from .compare import compare  # noqa: E402  (stdlib only at import; matplotlib loads when plotting)

@@ -89,9 +89,9 @@ def _cmd_train(args) -> int:
     from .training import train
 
     result = train(recipe)
-    from .training import _is_main_process
+    from .training import is_main_process
 
-    if _is_main_process():
+    if is_main_process():
         _print_summary(result.metrics, result.output_dir)
     return 0
 

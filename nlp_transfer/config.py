@@ -156,7 +156,7 @@ def check_training(values: dict[str, Any], source: str) -> dict[str, Any]:
     for key, value in values.items():
         if key in TRAINING_LIMITS and value is not None:  # whether a key takes null, its annotation says below
             check_value(value, TRAINING_LIMITS[key]["type"], TRAINING_LIMITS[key], f"training.{key}", source)
-    _check_keys(values, _training_argument_names(), "training.", source)
+    check_keys(values, _training_argument_names(), "training.", source)
     types_by_name = _training_fields()
     return {key: check_value(value, types_by_name[key], TRAINING_LIMITS.get(key, {}), f"training.{key}", source)
             for key, value in values.items()}
@@ -284,7 +284,7 @@ def check_value(value: Any, hint: Any, limits: dict[str, Any], key: str, source:
     return out
 
 
-def _check_keys(values: dict, allowed: set[str], where: str, source: str) -> None:
+def check_keys(values: dict, allowed: set[str], where: str, source: str) -> None:
     for key in values:
         if key not in allowed:
             listing = (f"valid keys: {', '.join(sorted(allowed))}" if len(allowed) <= 30
@@ -296,7 +296,7 @@ def _build(cls, values: dict, where: str, source: str):
     if not isinstance(values, dict):
         raise NLPTransferError(f"{source}: '{where.rstrip('.')}' must be a mapping of keys to values")
     fields_by_name = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
-    _check_keys(values, set(fields_by_name), where, source)
+    check_keys(values, set(fields_by_name), where, source)
     hints = typing.get_type_hints(cls)
     kwargs = {}
     # our own keys first: their mistakes are reported without importing transformers (which training: needs)

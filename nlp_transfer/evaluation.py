@@ -39,7 +39,7 @@ def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: s
     names_in_files = card.labels if card.labels and model.problem_type != "regression" else label_names
     encode_labels(rows, card, names_in_files, path)
     if names_in_files != label_names:
-        _to_model_order(rows, names_in_files, label_names, model.problem_type, card.source)
+        to_model_order(rows, names_in_files, label_names, model.problem_type, card.source)
     texts = [(r["text"], r["text_pair"]) if "text_pair" in r else r["text"] for r in rows]
     logits = model.logits(texts, batch_size=batch_size, window=window, progress=True)
     scores = cls_task.scores_from_logits(torch.from_numpy(logits), model.problem_type).numpy()
@@ -56,7 +56,7 @@ def _trained_label_map(model_dir) -> dict[str, str] | None:
     return read_sidecar(model_dir).get("label_map")
 
 
-def _to_model_order(rows: list[dict], names_in_files: list[str], label_names: list[str], problem_type: str,
+def to_model_order(rows: list[dict], names_in_files: list[str], label_names: list[str], problem_type: str,
                     source: str) -> None:
     """Map labels encoded in the card's order onto the model's label ids, by name."""
     unknown = [name for name in names_in_files if name not in label_names]

@@ -23,6 +23,7 @@ from .data.adapters import DynamicPaddingCollator, encode_for_prediction, length
 from .errors import NLPTransferError
 from .models import load_config, load_pretrained, load_tokenizer, resolve
 from .tasks.classification import scores_from_logits, short_problem_type
+from .tasks.embeddings import EmbedSettings, Encoder
 
 
 class TextClassifier:
@@ -86,6 +87,38 @@ class TextClassifier:
             return {"label": chosen, "score": max(named.values()), "scores": named}
         best = int(np.argmax(row))
         return {"label": self.label_names[best], "score": float(row[best]), "scores": named}
+
+
+class ProbeClassifier(TextClassifier):
+    """A frozen encoder + linear probe; `predict` is `TextClassifier.predict` over the probe's logits."""
+
+    def __init__(self, folder: Path, sidecar: dict[str, Any], trust_remote_code: bool = False):
+        from safetensors.numpy import load_file
+
+        from .probe import PROBE_FILE
+
+        tensors = load_file(str(folder / PROBE_FILE))
+        self.weight, self.bias = tensors["weight"], tensors["bias"]
+        self.encoder = Encoder(sidecar["encoder"], trust_remote_code)
+        self.settings = EmbedSettings(**sidecar["embedding"])
+        self.problem_type = sidecar["problem_type"]
+        self.threshold = sidecar.get("threshold", 0.5)
+        self.label_names = sidecar["label_names"]
+        self.pairs = sidecar.get("pairs", False)
+
+    def logits(self, texts, batch_size: int = 32, window: bool = False, stride: int = 64,
+               progress: bool = False) -> np.ndarray:
+        """Probe logits; ``window``/``stride`` do not apply (features are pooled over max_length tokens)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        firsts = [t[0] if isinstance(t, (tuple, list)) else t for t in texts]
+        settings = EmbedSettings(**{**self.settings.__dict__, "batch_size": batch_size})
+        x = self.encoder.encode(firsts, settings)
+        if self.pairs:
+            second = self.encoder.encode([t[1] for t in texts], settings)
+            x = np.concatenate([x, second, np.abs(x - second), x * second], axis=1)
+        from .probe import logits
+
+        return logits(x, self.weight, self.bias).astype(np.float32)
 
 
 def _split_pairs(texts) -> tuple[list[str], list[str] | None]:
@@ -293,8 +326,6 @@ def load_model(path: str | Path, device: str | None = None, trust_remote_code: b
 
     sidecar = read_sidecar(path)
     if sidecar.get("strategy") == "feature-extraction":  # a probe folder: weights + the encoder's name
-        from .probe import ProbeClassifier
-
         return ProbeClassifier(Path(path), sidecar, trust_remote_code)
     location = resolve(str(path))
     task = _task_of(path, location, sidecar, trust_remote_code)  # refuses a folder without a task head

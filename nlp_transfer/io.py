@@ -43,6 +43,14 @@ def write_json_atomic(path: str | Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
+def save_array_atomic(path: str | Path, array) -> None:
+    """A numpy array as a ``.npy`` file, written whole or not at all (no pickles: plain numeric arrays)."""
+    import numpy as np
+
+    with atomic_open(path, binary=True) as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
 def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> int:
     """Stream rows to a temp file beside ``path`` and rename it into place; returns the row count."""
     count = 0

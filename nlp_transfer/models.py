@@ -72,7 +72,7 @@ def _packaged_path(alias: str) -> Path:
     return path
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     """Fast check, so an offline machine gets one clear error instead of a minute of retries."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return False
@@ -108,7 +108,7 @@ def resolve(name: str) -> str:
         raise NLPTransferError(f"model directory '{name}' not found; check the path")
     if _in_hub_cache(name):
         return name
-    if not _hub_reachable():
+    if not hub_reachable():
         raise NLPTransferError(
             f"unknown model '{name}': not a local directory, not a packaged alias ({', '.join(ALIASES)}), and the "
             f"Hugging Face Hub cannot be reached to download it{did_you_mean(name, ALIASES)} Otherwise download it "

@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .inference import TextClassifier
 from .tasks import classification as cls_task
-from .tasks.embeddings import Encoder, EmbedSettings, _save_atomic
+from .tasks.embeddings import Encoder, EmbedSettings, save_array_atomic
 
 GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # C for LogisticRegression; alpha = 1/C for Ridge
 PROBE_FILE = "probe.safetensors"
@@ -42,7 +41,7 @@ def features(encoder: Encoder, texts: list[str], pairs: list[str] | None, settin
     if pairs is not None:
         second = encoder.encode(pairs, settings)
         first = np.concatenate([first, second, np.abs(first - second), first * second], axis=1)
-    _save_atomic(path, first)
+    save_array_atomic(path, first)
     return first
 
 
@@ -51,7 +50,7 @@ def _texts(dataset) -> tuple[list[str], list[str] | None]:
     return list(dataset["text"]), pairs
 
 
-def _fit(problem_type: str, strength: float, x: np.ndarray, y: np.ndarray, seed: int):
+def fit_linear(problem_type: str, strength: float, x: np.ndarray, y: np.ndarray, seed: int):
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.multiclass import OneVsRestClassifier
 
@@ -63,7 +62,7 @@ def _fit(problem_type: str, strength: float, x: np.ndarray, y: np.ndarray, seed:
     return model.fit(x, y)
 
 
-def _weights(model, problem_type: str, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+def linear_weights(model, problem_type: str, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
     """(W [labels, dim], b [labels]) such that scores = x @ W.T + b are the logits."""
     if problem_type == "multi_label":
         coef = np.concatenate([e.coef_ for e in model.estimators_])
@@ -87,7 +86,7 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
     import torch
     from safetensors.numpy import save_file
 
-    from . import __version__
+    from .version import __version__
     from .io import write_json_atomic, write_jsonl_atomic, write_text_atomic
     from .reports import model_card
 
@@ -106,8 +105,8 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
     main = cls_task.MAIN_METRIC[problem_type]
     search, best = [], None
     for strength in GRID:
-        model = _fit(problem_type, strength, train_x, train_y, recipe.seed)
-        weight, bias = _weights(model, problem_type, len(data.label_names))
+        model = fit_linear(problem_type, strength, train_x, train_y, recipe.seed)
+        weight, bias = linear_weights(model, problem_type, len(data.label_names))
         scores = cls_task.scores_from_logits(torch.from_numpy(logits(eval_x, weight, bias)).float(), problem_type).numpy()
         predicted = cls_task.decide(scores, problem_type, recipe.threshold)
         result = cls_task.metrics_for(problem_type, predicted, eval_y, data.label_names)
@@ -151,31 +150,3 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
 
     move_contents(staging, out)
     return metrics
-
-
-class ProbeClassifier(TextClassifier):
-    """A frozen encoder + linear probe; `predict` is `TextClassifier.predict` over the probe's logits."""
-
-    def __init__(self, folder: Path, sidecar: dict[str, Any], trust_remote_code: bool = False):
-        from safetensors.numpy import load_file
-
-        tensors = load_file(str(folder / PROBE_FILE))
-        self.weight, self.bias = tensors["weight"], tensors["bias"]
-        self.encoder = Encoder(sidecar["encoder"], trust_remote_code)
-        self.settings = EmbedSettings(**sidecar["embedding"])
-        self.problem_type = sidecar["problem_type"]
-        self.threshold = sidecar.get("threshold", 0.5)
-        self.label_names = sidecar["label_names"]
-        self.pairs = sidecar.get("pairs", False)
-
-    def logits(self, texts, batch_size: int = 32, window: bool = False, stride: int = 64,
-               progress: bool = False) -> np.ndarray:
-        """Probe logits; ``window``/``stride`` do not apply (features are pooled over max_length tokens)."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        firsts = [t[0] if isinstance(t, (tuple, list)) else t for t in texts]
-        settings = EmbedSettings(**{**self.settings.__dict__, "batch_size": batch_size})
-        x = self.encoder.encode(firsts, settings)
-        if self.pairs:
-            second = self.encoder.encode([t[1] for t in texts], settings)
-            x = np.concatenate([x, second, np.abs(x - second), x * second], axis=1)
-        return logits(x, self.weight, self.bias).astype(np.float32)

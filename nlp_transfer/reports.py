@@ -28,7 +28,7 @@ def _per_language_rows(scores: dict[str, Any]) -> list[str]:
               for language, v in per_language.items()), ""]
 
 
-def _results(title: str, scores: dict[str, Any], heading: str | None = None) -> list[str]:
+def results_lines(title: str, scores: dict[str, Any], heading: str | None = None) -> list[str]:
     lines = [heading or f"## Results on `{title}`", "", "| metric | value |", "|---|---|", *_metric_rows(scores), ""]
     per_class = _per_class_rows(scores)
     if per_class:
@@ -87,12 +87,12 @@ def model_card(recipe, card, metrics: dict[str, Any], label_names: list[str],
         lines += ["Entity types mapped as every split was read (`label_map`): "
                   + ", ".join(f"{k} → {v}" for k, v in recipe.label_map.items()) + ".", ""]
     if split:
-        lines += _results(split, metrics.get("eval", {}))
+        lines += results_lines(split, metrics.get("eval", {}))
     if metrics.get("test"):
-        lines += _results(metrics["test_split"] + " (held out: not used for training or checkpoint selection)",
+        lines += results_lines(metrics["test_split"] + " (held out: not used for training or checkpoint selection)",
                           metrics["test"])
     for name, scores in (metrics.get("eval_sets") or {}).items():
-        lines += _results(name, scores, f"## Results on `{name}` (`{scores.get('data')}`, split `{scores.get('split')}`; "
+        lines += results_lines(name, scores, f"## Results on `{name}` (`{scores.get('data')}`, split `{scores.get('split')}`; "
                                         f"extra evaluation set, scored once by the final model)")
     lines += [
         "## Labels", "", ", ".join(f"`{i}`: {name}" for i, name in enumerate(label_names)), "",

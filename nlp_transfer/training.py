@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from . import __version__, rundir
+from . import rundir
+from .version import __version__
 from .config import Recipe, load_recipe, resolve_path
 from .data.adapters import DynamicPaddingCollator
 from .data.readers import card_from_dict, load_card, load_data, merge_cards
@@ -273,7 +274,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
             "the probe chooses its regularisation"
         raise NLPTransferError(f"{card.source}: {chooser} on '{recipe.eval_split}'; add that split to the card or set "
                                f"eval_split")
-    if _is_main_process():
+    if is_main_process():
         rundir.recover(recipe.output_dir)
     run = rundir.plan(recipe.output_dir, recipe.resume, recipe.overwrite, _inputs(recipe, card, eval_cards),
                       recipe.source or "recipe", checkpoints=recipe.static is None and not probe)
@@ -577,6 +578,6 @@ def _save_outputs(trainer, recipe, card, data, metrics, prepared, out: Path, eva
             shutil.rmtree(checkpoint, ignore_errors=True)
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
     """True on the process that writes outputs (rank 0), also before any Trainer exists."""
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import NLPTransferError, did_you_mean
-from .readers import _read_file
+from .files import read_file
 
 SCHEMES = ("IOB1", "IOB2", "BIOES", "IO")
 SCHEME_ALIASES = {"BIO": "IOB2"}
@@ -94,7 +94,7 @@ def read_conll(path: str | Path, tag_column: int | str = -1, token_column: int |
     path = str(path)
     tag_index = _resolve(tag_column, "tag", columns, path)
     token_index = _resolve(token_column, "token", columns, path)
-    text = _read_file(path, encoding)
+    text = read_file(path, encoding)
     sentences: list[dict] = []
     current: dict | None = None
     width: int | None = None  # columns of the first token line; every token line must match it
@@ -164,7 +164,7 @@ def read_token_jsonl(path: str | Path, tokens_key: str = "tokens", tags_key: str
     """Sentences of a JSONL file with one ``{"tokens": [...], "tags": [...]}`` object per line;
     returns the same sentences and stats as `read_conll`."""
     path = str(path)
-    text = _read_file(path, encoding)
+    text = read_file(path, encoding)
     sentences = []
     tokens = 0
     for number, line in enumerate(text.split("\n"), start=1):

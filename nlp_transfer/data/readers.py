@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from ..errors import NLPTransferError, did_you_mean
+from .files import decode, read_file
 
 FORMATS = ("csv", "tsv", "jsonl", "conll", "datasets")
 CARD_TASKS = ("sequence-classification", "token-classification", "text")
@@ -177,7 +178,7 @@ def load_card(path: str | Path) -> DataCard:
     path = Path(path)
     if not path.is_file():
         raise NLPTransferError(f"data card '{path}' not found; check the path (cards live in data_cards/*.md)")
-    text = _decode(path.read_bytes(), path, "utf-8")
+    text = decode(path.read_bytes(), path, "utf-8")
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---":
         raise NLPTransferError(f"{path}: line 1: a data card starts with '---' and YAML front matter; see data_cards/sst2.md")
@@ -197,25 +198,6 @@ def load_card(path: str | Path) -> DataCard:
 
 
 # ---------------------------------------------------------------- raw rows
-
-def _decode(raw: bytes, path: Path | str, encoding: str) -> str:
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise NLPTransferError(
-            f"{path}: line {line}: bytes that are not valid {encoding} ({raw[exc.start:exc.start + 1]!r}); "
-            f"re-save the file as {encoding} or set 'encoding:' in the data card"
-        ) from None
-    return text.lstrip("\ufeff")
-
-
-def _read_file(path: str, encoding: str) -> str:
-    file = Path(path)
-    if not file.is_file():
-        raise NLPTransferError(f"data file '{path}' not found; check the split paths in the data card (they are relative to the card)")
-    return _decode(file.read_bytes(), path, encoding)
-
 
 def _format_of(card: DataCard, path: str) -> str:
     if card.format:
@@ -300,9 +282,9 @@ def _iter_datasets(location: str, split: str, needed: list[tuple[str, str]]) -> 
                 raise NLPTransferError(f"{location}: no split '{split}'{did_you_mean(split, loaded)} (splits: {', '.join(loaded)})")
             loaded = loaded[split]
     else:
-        from ..models import _hub_reachable
+        from ..models import hub_reachable
 
-        if not _hub_reachable():
+        if not hub_reachable():
             raise NLPTransferError(
                 f"dataset '{location}' is not a local directory and the Hugging Face Hub cannot be reached; "
                 f"save it with `datasets.load_dataset(...).save_to_disk(DIR)` where the hub is reachable and point the card at DIR"
@@ -346,7 +328,7 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
     if fmt == "datasets":
         raw_rows, names = _iter_datasets(path, split, needed)
     else:
-        text = _read_file(path, card.encoding)
+        text = read_file(path, card.encoding)
         if fmt == "jsonl":
             raw_rows = _iter_jsonl(path, text, needed, fix)
         else:
@@ -414,7 +396,7 @@ def read_texts(path: str, column: str = "text") -> list[str]:
     if not Path(path).is_file():
         raise NLPTransferError(f"input file '{path}' not found; check the path")
     suffix = Path(path).suffix.lower()
-    content = _read_file(path, "utf-8")
+    content = read_file(path, "utf-8")
     lines = [line for line in content.splitlines() if line.strip()]
     header = 1 if suffix in (".csv", ".tsv") else 0
     if len(lines) <= header:
@@ -595,7 +577,7 @@ def read_token_rows(card: DataCard, split: str) -> tuple[list[dict], str, list[s
 
 def _jsonl_languages(sentences: list[dict], path: str, card: DataCard) -> None:
     """Add each sentence's ``language`` from its JSONL object (the token reader keeps tokens and tags only)."""
-    lines = _read_file(path, card.encoding).split("\n")
+    lines = read_file(path, card.encoding).split("\n")
     for sentence in sentences:
         record = json.loads(lines[sentence["line"] - 1])
         if card.language_column not in record:

@@ -87,11 +87,11 @@ class StaticConfig:
 
 def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
     """Validate a recipe's ``static:`` mapping; unknown keys are named with the closest valid one."""
-    from ..config import _check_keys
+    from ..config import check_keys
 
     if not isinstance(values, dict):
         raise NLPTransferError(f"{source}: 'static' must be a mapping, e.g. static: {{vectors: glove.txt.gz}}")
-    _check_keys(values, {f.name for f in fields(StaticConfig)}, "static.", source)
+    check_keys(values, {f.name for f in fields(StaticConfig)}, "static.", source)
     config = StaticConfig(**values)
 
     def need(ok: bool, key: str, what: str) -> None:
@@ -241,7 +241,7 @@ def _announce(run: Run, strategy: str, coverage, detail: str) -> None:
 
 
 def _metrics(run: Run, outcome: Outcome, coverage) -> dict[str, Any]:
-    from .. import __version__
+    from ..version import __version__
 
     recipe = run.recipe
     metrics = {
@@ -266,7 +266,7 @@ def _write_outputs(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any]
     import yaml
     from safetensors.numpy import save_file
 
-    from .. import __version__
+    from ..version import __version__
     from ..io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
     recipe, out = run.recipe, run.out
@@ -288,16 +288,16 @@ def _write_outputs(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any]
 
 
 def _readme(run: Run, metrics: dict[str, Any]) -> str:
-    from ..reports import _results
+    from ..reports import results_lines
 
     train, params = metrics["train"], metrics["params"]
     lines = [f"# {run.card.name}: {metrics['strategy']} on {metrics['model']}", "",
              (f"A static-embedding baseline trained with nlp_transfer (`{run.recipe.task}`): "
              f"{_describe(metrics['strategy'], run.config)}. {params['trainable']:,} of {params['total']:,} "
              f"parameters trained in {train['runtime_s']:.0f} s; {metrics['coverage']['summary']}."), ""]
-    lines += _results(metrics["eval_split"], metrics["eval"])
+    lines += results_lines(metrics["eval_split"], metrics["eval"])
     if metrics.get("test"):
-        lines += _results(metrics["test_split"] + " (held out: scored once by the final model)", metrics["test"])
+        lines += results_lines(metrics["test_split"] + " (held out: scored once by the final model)", metrics["test"])
     lines += ["## Files", "",
               (f"`{WEIGHTS_FILE}` (weights, safetensors), `vocabulary.json` (the word of each embedding row), "
               f"`{SIDECAR}` (settings and labels), `metrics.json`, `coverage.json`, "
@@ -378,14 +378,14 @@ def _decisions(run: Run, logits: np.ndarray, gold: np.ndarray):
 def _test_rows(run: Run):
     """The test split's texts and gold labels in this run's label order (read only now, scored once)."""
     from ..data.readers import encode_labels, read_rows
-    from ..evaluation import _to_model_order
+    from ..evaluation import to_model_order
 
     card, problem_type, label_names = run.card, run.data.problem_type, run.data.label_names
     rows, path, _ = read_rows(card, run.recipe.test_split)
     names_in_files = card.labels if card.labels and problem_type != "regression" else label_names
     encode_labels(rows, card, names_in_files, path)
     if names_in_files != label_names:
-        _to_model_order(rows, names_in_files, label_names, problem_type, card.source)
+        to_model_order(rows, names_in_files, label_names, problem_type, card.source)
     texts = [r["text"] for r in rows]
     pairs = [r["text_pair"] for r in rows] if rows and "text_pair" in rows[0] else None
     return texts, pairs, np.asarray([r["label"] for r in rows])
@@ -429,7 +429,7 @@ def _idf(id_lists: list[list[int]], rows: int) -> np.ndarray:
 
 
 def _train_average(run: Run) -> tuple[Outcome, Any]:
-    from ..probe import GRID, _fit, _weights
+    from ..probe import GRID, fit_linear, linear_weights
     from ..probe import logits as probe_logits
 
     recipe, data, config = run.recipe, run.data, run.config
@@ -462,8 +462,8 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
     eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
     search, best = [], None
     for strength in GRID:
-        model = _fit(problem_type, strength, train_x, train_y, recipe.seed)
-        weight, bias = _weights(model, problem_type, len(data.label_names))
+        model = fit_linear(problem_type, strength, train_x, train_y, recipe.seed)
+        weight, bias = linear_weights(model, problem_type, len(data.label_names))
         result, _ = _decisions(run, probe_logits(eval_x, weight, bias), eval_y)
         search.append({"C": strength, main: result[main]})
         print(f"  C={strength:g}: {recipe.eval_split} {main} {result[main]:.4f}", flush=True)

@@ -101,7 +101,7 @@ def per_language_metrics(problem_type: str, predicted: np.ndarray, gold: np.ndar
                          languages: list[str | None]) -> dict[str, dict[str, Any]] | None:
     """The scalar metrics (accuracy, macro/micro F1, ...) and row count per language, when the rows carry two
     or more languages; else None."""
-    from . import per_language
+    from .base import per_language
 
     return per_language(languages, lambda rows: metrics_for(problem_type, predicted[rows], gold[rows], label_names))
 
@@ -233,7 +233,7 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
 
     from ..data.adapters import tokenize_dataset
     from ..models import load_for_sequence_classification
-    from . import Prepared
+    from .base import Prepared
 
     problem_type = data.problem_type
     train_set = tokenize_dataset(data.splits[recipe.train_split], tokenizer, recipe.max_length, "tokenizing train")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import NLPTransferError
+from ..io import save_array_atomic
 
 POOLINGS = ("cls", "mean", "max")
 DTYPES = ("float32", "float16")
@@ -136,13 +137,6 @@ def _input_hash(texts: Sequence[str], model: str, settings: EmbedSettings) -> st
     return digest.hexdigest()
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    from ..io import atomic_open
-
-    with atomic_open(path, binary=True) as handle:
-        np.save(handle, array)
-
-
 def embed(model: str | Encoder, texts: Sequence[str], output: str | Path | None = None, pooling: str = "mean",
           layers: int | Sequence[int] = -1, normalize: bool = False, batch_size: int = 32, max_length: int = 256,
           dtype: str = "float32", chunk_size: int = 8192, progress: bool = False,
@@ -198,7 +192,7 @@ def _embed_to_disk(encoder: Encoder, texts: list[str], out: Path, settings: Embe
             if bar is not None:
                 bar.update(len(part))
             continue
-        _save_atomic(path, encoder.encode(part, settings, bar).astype(settings.dtype))
+        save_array_atomic(path, encoder.encode(part, settings, bar).astype(settings.dtype))
     final = out / "embeddings.npy"
     tmp = out / ".embeddings.npy.tmp"
     array = np.lib.format.open_memmap(tmp, mode="w+", dtype=settings.dtype, shape=(len(texts), encoder.dim))

@@ -206,7 +206,7 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
 
     from ..errors import NLPTransferError
     from ..models import load_pretrained
-    from . import Prepared
+    from .base import Prepared
 
     if tokenizer.mask_token is None:
         raise NLPTransferError(f"model '{recipe.model}' has no mask token; masked-lm needs an encoder with one (BERT, XLM-R...)")

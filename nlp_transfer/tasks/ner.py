@@ -197,7 +197,7 @@ def per_language_entity_metrics(gold: list[list[str]], predicted: list[list[str]
                                 strict: bool = False) -> dict[str, dict[str, Any]] | None:
     """Entity F1 (with precision, recall, word accuracy and the sentence count) per language, when the
     sentences carry two or more languages; else None."""
-    from . import per_language
+    from .base import per_language
 
     return per_language(languages, lambda rows: entity_metrics([gold[i] for i in rows], [predicted[i] for i in rows],
                                                                strict))
@@ -297,7 +297,7 @@ def metric_names(problem_type: str = "token") -> tuple[str, ...]:
 def prepare(recipe, data, tokenizer, has_eval: bool):
     """Window and align the splits, load the model with a token-classification head, set up seqeval."""
     from ..models import load_for_token_classification
-    from . import Prepared
+    from .base import Prepared
 
     labels = data.label_names
 
