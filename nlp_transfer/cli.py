@@ -89,7 +89,7 @@ def _cmd_train(args) -> int:
     from .training import train
 
     result = train(recipe)
-    from .training import is_main_process
+    from .runtime import is_main_process
 
     if is_main_process():
         _print_summary(result.metrics, result.output_dir)

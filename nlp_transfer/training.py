@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from . import rundir
+from .runtime import is_main_process
 from .version import __version__
 from .config import Recipe, load_recipe, resolve_path
 from .data.adapters import DynamicPaddingCollator
@@ -576,8 +577,3 @@ def _save_outputs(trainer, recipe, card, data, metrics, prepared, out: Path, eva
     if not recipe.keep_checkpoints:
         for checkpoint in out.glob("checkpoint-*"):
             shutil.rmtree(checkpoint, ignore_errors=True)
-
-
-def is_main_process() -> bool:
-    """True on the process that writes outputs (rank 0), also before any Trainer exists."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
