@@ -35,11 +35,13 @@ def speed(count: int, rounds: int, batch_size: int) -> dict:
     from sentence_transformers import SentenceTransformer
 
     from nlp_transfer.models import resolve
+    from nlp_transfer.runtime import resolve_device
     from nlp_transfer.tasks.embeddings import Encoder, EmbedSettings
 
     texts = sentences(count)
-    ours = Encoder("minilm-l6")
-    theirs = SentenceTransformer(resolve("minilm-l6"), device="cpu")
+    device = resolve_device("auto")  # both on the same device: CUDA when present, else the CPU
+    ours = Encoder("minilm-l6", runtime=device)
+    theirs = SentenceTransformer(resolve("minilm-l6"), device=device)
     settings = EmbedSettings(pooling="mean", normalize=True, batch_size=batch_size, max_length=256)
     ours.encode(texts[:256], settings)  # warm-up both
     theirs.encode(texts[:256], batch_size=batch_size, normalize_embeddings=True)

@@ -20,11 +20,12 @@ def train(recipe, overrides=None, **kwargs):
     return _train(recipe, overrides, **kwargs)
 
 
-def load_model(path, device=None, trust_remote_code=False):
-    """Load a trained output directory for prediction; see `nlp_transfer.inference.load_model`."""
+def load_model(path, device="auto", trust_remote_code=False, precision="float32"):
+    """Load a trained output directory for prediction (``device="auto"``: CUDA when present); see
+    `nlp_transfer.inference.load_model`."""
     from .inference import load_model as _load_model
 
-    return _load_model(path, device, trust_remote_code)
+    return _load_model(path, device, trust_remote_code, precision)
 
 
 def embed(model, texts, output=None, **options):
@@ -34,11 +35,11 @@ def embed(model, texts, output=None, **options):
     return _embed(model, texts, output, **options)
 
 
-def evaluate(model_dir, data, split="validation", batch_size=64):
+def evaluate(model_dir, data, split="validation", batch_size=64, device="auto", precision="float32"):
     """Score a trained model on a data card split; see `nlp_transfer.evaluation.evaluate`."""
     from .evaluation import evaluate as _evaluate
 
-    return _evaluate(model_dir, data, split, batch_size)
+    return _evaluate(model_dir, data, split, batch_size, device=device, precision=precision)
 
 
 __all__ = ["NLPTransferError", "Recipe", "compare", "embed", "evaluate", "load_model", "load_recipe", "train",

@@ -11,6 +11,12 @@ from pathlib import Path
 from .errors import NLPTransferError
 
 
+def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="compute precision: bf16/fp16 autocast on a GPU (float32 on the CPU)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlp-transfer", description="Transfer learning for NLP: fine-tune pretrained encoders from recipes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -32,12 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--strategy", default="first", choices=("first", "average", "max"),
                          help="NER: how subword scores make a word's tag")
     predict.add_argument("--tag-column", default="-1", help="NER .conll input: tag column to ignore (index)")
+    _add_runtime_arguments(predict)
 
     evaluate = sub.add_parser("evaluate", help="score a trained model on a data card split")
     evaluate.add_argument("model", help="a trained output directory")
     evaluate.add_argument("--data", required=True, help="data card, e.g. data_cards/sst2.md")
     evaluate.add_argument("--split", default="validation")
     evaluate.add_argument("--output", help="write the metrics as JSON here too")
+    _add_runtime_arguments(evaluate)
 
     embed = sub.add_parser("embed", help="pooled embeddings of texts, streamed to disk (resumable)")
     embed.add_argument("model", help="alias, local directory or hub id of an encoder")
@@ -54,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--max-length", type=int, default=256)
     embed.add_argument("--dtype", default="float32", choices=("float32", "float16"))
     embed.add_argument("--chunk-size", type=int, default=8192, help="texts per saved chunk (resume granularity)")
+    _add_runtime_arguments(embed)
 
     export = sub.add_parser("export", help="write a LoRA run as a plain transformers model (adapter merged)")
     export.add_argument("model", help="a trained output directory (strategy lora)")
@@ -131,7 +140,7 @@ def _cmd_predict(args) -> int:
         from .data.readers import read_texts
 
         texts = read_texts(args.input, args.text_column)
-    model = load_model(args.model)
+    model = load_model(args.model, args.device, precision=args.precision)
     if not isinstance(model, TokenTagger):
         if conll_input:
             raise NLPTransferError(f"{args.input}: a CoNLL file is NER input, but {args.model} is a text classifier")
@@ -159,7 +168,7 @@ def _cmd_evaluate(args) -> int:
 
     if args.output:
         check_file_target(args.output, "--output", example="metrics.json")
-    result = evaluate(args.model, args.data, args.split)
+    result = evaluate(args.model, args.data, args.split, device=args.device, precision=args.precision)
     if args.output:
         write_json_atomic(args.output, result)
     scalars = {k: v for k, v in result.items() if isinstance(v, float)}
@@ -214,7 +223,7 @@ def _cmd_embed(args) -> int:
         raise NLPTransferError(f"--layers '{args.layers}': give integers separated by commas, e.g. -4,-3,-2,-1") from None
     array = embed(args.model, texts, args.output, pooling=args.pooling, layers=layers, normalize=args.normalize,
                   batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
-                  chunk_size=args.chunk_size, progress=True)
+                  chunk_size=args.chunk_size, progress=True, device=args.device, precision=args.precision)
     print(f"nlp-transfer: wrote {array.shape[0]} x {array.shape[1]} {args.dtype} embeddings to "
           f"{Path(args.output) / 'embeddings.npy'}")
     return 0

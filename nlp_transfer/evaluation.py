@@ -22,12 +22,14 @@ from .tasks import classification as cls_task
 
 
 def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: str = "validation", batch_size: int = 64,
-             window: bool = False, label_map: dict[str, str] | None = None, where: str | None = None) -> dict[str, Any]:
-    """Metrics of ``model_dir`` on ``split`` of the data card ``data`` (labels named as the model's).
+             window: bool = False, label_map: dict[str, str] | None = None, where: str | None = None,
+             device: str | None = "auto", precision: str = "float32") -> dict[str, Any]:
+    """Metrics of ``model_dir`` on ``split`` of the data card ``data`` (labels named as the model's), computed on
+    ``device`` (``auto``: CUDA when present) in ``precision``.
 
     NER: ``label_map`` (default: the one the model was trained with) renames or drops entity types of the
     data; entity types that only the data or only the model has are left out of the scores, with one warning."""
-    model = load_model(model_dir)
+    model = load_model(model_dir, device, precision=precision)
     card = data if isinstance(data, DataCard) else load_cards(data)
     if isinstance(model, TokenTagger):
         if label_map is None:

@@ -23,13 +23,16 @@ from .data.adapters import DynamicPaddingCollator, encode_for_prediction, length
 from .errors import NLPTransferError
 from .models import load_config, load_pretrained, load_tokenizer, resolve
 from .tasks.classification import scores_from_logits, short_problem_type
+from .runtime import Runtime
 from .tasks.embeddings import EmbedSettings, Encoder
 
 
 class TextClassifier:
     """A fine-tuned sequence classifier with its tokenizer and label names."""
 
-    def __init__(self, model, tokenizer, max_length: int = 128, threshold: float = 0.5):
+    def __init__(self, model, tokenizer, max_length: int = 128, threshold: float = 0.5,
+                 runtime: Runtime | None = None):
+        self.runtime = runtime or Runtime()
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -56,7 +59,8 @@ class TextClassifier:
             for indices in batches:
                 batch = self._collate([rows[i] for i in indices])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                window_logits[indices] = self.model(**batch).logits.float().cpu().numpy()
+                with self.runtime.autocast():
+                    window_logits[indices] = self.model(**batch).logits.float().cpu().numpy()
                 if bar:
                     bar.update(len(indices))
         if bar:
@@ -92,14 +96,16 @@ class TextClassifier:
 class ProbeClassifier(TextClassifier):
     """A frozen encoder + linear probe; `predict` is `TextClassifier.predict` over the probe's logits."""
 
-    def __init__(self, folder: Path, sidecar: dict[str, Any], trust_remote_code: bool = False):
+    def __init__(self, folder: Path, sidecar: dict[str, Any], trust_remote_code: bool = False,
+                 runtime: Runtime | None = None):
         from safetensors.numpy import load_file
 
         from .probe import PROBE_FILE
 
         tensors = load_file(str(folder / PROBE_FILE))
         self.weight, self.bias = tensors["weight"], tensors["bias"]
-        self.encoder = Encoder(sidecar["encoder"], trust_remote_code)
+        self.runtime = runtime or Runtime()
+        self.encoder = Encoder(sidecar["encoder"], trust_remote_code, self.runtime)
         self.settings = EmbedSettings(**sidecar["embedding"])
         self.problem_type = sidecar["problem_type"]
         self.threshold = sidecar.get("threshold", 0.5)
@@ -149,7 +155,9 @@ class TokenTagger:
     overlapping windows and merged so every word gets exactly one tag. ``strategy`` sets how a word's
     subword scores become the word's: ``first`` subword (as trained), ``average`` or ``max``."""
 
-    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32, strict: bool = False):
+    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32, strict: bool = False,
+                 runtime: Runtime | None = None):
+        self.runtime = runtime or Runtime()
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -181,7 +189,9 @@ class TokenTagger:
                 for indices in length_sorted_batches([len(r["input_ids"]) for r in rows], batch_size):
                     batch = self._collate([rows[i] for i in indices])
                     batch = {k: v.to(self.device) for k, v in batch.items()}
-                    probs = torch.softmax(self.model(**batch).logits.float(), dim=-1).cpu().numpy()
+                    with self.runtime.autocast():
+                        logits = self.model(**batch).logits
+                    probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
                     for row_probs, window in zip(probs, indices):
                         word_ids = [-1 if w is None else w for w in encoded.word_ids(int(window))]
                         if sentences[owners[window]]:
@@ -319,14 +329,19 @@ def _task_of(path: str | Path, location: str, sidecar: dict[str, Any], trust_rem
                            f"classifier, the two heads load_model predicts with; {fix}")
 
 
-def load_model(path: str | Path, device: str | None = None, trust_remote_code: bool = False):
+def load_model(path: str | Path, device: str | None = "auto", trust_remote_code: bool = False,
+               precision: str = "float32"):
     """Load a directory written by ``nlp-transfer train``: a `TextClassifier` or a `TokenTagger` (or a
-    probe). A folder without a task head (a masked-LM run, a bare encoder) raises NLPTransferError."""
+    probe). A folder without a task head (a masked-LM run, a bare encoder) raises NLPTransferError.
+
+    ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda[:N]`` or ``mps``; ``precision``:
+    ``float32``, or ``bfloat16`` / ``float16`` autocast on an accelerator."""
+    runtime = Runtime.resolve(device, precision)
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     sidecar = read_sidecar(path)
     if sidecar.get("strategy") == "feature-extraction":  # a probe folder: weights + the encoder's name
-        return ProbeClassifier(Path(path), sidecar, trust_remote_code)
+        return ProbeClassifier(Path(path), sidecar, trust_remote_code, runtime)
     location = resolve(str(path))
     task = _task_of(path, location, sidecar, trust_remote_code)  # refuses a folder without a task head
     loader = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
@@ -337,10 +352,9 @@ def load_model(path: str | Path, device: str | None = None, trust_remote_code: b
             model = load_pretrained(loader, location, trust_remote_code)
     except (OSError, ValueError) as exc:  # peft's errors; load_pretrained raises one-line errors itself
         raise NLPTransferError(f"cannot load model '{path}': {str(exc).strip().splitlines()[0]}") from None
-    if device:
-        model.to(device)
+    model.to(runtime.device)
     tokenizer = load_tokenizer(location, trust_remote_code, for_words=task == "token-classification")
     if task == "token-classification":
         return TokenTagger(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("stride", 32),
-                           sidecar.get("strict", False))
-    return TextClassifier(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("threshold", 0.5))
+                           sidecar.get("strict", False), runtime)
+    return TextClassifier(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("threshold", 0.5), runtime)

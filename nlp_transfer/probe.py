@@ -96,7 +96,7 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
     settings = settings or EmbedSettings(pooling=recipe.strategy.pooling, layers=list(recipe.strategy.layers),
                                          normalize=recipe.strategy.normalize, max_length=recipe.max_length)
     started = time.perf_counter()
-    encoder = Encoder(recipe.model, recipe.trust_remote_code)
+    encoder = Encoder(recipe.model, recipe.trust_remote_code, "auto")  # CUDA when present
     train_x = features(encoder, *_texts(data.splits[recipe.train_split]), settings)
     eval_x = features(encoder, *_texts(data.splits[recipe.eval_split]), settings)
     feature_seconds = time.perf_counter() - started

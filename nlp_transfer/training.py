@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from . import rundir
-from .runtime import is_main_process
+from .runtime import Runtime, is_main_process
 from .version import __version__
 from .config import Recipe, load_recipe, resolve_path
 from .data.adapters import DynamicPaddingCollator
@@ -558,15 +558,17 @@ def _save_outputs(trainer, recipe, card, data, metrics, prepared, out: Path, eva
         prepared.after_save(staging, trainer.model)
     from .evaluation import evaluate
 
+    runtime = Runtime.from_training_args(trainer.args)  # final scoring runs where and as training ran
+    on = {"device": runtime.device, "precision": runtime.dtype}
     if recipe.test_split:  # scored once by the final model; never seen by training or checkpoint selection
-        scores = evaluate(staging, card, recipe.test_split, label_map=recipe.label_map)
+        scores = evaluate(staging, card, recipe.test_split, label_map=recipe.label_map, **on)
         metrics["test_split"] = recipe.test_split
         metrics["test"] = {k: v for k, v in scores.items() if k not in ("model", "data", "split")}
     if eval_cards:  # extra sets (other languages, other datasets), scored the same way, never used for selection
         metrics["eval_sets"] = {}
         for name, (eval_card, split) in eval_cards.items():
             print(f"nlp-transfer: scoring eval set {name} ({eval_card.name}, {split})", flush=True)
-            scores = evaluate(staging, eval_card, split, label_map=recipe.label_map, where=f"eval_sets.{name}")
+            scores = evaluate(staging, eval_card, split, label_map=recipe.label_map, where=f"eval_sets.{name}", **on)
             metrics["eval_sets"][name] = {k: v for k, v in scores.items() if k != "model"}
     write_json_atomic(staging / "metrics.json", metrics)
     write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))

@@ -30,6 +30,7 @@ import torch
 
 from ..errors import NLPTransferError
 from ..io import save_array_atomic
+from ..runtime import Runtime
 
 POOLINGS = ("cls", "mean", "max")
 DTYPES = ("float32", "float16")
@@ -66,7 +67,8 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
 class Encoder:
     """A pretrained encoder (no task head) with its tokenizer, for embeddings and frozen features."""
 
-    def __init__(self, name: str, trust_remote_code: bool = False, device: str | None = None):
+    def __init__(self, name: str, trust_remote_code: bool = False, runtime: Runtime | str | None = "auto"):
+        """``runtime``: a `Runtime`, or a device name (``auto``: CUDA when present)."""
         from transformers import AutoModel
 
         from ..models import load_pretrained, load_tokenizer
@@ -74,8 +76,8 @@ class Encoder:
         self.name = name
         self.tokenizer = load_tokenizer(name, trust_remote_code)
         self.model = load_pretrained(AutoModel, name, trust_remote_code).eval()
-        if device:
-            self.model.to(device)
+        self.runtime = runtime if isinstance(runtime, Runtime) else Runtime.resolve(runtime)
+        self.model.to(self.runtime.device)
         self.num_layers = int(getattr(self.model.config, "num_hidden_layers", 0))
         self.dim = int(getattr(self.model.config, "hidden_size", 0))
 
@@ -115,7 +117,8 @@ class Encoder:
                 inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
                 if token_types is not None:
                     inputs["token_type_ids"] = token_types.to(device)
-                output = self.model(**inputs, output_hidden_states=not last_only)
+                with self.runtime.autocast():
+                    output = self.model(**inputs, output_hidden_states=not last_only)
                 if last_only:
                     hidden = output.last_hidden_state
                 else:
@@ -140,9 +143,11 @@ def _input_hash(texts: Sequence[str], model: str, settings: EmbedSettings) -> st
 def embed(model: str | Encoder, texts: Sequence[str], output: str | Path | None = None, pooling: str = "mean",
           layers: int | Sequence[int] = -1, normalize: bool = False, batch_size: int = 32, max_length: int = 256,
           dtype: str = "float32", chunk_size: int = 8192, progress: bool = False,
-          trust_remote_code: bool = False) -> np.ndarray:
+          trust_remote_code: bool = False, device: str | None = "auto", precision: str = "float32") -> np.ndarray:
     """Embeddings of ``texts`` (input order). With ``output`` (a folder) they are streamed to
-    ``output/embeddings.npy`` chunk by chunk (resumable) and returned as a read-only memory map."""
+    ``output/embeddings.npy`` chunk by chunk (resumable) and returned as a read-only memory map.
+    ``device`` (``auto``: CUDA when present) and ``precision`` (autocast on an accelerator) say where the encoder
+    runs; ``dtype`` is the storage type of the vectors."""
     settings = EmbedSettings(pooling, [layers] if isinstance(layers, int) else list(layers), normalize, max_length,
                              batch_size, dtype)
     settings.check()
@@ -151,7 +156,8 @@ def embed(model: str | Encoder, texts: Sequence[str], output: str | Path | None 
 
         check_folder_target(output, "output")
     texts = [str(t) for t in texts]
-    encoder = model if isinstance(model, Encoder) else Encoder(model, trust_remote_code)
+    encoder = model if isinstance(model, Encoder) else Encoder(model, trust_remote_code,
+                                                               Runtime.resolve(device, precision))
     bar = None
     if progress:
         from tqdm.auto import tqdm
