@@ -104,10 +104,22 @@ class Recipe:
     training: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments
     static: dict[str, Any] | None = None  # a static-embedding baseline instead of a transformer (nlp_transfer.static)
     source: str | None = field(default=None, repr=False)  # the recipe file, for messages
+    given: frozenset = field(default=frozenset(), repr=False)  # keys the user set ("strategy", "strategy.r", ...)
+
+    @property
+    def backend(self) -> str:
+        """What trains this recipe: ``static`` (GloVe-family baselines), ``probe`` (frozen features + scikit-learn)
+        or ``trainer`` (transformers.Trainer); decided by the recipe alone, before any data is read."""
+        if self.static is not None:
+            return "static"
+        if self.strategy.name == "feature-extraction" and self.strategy.probe != "head":
+            return "probe"
+        return "trainer"
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("source")
+        out.pop("given")
         return out
 
 
@@ -346,6 +358,7 @@ def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
 
 def validate(recipe: Recipe) -> Recipe:
     source = recipe.source or "recipe"
+    _check_backend_keys(recipe, source)
     recipe.output_dir = str(Path(recipe.output_dir).expanduser())  # "~/runs/x" is the user's, for every writer
     _validate_strategy(recipe.strategy, source)
     if recipe.data is None:
@@ -467,9 +480,11 @@ def load_recipe(path_or_values: str | Path | dict | Recipe | None = None, overri
     """Build a validated Recipe from a YAML file, a dict or a Recipe, plus ``key=value`` overrides
     (strings, as on the command line) and keyword overrides (``training={"num_train_epochs": 1}``)."""
     source = "recipe"
+    given = None
     if isinstance(path_or_values, Recipe):
         values = path_or_values.to_dict()
         source = path_or_values.source or source
+        given = set(path_or_values.given)
     elif isinstance(path_or_values, dict):
         values = dict(path_or_values)
     elif path_or_values is None:
@@ -494,16 +509,63 @@ def load_recipe(path_or_values: str | Path | dict | Recipe | None = None, overri
         if not isinstance(values, dict):
             raise NLPTransferError(f"{path}: a recipe must be a YAML mapping (key: value lines)")
     values = _deep_copy(values)
+    given = _given_keys(values) if given is None else given
     for key, value in parse_overrides(overrides):
         _set_dotted(values, key, value)
+        given |= _given_keys(_nest(key, value))
     for key, value in kwargs.items():
         if isinstance(value, dict) and isinstance(values.get(key), dict):
             values[key] = {**values[key], **value}
         else:
             values[key] = value
+        given |= _given_keys({key: value})
     recipe = _build(Recipe, values, "", source)
     recipe.source = source
+    recipe.given = frozenset(given)
     return validate(recipe)
+
+
+def _nest(dotted: str, value: Any) -> dict:
+    head, _, rest = dotted.partition(".")
+    return {head: _nest(rest, value) if rest else value}
+
+
+def _given_keys(values: dict) -> set[str]:
+    """Top-level keys the user set, and one level below for mappings: {"strategy", "strategy.r", "training", ...}.
+    A key set to null or an empty mapping counts as not set."""
+    given = set()
+    for key, value in values.items():
+        if value is None or value == {}:
+            continue
+        given.add(key)
+        if isinstance(value, dict):
+            given |= {f"{key}.{sub}" for sub, inner in value.items() if inner is not None}
+    return given
+
+
+# Recipe keys each backend has no use for; setting one is an error naming the key and the backend (the static
+# baselines have their own settings under static:, the probe fits scikit-learn without TrainingArguments).
+IGNORED_BY_BACKEND = {
+    "static": ("model", "max_length", "strategy", "training", "early_stopping", "trust_remote_code", "stride",
+               "label_all_subwords", "mlm_probability", "whole_word_mask", "keep_checkpoints"),
+    "probe": ("training", "early_stopping", "stride", "label_all_subwords", "strict", "mlm_probability",
+              "whole_word_mask", "keep_checkpoints", "strategy.n", "strategy.every", "strategy.r", "strategy.alpha",
+              "strategy.dropout", "strategy.target_modules", "strategy.lr_decay", "strategy.group_lrs",
+              "strategy.head_warmup_steps", "strategy.head_warmup_epochs", "strategy.head_lr"),
+    "trainer": (),
+}
+BACKEND_NAMES = {"static": "the static-embedding baseline (static:)",
+                 "probe": "the scikit-learn probe (strategy feature-extraction)", "trainer": "transformers.Trainer"}
+BACKEND_HINTS = {"static": "its settings live under static:", "probe": "it fits a linear model on frozen features",
+                 "trainer": ""}
+
+
+def _check_backend_keys(recipe: Recipe, source: str) -> None:
+    backend = recipe.backend
+    for key in IGNORED_BY_BACKEND[backend]:
+        if key in recipe.given:
+            raise NLPTransferError(f"{source}: '{key}' does nothing with {BACKEND_NAMES[backend]}, which this recipe "
+                                   f"trains ({BACKEND_HINTS[backend]}); remove it")
 
 
 def _deep_copy(values: Any) -> Any:

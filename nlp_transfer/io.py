@@ -61,6 +61,23 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> int:
     return count
 
 
+def remove_tree(path: str | Path, what: str = "") -> bool:
+    """Remove a folder (or file); a failure is reported on stderr, never silently ignored. Returns success."""
+    import sys
+
+    path = Path(path)
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        return True
+    except OSError as exc:
+        print(f"nlp-transfer: warning: could not remove {what + ' ' if what else ''}{path} ({exc.strerror or exc}); "
+              f"remove it by hand", file=sys.stderr, flush=True)
+        return False
+
+
 def move_contents(source: Path, target: Path) -> None:
     """Move every entry of ``source`` into ``target`` (replacing same-named entries), then remove ``source``."""
     target.mkdir(parents=True, exist_ok=True)

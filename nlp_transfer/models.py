@@ -117,6 +117,21 @@ def resolve(name: str) -> str:
     return name
 
 
+def weights_fingerprint(name: str) -> str:
+    """What identifies a model's weights for caches: for a local folder, the name, size and modification time of
+    each of its files (a retrained run folder gets a new key); for a hub id, the id (its cache pins a revision)."""
+    import hashlib
+
+    location = Path(resolve(name))
+    if not location.is_dir():
+        return str(name)
+    digest = hashlib.sha256(str(location.resolve()).encode())
+    for path in sorted(p for p in location.iterdir() if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
 def _transformers_version() -> str:
     import transformers
 

@@ -31,7 +31,10 @@ def cache_dir() -> Path:
 
 def features(encoder: Encoder, texts: list[str], pairs: list[str] | None, settings: EmbedSettings) -> np.ndarray:
     """Pooled features (cached by model, settings and texts); sentence pairs become [u, v, |u-v|, u*v]."""
-    digest = hashlib.sha256(json.dumps({"model": encoder.name, "settings": settings.__dict__}, sort_keys=True).encode())
+    from .models import weights_fingerprint
+
+    key = {"model": encoder.name, "weights": weights_fingerprint(encoder.name), "settings": settings.__dict__}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     for text in texts + (pairs or []):
         digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
     path = cache_dir() / f"{digest.hexdigest()}.npy"
@@ -50,13 +53,16 @@ def _texts(dataset) -> tuple[list[str], list[str] | None]:
     return list(dataset["text"]), pairs
 
 
-def fit_linear(problem_type: str, strength: float, x: np.ndarray, y: np.ndarray, seed: int):
+def fit_linear(problem_type: str, strength: float, x: np.ndarray, y: np.ndarray, seed: int,
+               class_weight: dict[int, float] | None = None):
+    """LogisticRegression (one-vs-rest for multi-label) or Ridge for regression; ``class_weight`` (single-label):
+    a loss weight per class id, as `tasks.classification.class_weight_tensor` gives the Trainer."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.multiclass import OneVsRestClassifier
 
     if problem_type == "regression":
         return Ridge(alpha=1.0 / strength).fit(x, y)
-    model = LogisticRegression(C=strength, max_iter=2000, random_state=seed)
+    model = LogisticRegression(C=strength, max_iter=2000, random_state=seed, class_weight=class_weight)
     if problem_type == "multi_label":
         return OneVsRestClassifier(model).fit(x, y)
     return model.fit(x, y)
@@ -103,9 +109,11 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
     train_y = np.asarray(data.splits[recipe.train_split]["label"])
     eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
     main = cls_task.MAIN_METRIC[problem_type]
+    weights = cls_task.class_weight_tensor(recipe.class_weights, list(train_y), problem_type, len(data.label_names))
+    class_weight = None if weights is None else {i: float(w) for i, w in enumerate(weights)}
     search, best = [], None
     for strength in GRID:
-        model = fit_linear(problem_type, strength, train_x, train_y, recipe.seed)
+        model = fit_linear(problem_type, strength, train_x, train_y, recipe.seed, class_weight)
         weight, bias = linear_weights(model, problem_type, len(data.label_names))
         scores = cls_task.scores_from_logits(torch.from_numpy(logits(eval_x, weight, bias)).float(), problem_type).numpy()
         predicted = cls_task.decide(scores, problem_type, recipe.threshold)
@@ -115,6 +123,13 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
             best = (result, weight, bias, predicted, scores, strength)
     result, weight, bias, predicted, scores, strength = best
     train_seconds = time.perf_counter() - started
+    test = None
+    if recipe.test_split:  # scored once by the chosen probe; never used to choose C
+        test_x = features(encoder, *_texts(data.splits[recipe.test_split]), settings)
+        test_scores = cls_task.scores_from_logits(torch.from_numpy(logits(test_x, weight, bias)).float(),
+                                                  problem_type).numpy()
+        test = cls_task.metrics_for(problem_type, cls_task.decide(test_scores, problem_type, recipe.threshold),
+                                    np.asarray(data.splits[recipe.test_split]["label"]), data.label_names)
     metrics_fn = cls_task.StreamingMetrics(problem_type, data.label_names, recipe.threshold)
     metrics_fn.decisions = {"predicted": predicted, "gold": eval_y,
                             "score": scores if problem_type == "regression" else scores.max(axis=-1)}
@@ -129,6 +144,7 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
                    "total": int(weight.size + bias.size + sum(p.numel() for p in encoder.model.parameters()))},
         "seed": recipe.seed, "nlp_transfer_version": __version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **({"test_split": recipe.test_split, "test": test} if test is not None else {}),
     }
     staging = out / ".final-staging"
     staging.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NLPTransferError
-from .io import write_json_atomic
+from .io import remove_tree, write_json_atomic
 
 RUN_RECORD = "run.json"
 RUN_RECORD_SCHEMA = 1
@@ -180,7 +180,7 @@ def finish(run: RunPlan, summary: dict[str, Any] | None = None) -> None:
     if run.target.exists():
         os.replace(run.target, old)
     os.replace(run.work, run.target)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_tree(old, "the replaced run")
 
 
 def abandon(run: RunPlan) -> None:
@@ -192,13 +192,10 @@ def abandon(run: RunPlan) -> None:
     if run.checkpoint is not None or not run.work.is_dir() or last_complete_checkpoint(run.work) is not None:
         return
     if run.replacing:
-        shutil.rmtree(run.work, ignore_errors=True)
+        remove_tree(run.work, "the unfinished run's folder")
         return
     for entry in run.work.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        remove_tree(entry, "a file of the unfinished run")
 
 
 def recover(target: str | Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,13 +22,13 @@ from typing import Any
 import yaml
 
 from . import rundir
-from .runtime import Runtime, is_main_process
+from .runtime import Runtime, is_main_process, world_size
 from .version import __version__
 from .config import Recipe, load_recipe, resolve_path
 from .data.adapters import DynamicPaddingCollator
 from .data.readers import card_from_dict, load_card, load_data, merge_cards
 from .errors import NLPTransferError, did_you_mean
-from .io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from .io import move_contents, remove_tree, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .models import load_tokenizer
 from .reports import model_card
 from .strategies import apply_freezing, apply_lora, make_gradual_unfreezing, make_head_warmup
@@ -264,25 +263,32 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
             raise NLPTransferError(f"{card.source}: no '{split}' split{did_you_mean(split, card.splits)}; "
                                    f"set train_split/test_split in the recipe or add the split to the card")
     eval_cards = _eval_set_cards(recipe, card)
-    probe = recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head"
-    if (recipe.eval_sets or recipe.label_map) and (recipe.static is not None or probe):
+    backend = recipe.backend
+    probe = backend == "probe"
+    if backend != "trainer" and world_size() > 1:
+        raise NLPTransferError(f"{recipe.source}: the {backend} backend runs in one process; start it with "
+                               f"nlp-transfer train, not under accelerate launch / torchrun")
+    if (recipe.eval_sets or recipe.label_map) and backend != "trainer":
         raise NLPTransferError(f"{recipe.source}: eval_sets and label_map work with fine-tuned transformers, not with "
                                f"static baselines or the scikit-learn probe; score those with `nlp-transfer evaluate`")
-    if probe and recipe.static is None and recipe.task != "sequence-classification":
+    if probe and recipe.task != "sequence-classification":
         raise NLPTransferError(f"{recipe.source}: strategy feature-extraction (a probe) is for sequence-classification")
-    if (recipe.static is not None or probe) and not has_eval:
-        chooser = "static baselines choose C / the best epoch" if recipe.static is not None else \
+    if probe and recipe.class_weights is not None and card.problem_type != "single_label":
+        raise NLPTransferError(f"{recipe.source}: the probe weighs classes for single-label data only; remove "
+                               f"class_weights or train with strategy full")
+    if backend != "trainer" and not has_eval:
+        chooser = "static baselines choose C / the best epoch" if backend == "static" else \
             "the probe chooses its regularisation"
         raise NLPTransferError(f"{card.source}: {chooser} on '{recipe.eval_split}'; add that split to the card or set "
                                f"eval_split")
     if is_main_process():
         rundir.recover(recipe.output_dir)
     run = rundir.plan(recipe.output_dir, recipe.resume, recipe.overwrite, _inputs(recipe, card, eval_cards),
-                      recipe.source or "recipe", checkpoints=recipe.static is None and not probe)
+                      recipe.source or "recipe", checkpoints=backend == "trainer")
     if run.finished:
         return _finished_run(run)
     static_config = None
-    if recipe.static is not None:
+    if backend == "static":
         from .static.baselines import check_static
 
         static_config = check_static(recipe)
@@ -318,10 +324,8 @@ def _run_once(run: rundir.RunPlan, recipe: Recipe, body) -> RunResult:
 
 
 def _record(recipe: Recipe) -> dict[str, Any]:
-    backend = "static" if recipe.static is not None else (
-        "probe" if recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head" else "trainer")
-    model = recipe.static.get("vectors") if backend == "static" else recipe.model
-    return {"task": recipe.task, "backend": backend, "model": model, "nlp_transfer_version": __version__}
+    model = recipe.static.get("vectors") if recipe.backend == "static" else recipe.model
+    return {"task": recipe.task, "backend": recipe.backend, "model": model, "nlp_transfer_version": __version__}
 
 
 def _finished_run(run: rundir.RunPlan) -> RunResult:
@@ -578,4 +582,4 @@ def _save_outputs(trainer, recipe, card, data, metrics, prepared, out: Path, eva
     move_contents(staging, out)
     if not recipe.keep_checkpoints:
         for checkpoint in out.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint, ignore_errors=True)
+            remove_tree(checkpoint, "the finished run's checkpoint")

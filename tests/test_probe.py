@@ -18,6 +18,7 @@ def feature_cache(tmp_path, monkeypatch):
 
 def probe_recipe(card, model, out, **extra):
     recipe = tiny_recipe(card, model, out)
+    recipe.pop("training")  # the probe has no TrainingArguments (setting them is an error)
     recipe.update(strategy={"name": "feature-extraction", "normalize": True}, **extra)
     return recipe
 
@@ -66,3 +67,40 @@ def test_probe_needs_a_validation_split(sst2_toy, tiny_bert, tmp_path):
     recipe = probe_recipe(sst2_toy, tiny_bert, tmp_path / "run", eval_split="dev")
     with pytest.raises(NLPTransferError, match="chooses its regularisation on 'dev'"):
         train(recipe)
+
+
+def test_features_of_a_retrained_model_folder_are_not_reused(sst2_toy, tiny_bert, tmp_path, feature_cache):
+    """The cache key holds the weights' identity (file sizes and times), not only the folder's name."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "encoder"
+    shutil.copytree(tiny_bert, model)
+    train(probe_recipe(sst2_toy, model, tmp_path / "a"))
+    assert len(list(feature_cache.glob("*.npy"))) == 2
+    weights = load_file(str(model / "model.safetensors"))
+    save_file({k: v + 0.05 * torch.randn_like(v) for k, v in weights.items()}, str(model / "model.safetensors"))
+    train(probe_recipe(sst2_toy, model, tmp_path / "b"))
+    assert len(list(feature_cache.glob("*.npy"))) == 4  # two new feature files for the changed weights
+
+
+def test_the_probe_scores_the_test_split_and_weighs_classes(tmp_path, tiny_bert, feature_cache):
+    """test_split is scored once by the chosen probe; class_weights: balanced changes the fit on skewed data."""
+    from conftest import SAMPLE_TRAIN, sample_rows
+
+    rows = sample_rows(SAMPLE_TRAIN, 400)
+    skewed = [r for r in rows if r[1] == "1"][:150] + [r for r in rows if r[1] == "0"][:30]
+    for name, part in (("train.tsv", skewed), ("dev.tsv", rows[-80:-40]), ("test.tsv", rows[-40:])):
+        (tmp_path / name).write_text("sentence\tlabel\n" + "".join(f"{s}\t{l}\n" for s, l in part))
+    card = write_card(tmp_path, "skewed", splits={"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"},
+                      text="sentence", labels=["negative", "positive"])
+    plain = train(probe_recipe(card, tiny_bert, tmp_path / "plain", test_split="test")).metrics
+    assert plain["test_split"] == "test" and 0 <= plain["test"]["accuracy"] <= 1
+    assert set(plain["test"]) >= {"accuracy", "f1_macro", "confusion_matrix"}
+    balanced = train(probe_recipe(card, tiny_bert, tmp_path / "balanced", test_split="test",
+                                  class_weights="balanced")).metrics
+    predicted_negative = [m["test"]["confusion_matrix"]["matrix"][0][0] + m["test"]["confusion_matrix"]["matrix"][1][0]
+                          for m in (plain, balanced)]
+    assert predicted_negative[1] > predicted_negative[0]  # the rare class is predicted more often once weighted

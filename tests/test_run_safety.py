@@ -336,3 +336,28 @@ def test_a_bad_recipe_value_is_reported_before_torch_or_transformers_load(overri
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert done.stdout.split() == ["2", "False", "False"], done.stdout + done.stderr
     assert done.stderr.count("error: ") == 1
+
+
+@pytest.mark.parametrize("override, key", [
+    ("strategy.name=lora", "'strategy'"), ("training.learning_rate=1e-3", "'training'"), ("model=minilm-l6", "'model'"),
+    ("max_length=64", "'max_length'"), ("early_stopping.patience=2", "'early_stopping'"),
+])
+def test_a_key_the_static_backend_ignores_is_an_error(tmp_path, capsys, override, key):
+    """Static recipes keep their settings under static:; a transformer key there would silently do nothing."""
+    recipe = Path(__file__).parents[1] / "recipes" / "sst2_demo_glove.yaml"
+    message = cli_error(capsys, ["train", recipe, override, f"output_dir={tmp_path / 'run'}"])
+    assert f"{key} does nothing with the static-embedding baseline" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_key_the_probe_ignores_is_an_error(tmp_path, capsys):
+    recipe = Path(__file__).parents[1] / "recipes" / "sst2_minilm_probe.yaml"
+    message = cli_error(capsys, ["train", recipe, "training.num_train_epochs=3", "strategy.r=4"])
+    assert "'training' does nothing with the scikit-learn probe" in message
+
+
+def test_the_probe_and_static_backends_refuse_several_processes(workspace, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    recipe = Path(__file__).parents[1] / "recipes" / "sst2_demo_glove.yaml"
+    message = cli_error(capsys, ["train", recipe, f"output_dir={tmp_path / 'run'}"])
+    assert "the static backend runs in one process" in message
