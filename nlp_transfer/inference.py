@@ -336,6 +336,10 @@ def load_model(path: str | Path, device: str | None = "auto", trust_remote_code:
 
     ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda[:N]`` or ``mps``; ``precision``:
     ``float32``, or ``bfloat16`` / ``float16`` autocast on an accelerator."""
+    from .static.predictors import SIDECAR as STATIC_SIDECAR, load_static
+
+    if (Path(path) / STATIC_SIDECAR).is_file():  # a static-embedding baseline's run (nlp_transfer.static)
+        return load_static(path, device)
     runtime = Runtime.resolve(device, precision)
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 

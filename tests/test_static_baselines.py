@@ -105,7 +105,7 @@ def test_bilstm_classifier_keeps_frozen_rows_and_reports_epochs(sst2_toy, sst_ve
 
     out = tmp_path / "bilstm"
     metrics = train(recipe(sst2_toy, sst_vectors, out, oov="learned")).metrics
-    assert metrics["strategy"] == "static-bilstm"
+    assert metrics["strategy"] == "static-bilstm" and metrics["static"]["device"] == "auto"
     check_classification_run(out, metrics)
     epochs = metrics["train"]["epochs"]
     assert [h["epoch"] for h in metrics["history"] if "loss" in h] == [float(e) for e in range(1, epochs + 1)]
@@ -177,3 +177,27 @@ def test_tagger_rejects_the_average_baseline(conll_toy, conll_vectors, tmp_path)
     values = recipe(conll_toy, conll_vectors, tmp_path / "run", baseline="average")
     with pytest.raises(NLPTransferError, match="baseline average is for classification"):
         train({**values, "task": "token-classification"})
+
+
+def test_static_device_is_cuda_when_torch_sees_one(monkeypatch):
+    """``static.device: auto`` (the default) resolves through runtime.resolve_device: CUDA when present, else the
+    CPU; a named device is checked against the machine when the recipe is read."""
+    import torch
+
+    from nlp_transfer.static.baselines import parse_static, static_device
+
+    def device(source: str = "recipe", **values) -> str:
+        return static_device(parse_static({"vectors": "v.txt", **values}, source))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device() == "cpu" and device(device="cpu") == "cpu"
+    with pytest.raises(NLPTransferError, match=r"^x\.yaml: static\.device 'cuda': torch sees no CUDA GPU here; use "
+                                               r"static\.device=cpu \(or auto\)$"):
+        device("x.yaml", device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device() == "cuda" and device(device="cuda:1") == "cuda:1" and device(device="cpu") == "cpu"
+    with pytest.raises(NLPTransferError, match=r"x\.yaml: static\.device 'cuda:2': this machine has 2 CUDA GPU"):
+        device("x.yaml", device="cuda:2")
+    with pytest.raises(NLPTransferError, match=r"x\.yaml: static\.device 'tpu' is not one of auto, cpu, cuda"):
+        device("x.yaml", device="tpu")

@@ -22,6 +22,9 @@ after training. Text goes through `nlp_transfer.static.words` (one tokenizer for
 Outputs, staged then moved into ``output_dir``: ``metrics.json``, ``predictions_<eval split>.jsonl``,
 ``coverage.json``, ``recipe.yaml``, ``model.safetensors`` (weights, no pickles), ``static.json``
 (settings, labels), ``vocabulary.json`` (the word of each embedding row) and a short ``README.md``.
+The models and their inputs are defined once in `nlp_transfer.static.models`, the ``static:`` keys in
+`nlp_transfer.static.settings`; `load_model` reopens a run through `nlp_transfer.static.predictors`. The BiLSTMs
+train on ``static.device`` (``auto``: CUDA when present, else the CPU).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,96 +42,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import NLPTransferError, did_you_mean
+from ..errors import NLPTransferError
 from ..tasks import classification as cls_task
-from .matrix import OOV_OPTIONS, UNK, EmbeddingMatrix, embedding_matrix
+from .matrix import EmbeddingMatrix, embedding_matrix
+from .models import (CASING, PREDICT_BATCH, BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder,
+                     average_features, classifier_forward, classifier_logits, length_batches, pad, pair_features,
+                     tagger_forward, tagger_inputs, tagger_logits, word_shape)
+from .settings import (BASELINES, POOLINGS, SIDECAR, VOCABULARY_FILE, WEIGHTS_FILE, StaticConfig, parse_static,
+                       static_device)
 from .vectors import check_vectors_path, load_vectors, vectors_name
 from .words import words
 
-BASELINES = ("average", "bilstm")
-POOLINGS = ("max", "last")
-CASING = ("<pad>", "lower", "initial_cap", "all_caps", "numeric", "other")
-WEIGHTS_FILE = "model.safetensors"
-SIDECAR = "static.json"
+__all__ = ["BASELINES", "CASING", "POOLINGS", "SIDECAR", "VOCABULARY_FILE", "WEIGHTS_FILE", "BiLSTMClassifier",
+           "BiLSTMTagger", "StaticConfig", "StaticEmbedding", "check_static", "parse_static", "static_device",
+           "train_static", "word_shape"]
+
 IGNORE = -100
 
 
-@dataclass
-class StaticConfig:
-    """The ``static:`` mapping of a recipe; every key has a default except ``vectors``."""
-
-    vectors: str | None = None  # GloVe / word2vec / fastText file (relative to the working dir or the recipe)
-    format: str = "auto"  # auto | glove | word2vec | word2vec-bin | fasttext | fasttext-bin
-    limit: int | None = None  # keep the first N words of the vectors file
-    unicode_errors: str = "strict"  # strict | replace | ignore: undecodable bytes in words
-    baseline: str = "bilstm"  # average | bilstm (classification); the tagger is always a BiLSTM
-    tfidf: bool = False  # average: weight words by their inverse document frequency
-    quadratic: bool = False  # average: also average each word's pairwise products v_i*v_j (second-order pooling)
-    lowercase: bool = True  # lower-case words before lookup (GloVe 6B is uncased)
-    oov: str = "random"  # random | zeros | learned: rows of words missing from the vectors
-    min_count: int = 1  # a missing word gets its own row from this many training occurrences
-    all_vectors: bool = True  # embed every word of the vectors, not only training words
-    hidden: int = 128  # BiLSTM units per direction
-    layers: int = 1
-    dropout: float = 0.3
-    pooling: str = "max"  # classifier: max over time | last (final states of both directions)
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    weight_decay: float = 0.0
-    patience: int | None = 3  # stop after this many epochs without a better evaluation score (None: never)
-    casing_features: bool = True  # tagger: a trainable embedding of the word's shape
-    casing_dim: int = 16
-    max_length: int = 256  # words per text (classifier) / per training sentence (tagger)
-    threads: int | None = 1  # torch threads while training (None: leave torch's setting)
-
-
 # ---------------------------------------------------------------- configuration
-
-def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
-    """Validate a recipe's ``static:`` mapping; unknown keys are named with the closest valid one."""
-    from ..config import check_keys
-
-    if not isinstance(values, dict):
-        raise NLPTransferError(f"{source}: 'static' must be a mapping, e.g. static: {{vectors: glove.txt.gz}}")
-    check_keys(values, {f.name for f in fields(StaticConfig)}, "static.", source)
-    config = StaticConfig(**values)
-
-    def need(ok: bool, key: str, what: str) -> None:
-        if not ok:
-            raise NLPTransferError(f"{source}: static.{key} must be {what}, got {getattr(config, key)!r}")
-
-    def choice(key: str, allowed: tuple[str, ...]) -> None:
-        value = getattr(config, key)
-        if value not in allowed:
-            raise NLPTransferError(f"{source}: static.{key} '{value}' is not supported{did_you_mean(value, allowed)} "
-                                   f"(choose from {', '.join(allowed)})")
-
-    def integer(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    if not config.vectors or not isinstance(config.vectors, str):
-        raise NLPTransferError(f"{source}: static.vectors is missing; give the path of a GloVe / word2vec / fastText "
-                               f"file, e.g. static.vectors=../shared/data/glove/glove.6B.50d.100k.txt.gz")
-    choice("baseline", BASELINES)
-    choice("pooling", POOLINGS)
-    choice("oov", OOV_OPTIONS)
-    for key in ("tfidf", "quadratic", "lowercase", "all_vectors", "casing_features"):
-        need(isinstance(getattr(config, key), bool), key, "true or false")
-    for key in ("hidden", "layers", "epochs", "batch_size", "min_count", "max_length", "casing_dim"):
-        need(integer(getattr(config, key)) and getattr(config, key) >= 1, key, "a positive integer")
-    need(config.limit is None or (integer(config.limit) and config.limit >= 1), "limit", "a positive integer or null")
-    need(config.threads is None or (integer(config.threads) and config.threads >= 1), "threads",
-         "a positive integer or null")
-    need(config.patience is None or (integer(config.patience) and config.patience >= 1), "patience",
-         "a positive integer or null")
-    need(isinstance(config.dropout, (int, float)) and 0 <= config.dropout < 1, "dropout", "a number in [0, 1)")
-    need(isinstance(config.learning_rate, (int, float)) and config.learning_rate > 0, "learning_rate",
-         "a positive number")
-    need(isinstance(config.weight_decay, (int, float)) and config.weight_decay >= 0, "weight_decay",
-         "a number >= 0")
-    return config
-
 
 def _check_combination(config: StaticConfig, task: str, source: str) -> None:
     if task == "token-classification" and config.baseline == "average":
@@ -173,6 +105,7 @@ class Run:
     vectors: Any  # gensim KeyedVectors
     model_name: str
     out: Path  # the folder this run writes (nlp_transfer.rundir)
+    device: str = "cpu"  # where the BiLSTMs train and score (`static_device`)
 
     @property
     def main(self) -> str:
@@ -209,7 +142,7 @@ def train_static(recipe, card, data, out: Path, config: StaticConfig) -> dict[st
     started = time.perf_counter()
     vectors = load_vectors(path, config.format, config.limit, unicode_errors=config.unicode_errors)
     vectors_seconds = time.perf_counter() - started
-    run = Run(recipe, card, data, config, vectors, f"{vectors_name(path)} (static)", out)
+    run = Run(recipe, card, data, config, vectors, f"{vectors_name(path)} (static)", out, static_device(config))
     # Small recurrent models gain nothing from intra-op threads, and spin-waiting threads make them many times
     # slower when the cores are shared with other work (measured: 2-3 s per demo epoch on 1 thread, minutes on 2
     # threads beside another job). One thread by default; `threads: null` keeps torch's setting.
@@ -278,7 +211,7 @@ def _write_outputs(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any]
         "task": recipe.task, "strategy": outcome.strategy, "problem_type": run.data.problem_type,
         "label_names": run.data.label_names, "threshold": recipe.threshold, "vectors": run.model_name,
         "static": asdict(run.config), **outcome.sidecar, "nlp_transfer_version": __version__})
-    write_json_atomic(staging / "vocabulary.json", outcome.vocabulary)
+    write_json_atomic(staging / VOCABULARY_FILE, outcome.vocabulary)
     write_json_atomic(staging / "coverage.json", coverage.to_dict())
     write_json_atomic(staging / "metrics.json", metrics)
     write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
@@ -299,7 +232,7 @@ def _readme(run: Run, metrics: dict[str, Any]) -> str:
     if metrics.get("test"):
         lines += results_lines(metrics["test_split"] + " (held out: scored once by the final model)", metrics["test"])
     lines += ["## Files", "",
-              (f"`{WEIGHTS_FILE}` (weights, safetensors), `vocabulary.json` (the word of each embedding row), "
+              (f"`{WEIGHTS_FILE}` (weights, safetensors), `{VOCABULARY_FILE}` (the word of each embedding row), "
               f"`{SIDECAR}` (settings and labels), `metrics.json`, `coverage.json`, "
               f"`predictions_{metrics['eval_split']}.jsonl`, `recipe.yaml` (rerun with "
               f"`nlp-transfer train recipe.yaml`)."), ""]
@@ -329,17 +262,6 @@ def _vocabulary(embedding: EmbeddingMatrix) -> list[str]:
     for word, row in embedding.word_to_index.items():
         vocabulary[row] = word
     return vocabulary
-
-
-class TextEncoder:
-    """Texts -> row ids through `words` (truncated to ``max_length``; an empty text becomes one unknown word)."""
-
-    def __init__(self, embedding: EmbeddingMatrix, config: StaticConfig):
-        self.embedding, self.lowercase, self.max_length = embedding, config.lowercase, config.max_length
-
-    def __call__(self, texts: list[str]) -> list[list[int]]:
-        lookup = self.embedding.lookup
-        return [lookup(words(text, self.lowercase)[: self.max_length]) or [UNK] for text in texts]
 
 
 def _word_counts(texts: list[str], config: StaticConfig) -> Counter:
@@ -393,32 +315,6 @@ def _test_rows(run: Run):
 
 # ---------------------------------------------------------------- averaged vectors + logistic regression
 
-def _average_features(id_lists: list[list[int]], embedding: EmbeddingMatrix, idf: np.ndarray | None,
-                      quadratic: bool = False) -> np.ndarray:
-    """Mean (or IDF-weighted mean) of each text's rows, as one sparse product. With ``quadratic`` each word
-    contributes [v, v_i*v_j for i <= j] (second-order pooling): logistic regression on the average then
-    scores each word by a quadratic function of its vector, not only a linear one."""
-    from scipy.sparse import csr_matrix, diags
-
-    lengths = np.fromiter((len(ids) for ids in id_lists), dtype=np.int64, count=len(id_lists))
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    indices = np.fromiter((i for ids in id_lists for i in ids), dtype=np.int64, count=int(indptr[-1]))
-    counts = csr_matrix((np.ones(len(indices), dtype=np.float64), indices, indptr),
-                        shape=(len(id_lists), len(embedding.matrix)))
-    counts.sum_duplicates()
-    if idf is not None:
-        counts = counts @ diags(idf)
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    weights = (diags(1.0 / np.maximum(totals, 1e-12)) @ counts).tocsc().astype(np.float32)
-    if not quadratic:
-        return np.asarray(weights @ embedding.matrix, dtype=np.float32)
-    used = np.unique(indices)  # expand only the rows these texts use
-    rows = embedding.matrix[used]
-    first, second = np.triu_indices(rows.shape[1])
-    expanded = np.concatenate([rows, rows[:, first] * rows[:, second]], axis=1)
-    return np.asarray(weights[:, used] @ expanded, dtype=np.float32)
-
-
 def _idf(id_lists: list[list[int]], rows: int) -> np.ndarray:
     """Smoothed inverse document frequency over the training texts (scikit-learn's formula); rows never
     seen in training get the highest weight."""
@@ -439,7 +335,7 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
     embedding = _build_embedding(run, _word_counts(train_texts + (train_pairs or []), config))
     strategy = "static-average" + ("-tfidf" if config.tfidf else "") + ("-quadratic" if config.quadratic else "")
     _announce(run, strategy, embedding.coverage, f"{len(embedding.matrix):,} embedding rows")
-    encode = TextEncoder(embedding, config)
+    encode = TextEncoder(embedding.word_to_index, config)
     started = time.perf_counter()
     train_ids = encode(train_texts)
     idf = None
@@ -447,11 +343,10 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
         idf = _idf(train_ids + (encode(train_pairs) if train_pairs else []), len(embedding.matrix))
 
     def features(texts: list[str], pairs: list[str] | None) -> np.ndarray:
-        first = _average_features(encode(texts), embedding, idf, config.quadratic)
+        first = average_features(encode(texts), embedding.matrix, idf, config.quadratic)
         if pairs is None:
             return first
-        second = _average_features(encode(pairs), embedding, idf, config.quadratic)
-        return np.concatenate([first, second, np.abs(first - second), first * second], axis=1)
+        return pair_features(first, average_features(encode(pairs), embedding.matrix, idf, config.quadratic))
 
     train_x = features(train_texts, train_pairs)
     mean, scale = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6  # standardized: C means the same for any vectors
@@ -500,137 +395,6 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
     return outcome, embedding.coverage
 
 
-# ---------------------------------------------------------------- torch models
-
-class StaticEmbedding(nn.Module):
-    """An embedding table that is frozen except for ``learned_rows``.
-
-    The frozen table is a parameter with ``requires_grad=False`` (counted in the model's size, never given
-    to the optimizer); the learned rows live in their own small parameter and replace their frozen rows at
-    lookup, so neither gradients nor weight decay can ever touch a frozen row."""
-
-    def __init__(self, matrix: np.ndarray, learned_rows: np.ndarray | None = None):
-        super().__init__()
-        weight = torch.as_tensor(np.array(matrix, dtype=np.float32))
-        rows = torch.as_tensor(np.asarray(learned_rows if learned_rows is not None else [], dtype=np.int64))
-        self.frozen = nn.Parameter(weight, requires_grad=False)
-        self.register_buffer("learned_rows", rows)
-        slot = torch.full((weight.shape[0],), -1, dtype=torch.long)
-        slot[rows] = torch.arange(len(rows))
-        self.register_buffer("slot", slot, persistent=False)  # row -> its position in `learned`, -1: frozen
-        self.learned = nn.Parameter(weight[rows].clone()) if len(rows) else None
-        self.embedding_dim = int(weight.shape[1])
-
-    @classmethod
-    def from_matrix(cls, embedding: EmbeddingMatrix) -> StaticEmbedding:
-        return cls(embedding.matrix, embedding.oov_rows if embedding.oov == "learned" else None)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        out = nn.functional.embedding(ids, self.frozen)
-        if self.learned is None:
-            return out
-        slots = self.slot[ids]
-        learned = nn.functional.embedding(slots.clamp(min=0), self.learned)
-        return torch.where((slots >= 0).unsqueeze(-1), learned, out)
-
-
-def _lstm(input_size: int, config: StaticConfig) -> nn.LSTM:
-    return nn.LSTM(input_size, config.hidden, num_layers=config.layers, bidirectional=True, batch_first=True,
-                   dropout=config.dropout if config.layers > 1 else 0.0)
-
-
-def _run_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, padding_value: float = 0.0):
-    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    output, (hidden, _) = lstm(packed)
-    output, _ = pad_packed_sequence(output, batch_first=True, padding_value=padding_value, total_length=x.shape[1])
-    return output, hidden
-
-
-class BiLSTMClassifier(nn.Module):
-    """Frozen vectors -> dropout -> BiLSTM -> max over time (or the last states) -> dropout -> linear.
-    Sentence pairs are encoded by the same BiLSTM and combined as [u, v, |u-v|, u*v]."""
-
-    def __init__(self, embedding: StaticEmbedding, config: StaticConfig, outputs: int, pairs: bool = False):
-        super().__init__()
-        self.embedding, self.pooling = embedding, config.pooling
-        self.dropout = nn.Dropout(config.dropout)
-        self.lstm = _lstm(embedding.embedding_dim, config)
-        self.head = nn.Linear(2 * config.hidden * (4 if pairs else 1), outputs)
-
-    def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.embedding(ids))
-        if self.pooling == "last":
-            _, hidden = _run_lstm(self.lstm, x, lengths)
-            return torch.cat([hidden[-2], hidden[-1]], dim=-1)
-        output, _ = _run_lstm(self.lstm, x, lengths, padding_value=float("-inf"))
-        return output.max(dim=1).values
-
-    def forward(self, ids, lengths, pair_ids=None, pair_lengths=None) -> torch.Tensor:
-        features = self.encode(ids, lengths)
-        if pair_ids is not None:
-            other = self.encode(pair_ids, pair_lengths)
-            features = torch.cat([features, other, (features - other).abs(), features * other], dim=-1)
-        return self.head(self.dropout(features))
-
-
-class BiLSTMTagger(nn.Module):
-    """[frozen word vector; trainable word-shape embedding] -> dropout -> BiLSTM -> dropout -> linear per token."""
-
-    def __init__(self, embedding: StaticEmbedding, config: StaticConfig, labels: int):
-        super().__init__()
-        self.embedding = embedding
-        self.casing = nn.Embedding(len(CASING), config.casing_dim, padding_idx=0) if config.casing_features else None
-        width = embedding.embedding_dim + (config.casing_dim if config.casing_features else 0)
-        self.dropout = nn.Dropout(config.dropout)
-        self.lstm = _lstm(width, config)
-        self.head = nn.Linear(2 * config.hidden, labels)
-
-    def forward(self, ids, shapes, lengths) -> torch.Tensor:
-        x = self.embedding(ids)
-        if self.casing is not None:
-            x = torch.cat([x, self.casing(shapes)], dim=-1)
-        output, _ = _run_lstm(self.lstm, self.dropout(x), lengths)
-        return self.head(self.dropout(output))
-
-
-def word_shape(token: str) -> int:
-    """Index in `CASING`: lower / initial_cap / all_caps / numeric / other."""
-    if any(c.isdigit() for c in token) and all(c.isdigit() or c in ",.-/:" for c in token):
-        return CASING.index("numeric")
-    if token.islower():
-        return CASING.index("lower")
-    if token.isupper():
-        return CASING.index("all_caps")
-    if token[:1].isupper():
-        return CASING.index("initial_cap")
-    return CASING.index("other")
-
-
-def _pad(sequences: list[list[int]], value: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    out = torch.full((len(sequences), int(lengths.max())), value, dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        out[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
-    return out, lengths
-
-
-def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
-    """Index batches of similar lengths (little padding): in training, shuffled pools of 50 batches sorted by
-    length, then the batches in random order; for evaluation, everything sorted by length."""
-    order = rng.permutation(len(lengths)) if rng is not None else np.arange(len(lengths))
-    pool = batch_size * 50 if rng is not None else max(len(lengths), 1)
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = order[start:start + pool]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    if rng is not None:
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    return batches
-
-
 def _count(model: nn.Module) -> dict[str, int]:
     return {"trainable": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
             "total": int(sum(p.numel() for p in model.parameters()))}
@@ -651,7 +415,7 @@ def _fit(model: nn.Module, run: Run, train_lengths: np.ndarray, batch_loss: Call
     for epoch in range(1, config.epochs + 1):
         model.train()
         total, count = 0.0, 0
-        progress = tqdm(_batches(train_lengths, config.batch_size, rng), desc=f"epoch {epoch}/{config.epochs}",
+        progress = tqdm(length_batches(train_lengths, config.batch_size, rng), desc=f"epoch {epoch}/{config.epochs}",
                         leave=False, mininterval=1.0)
         for batch in progress:
             optimizer.zero_grad(set_to_none=True)
@@ -697,11 +461,13 @@ def _train_classifier(run: Run) -> tuple[Outcome, Any]:
     train_texts, train_pairs = _texts(data.splits[recipe.train_split])
     eval_texts, eval_pairs = _texts(data.splits[recipe.eval_split])
     embedding = _build_embedding(run, _word_counts(train_texts + (train_pairs or []), config))
-    _announce(run, "static-bilstm", embedding.coverage, f"{len(embedding.matrix):,} embedding rows, OOV {config.oov}")
-    encode = TextEncoder(embedding, config)
+    _announce(run, "static-bilstm", embedding.coverage,
+              f"{len(embedding.matrix):,} embedding rows, OOV {config.oov}, on {run.device}")
+    encode = TextEncoder(embedding.word_to_index, config)
     outputs = 1 if problem_type == "regression" else len(data.label_names)
     torch.manual_seed(recipe.seed)
     model = BiLSTMClassifier(StaticEmbedding.from_matrix(embedding), config, outputs, pairs=train_pairs is not None)
+    model.to(run.device)
     train_labels = data.splits[recipe.train_split]["label"]
     weights = cls_task.class_weight_tensor(recipe.class_weights, train_labels, problem_type, len(data.label_names))
 
@@ -714,26 +480,13 @@ def _train_classifier(run: Run) -> tuple[Outcome, Any]:
             return nn.functional.binary_cross_entropy_with_logits(logits, gold.float())
         return nn.functional.cross_entropy(logits, gold)
 
-    def forward(ids: list[list[int]], pair_ids: list[list[int]] | None, batch: np.ndarray) -> torch.Tensor:
-        x, lengths = _pad([ids[i] for i in batch])
-        if pair_ids is None:
-            return model(x, lengths)
-        y, pair_lengths = _pad([pair_ids[i] for i in batch])
-        return model(x, lengths, y, pair_lengths)
-
     def predict(ids: list[list[int]], pair_ids: list[list[int]] | None) -> np.ndarray:
-        model.eval()
-        logits = np.zeros((len(ids), outputs), dtype=np.float32)
-        lengths = np.asarray([len(s) + (len(pair_ids[i]) if pair_ids else 0) for i, s in enumerate(ids)])
-        with torch.inference_mode():
-            for batch in _batches(lengths, 256):
-                logits[batch] = forward(ids, pair_ids, batch).numpy()
-        return logits
+        return classifier_logits(model, ids, pair_ids, outputs, run.device)
 
     started = time.perf_counter()
     train_ids, train_pair_ids = encode(train_texts), (encode(train_pairs) if train_pairs else None)
     eval_ids, eval_pair_ids = encode(eval_texts), (encode(eval_pairs) if eval_pairs else None)
-    train_y = torch.as_tensor(np.asarray(train_labels))
+    train_y = torch.as_tensor(np.asarray(train_labels)).to(run.device)
     eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
 
     def evaluate() -> dict[str, Any]:
@@ -744,7 +497,8 @@ def _train_classifier(run: Run) -> tuple[Outcome, Any]:
 
     lengths = np.asarray([len(s) for s in train_ids])
     history, info = _fit(model, run, lengths,
-                         lambda batch: loss_fn(forward(train_ids, train_pair_ids, batch), train_y[batch]), evaluate)
+                         lambda batch: loss_fn(classifier_forward(model, train_ids, train_pair_ids, batch, run.device),
+                                               train_y[batch]), evaluate)
     train_seconds = time.perf_counter() - started
 
     timer = time.perf_counter()  # throughput from raw text: tokenize, look up, run the BiLSTM, decide
@@ -782,40 +536,23 @@ def _train_tagger(run: Run) -> tuple[Outcome, Any]:
     embedding = _build_embedding(run, counts)
     types = sorted({name[2:] for name in labels if name[:2] in ("B-", "I-")})
     _announce(run, "static-bilstm", embedding.coverage,
-              f"{len(types)} entity types ({', '.join(types)}), casing features {config.casing_features}")
+              f"{len(types)} entity types ({', '.join(types)}), casing features {config.casing_features}, "
+              f"on {run.device}")
     torch.manual_seed(recipe.seed)
-    model = BiLSTMTagger(StaticEmbedding.from_matrix(embedding), config, len(labels))
-    index = embedding.word_to_index
+    model = BiLSTMTagger(StaticEmbedding.from_matrix(embedding), config, len(labels)).to(run.device)
 
     def encode(sentences: list[list[str]], limit: int | None = None):
-        ids = [[index.get(key(t), UNK) for t in tokens[:limit]] for tokens in sentences]
-        shapes = [[word_shape(t) for t in tokens[:limit]] for tokens in sentences]
-        return ids, shapes
-
-    def forward(ids, shapes, batch: np.ndarray) -> torch.Tensor:
-        x, lengths = _pad([ids[i] for i in batch])
-        s, _ = _pad([shapes[i] for i in batch])
-        return model(x, s, lengths)
+        return tagger_inputs(sentences, embedding.word_to_index, config.lowercase, limit)
 
     def predict(sentences: list[list[str]]) -> list[list[str]]:
         """The tag of every word (sentences are never truncated here)."""
-        model.eval()
         ids, shapes = encode(sentences)
-        out: list[list[str]] = [[] for _ in sentences]
-        lengths = np.asarray([len(s) for s in sentences])
-        with torch.inference_mode():
-            for batch in _batches(np.maximum(lengths, 1), 256):
-                batch = batch[lengths[batch] > 0]
-                if len(batch) == 0:
-                    continue
-                predicted = forward(ids, shapes, batch).argmax(-1).numpy()
-                for row, i in enumerate(batch):
-                    out[i] = [labels[j] for j in predicted[row, : lengths[i]]]
-        return out
+        return [[labels[j] for j in logits.argmax(-1)] for logits in tagger_logits(model, ids, shapes, run.device)]
 
     def loss_on(ids, shapes, tags, batch: np.ndarray) -> torch.Tensor:
-        logits = forward(ids, shapes, batch)
-        gold, _ = _pad([tags[i] for i in batch], IGNORE)
+        logits = tagger_forward(model, ids, shapes, batch, run.device)
+        gold, _ = pad([tags[i] for i in batch], IGNORE)
+        gold = gold.to(logits.device)
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), gold.reshape(-1),
                                            ignore_index=IGNORE)
 
@@ -834,7 +571,7 @@ def _train_tagger(run: Run) -> tuple[Outcome, Any]:
         result = entity_metrics(eval_gold, predict(eval_tokens), recipe.strict)
         total = 0.0
         with torch.inference_mode():
-            for batch in _batches(eval_lengths[nonempty], 256):
+            for batch in length_batches(eval_lengths[nonempty], PREDICT_BATCH):
                 rows = nonempty[batch]
                 total += float(loss_on(eval_ids, eval_shapes, eval_tags, rows)) * int(eval_lengths[rows].sum())
         result["loss"] = total / max(int(eval_lengths.sum()), 1)  # mean over tokens

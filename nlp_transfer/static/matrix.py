@@ -10,7 +10,7 @@ their pretrained vector). ``oov`` decides the missing words' rows (and row 1):
 
 - ``zeros``: zero vectors;
 - ``random``: normal with the vectors' standard deviation (seeded), fixed during training;
-- ``learned``: the same random start, but trainable in the BiLSTM (``baselines.StaticEmbedding``); every
+- ``learned``: the same random start, but trainable in the BiLSTM (``models.StaticEmbedding``); every
   other row stays frozen, bit for bit.
 
 A missing word is then looked up lower-cased (``lowercase_fallback``); a missing hyphenated compound

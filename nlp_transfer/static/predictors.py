@@ -1,0 +1,262 @@
+"""Loading a finished static-baseline run (`nlp_transfer.static.baselines`) and predicting with it.
+
+    from nlp_transfer import load_model
+    model = load_model("runs/sst2-demo-glove")      # a folder holding static.json comes here
+    model.predict(["a gorgeous, witty film"])
+    # [{'label': 'positive', 'score': 0.97, 'scores': {'negative': 0.03, 'positive': 0.97}}]
+
+Everything is rebuilt from the run folder alone: ``model.safetensors`` (the embedding rows included, so the
+vectors file is not needed), ``static.json`` (settings, labels, problem type) and ``vocabulary.json`` (the word
+of each embedding row). Texts go through the same tokenizer (`nlp_transfer.static.words`), the same truncation
+(``max_length`` words) and the same unknown-word row as in training, and the models are built by the same code
+(`nlp_transfer.static.models`), so a run's ``predictions_<split>.jsonl`` is reproduced.
+
+- `StaticClassifier` (``static-bilstm``, ``static-average*``): the API of `nlp_transfer.inference.TextClassifier`:
+  ``predict(texts)`` -> ``{"label", "score", "scores"}`` per text, ``logits(texts)``; text pairs as
+  ``(text, text_pair)`` tuples when the run was trained on pairs.
+- `StaticTagger` (token classification): the API of `nlp_transfer.inference.TokenTagger`: ``predict(text)`` ->
+  entity spans with character offsets, ``predict_tokens(sentences)``, ``tag_words(sentences)``.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import NLPTransferError
+from ..runtime import resolve_device
+from ..tasks.classification import scores_from_logits
+from .models import (BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder, average_features,
+                     classifier_logits, pair_features, tagger_inputs, tagger_logits)
+from .settings import SIDECAR, VOCABULARY_FILE, WEIGHTS_FILE, StaticConfig
+
+__all__ = ["SIDECAR", "StaticClassifier", "StaticTagger", "load_static"]
+
+
+def load_static(folder: str | Path, device: str | None = "auto") -> StaticClassifier | StaticTagger:
+    """The predictor of a static run folder: a `StaticTagger` for token classification, else a `StaticClassifier`.
+    ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda[:N]`` or ``mps``."""
+    folder = Path(folder)
+    resolved = resolve_device(device)
+    sidecar = read_json(folder / SIDECAR, dict)
+    for key in ("task", "strategy", "label_names", "static"):
+        if key not in sidecar:
+            raise NLPTransferError(f"{folder / SIDECAR}: has no '{key}'; this is not a complete static run, "
+                                   f"train it again (nlp-transfer train {folder / 'recipe.yaml'})")
+    vocabulary = read_json(folder / VOCABULARY_FILE, list)
+    tensors = read_weights(folder / WEIGHTS_FILE)
+    known = {f.name for f in fields(StaticConfig)}
+    config = StaticConfig(**{k: v for k, v in sidecar["static"].items() if k in known})
+    word_to_index = {word: row for row, word in enumerate(vocabulary) if word}
+    if sidecar["task"] == "token-classification":
+        return StaticTagger(folder, sidecar, config, word_to_index, tensors, resolved)
+    if sidecar["task"] != "sequence-classification":
+        raise NLPTransferError(f"{folder / SIDECAR}: names task '{sidecar['task']}', which has no static predictor "
+                               f"(sequence-classification and token-classification have)")
+    return StaticClassifier(folder, sidecar, config, word_to_index, tensors, resolved)
+
+
+def read_json(path: Path, kind: type) -> Any:
+    """A run file's JSON (a ``kind``: dict or list), with one-line errors when it is missing or damaged."""
+    if not path.is_file():
+        raise NLPTransferError(f"{path}: not found; this static run is incomplete, train it again "
+                               f"(nlp-transfer train {path.parent / 'recipe.yaml'})")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        where = f" (line {exc.lineno} column {exc.colno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise NLPTransferError(f"{path}: not valid JSON{where}; train the run again, or restore the file "
+                               f"from a copy") from None
+    if not isinstance(value, kind):
+        expected = "an object" if kind is dict else "a list"
+        raise NLPTransferError(f"{path}: a JSON {type(value).__name__}, expected {expected}; train the run again, "
+                               f"or restore the file from a copy")
+    return value
+
+
+def read_weights(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    if not path.is_file():
+        raise NLPTransferError(f"{path}: not found; this static run is incomplete, train it again "
+                               f"(nlp-transfer train {path.parent / 'recipe.yaml'})")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own SafetensorError / OSError on a damaged file
+        raise NLPTransferError(f"{path}: not a readable safetensors file ({str(exc).strip().splitlines()[0]}); "
+                               f"train the run again, or restore the file from a copy") from None
+
+
+def load_weights(model: torch.nn.Module, tensors: dict[str, np.ndarray], path: Path) -> None:
+    try:
+        model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in tensors.items()})
+    except RuntimeError as exc:
+        raise NLPTransferError(f"{path}: its weights do not fit the model {SIDECAR} describes "
+                               f"({str(exc).strip().splitlines()[0]}); train the run again") from None
+
+
+def progress_bar(total: int, enabled: bool, what: str = "text"):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="predicting", unit=what)
+
+
+class StaticClassifier:
+    """A static baseline's text classifier (BiLSTM, or averaged vectors + a linear model) with its label names;
+    `predict` and `logits` behave as `nlp_transfer.inference.TextClassifier`'s."""
+
+    def __init__(self, folder: Path, sidecar: dict[str, Any], config: StaticConfig, word_to_index: dict[str, int],
+                 tensors: dict[str, np.ndarray], device: str = "cpu"):
+        self.folder, self.config = folder, config
+        self.strategy = sidecar["strategy"]
+        self.problem_type = sidecar.get("problem_type", "single_label")
+        self.label_names = list(sidecar["label_names"])
+        self.threshold = sidecar.get("threshold", 0.5)
+        self.pairs = bool(sidecar.get("pairs", False))
+        self.max_length = config.max_length  # words per text, as in training
+        self.encode = TextEncoder(word_to_index, config)
+        self.model: BiLSTMClassifier | None = None
+        if self.strategy.startswith("static-average"):
+            self.device = "cpu"  # a sparse average and one matrix product: numpy on the CPU
+            self.matrix, self.weight, self.bias = tensors["embedding"], tensors["weight"], tensors["bias"]
+            self.mean, self.scale = tensors["feature_mean"], tensors["feature_scale"]
+            self.idf = tensors.get("idf")
+            self.outputs = int(self.weight.shape[0])
+        else:
+            self.device = device
+            self.outputs = int(tensors["head.weight"].shape[0])
+            self.model = BiLSTMClassifier(StaticEmbedding.from_weights(tensors), config, self.outputs, self.pairs)
+            load_weights(self.model, tensors, folder / WEIGHTS_FILE)
+            self.model.to(device).eval()
+
+    def logits(self, texts: Sequence[str] | Sequence[tuple[str, str]] | str, batch_size: int = 32,
+               window: bool = False, stride: int = 64, progress: bool = False) -> np.ndarray:
+        """Raw logits, one row per text. ``window``/``stride`` do not apply: as in training, a text is read up to
+        its first ``max_length`` words."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        firsts, pairs = self.split_pairs(texts)
+        ids = self.encode(firsts)
+        pair_ids = self.encode(pairs) if pairs is not None else None
+        if self.model is None:
+            quadratic = self.config.quadratic
+            x = average_features(ids, self.matrix, self.idf, quadratic)
+            if pair_ids is not None:
+                x = pair_features(x, average_features(pair_ids, self.matrix, self.idf, quadratic))
+            from ..probe import logits as linear_logits
+
+            return linear_logits((x - self.mean) / self.scale, self.weight, self.bias).astype(np.float32)
+        bar = progress_bar(len(ids), progress)
+        try:
+            return classifier_logits(self.model, ids, pair_ids, self.outputs, self.device, max(int(batch_size), 1),
+                                     bar)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def predict(self, texts: Sequence[str] | Sequence[tuple[str, str]] | str, batch_size: int = 32,
+                window: bool = False, stride: int = 64, progress: bool = False) -> list[dict[str, Any]] | dict:
+        """One dict per text: ``label`` (a name; a list of names for multi-label; a number for regression),
+        ``score`` (its probability) and ``scores`` (every label's probability)."""
+        single = isinstance(texts, str)
+        logits = self.logits([texts] if single else texts, batch_size, window, stride, progress)
+        scores = scores_from_logits(torch.from_numpy(logits), self.problem_type).numpy()
+        results = [self.describe(row) for row in scores]
+        return results[0] if single else results
+
+    def describe(self, row: np.ndarray) -> dict[str, Any]:
+        if self.problem_type == "regression":
+            return {"label": float(row), "score": float(row)}
+        named = {name: round(float(p), 6) for name, p in zip(self.label_names, row)}
+        if self.problem_type == "multi_label":
+            chosen = [name for name, p in zip(self.label_names, row) if p >= self.threshold]
+            return {"label": chosen, "score": max(named.values()), "scores": named}
+        best = int(np.argmax(row))
+        return {"label": self.label_names[best], "score": float(row[best]), "scores": named}
+
+    def split_pairs(self, texts: list) -> tuple[list[str], list[str] | None]:
+        is_pair = [isinstance(t, (tuple, list)) for t in texts]
+        if self.pairs and not all(is_pair):
+            raise NLPTransferError(f"{self.folder}: this model was trained on text pairs; pass (text, text_pair) "
+                                   f"tuples")
+        if not self.pairs and any(is_pair):
+            raise NLPTransferError(f"{self.folder}: this model reads single texts, not (text, text_pair) pairs")
+        if not self.pairs:
+            return [str(t) for t in texts], None
+        if any(len(t) != 2 for t in texts):
+            raise NLPTransferError(f"{self.folder}: a text pair is a (text, text_pair) tuple of two texts")
+        return [str(t[0]) for t in texts], [str(t[1]) for t in texts]
+
+
+class StaticTagger:
+    """A static baseline's BiLSTM tagger (NER): words in, one IOB2 tag per word and entity spans out; the methods
+    behave as `nlp_transfer.inference.TokenTagger`'s. Each word has one vector, so ``strategy`` (how subword
+    scores become a word's) changes nothing; it is accepted for the same calls."""
+
+    def __init__(self, folder: Path, sidecar: dict[str, Any], config: StaticConfig, word_to_index: dict[str, int],
+                 tensors: dict[str, np.ndarray], device: str = "cpu"):
+        self.folder, self.config, self.device = folder, config, device
+        self.strategy = sidecar["strategy"]
+        self.label_names = list(sidecar["label_names"])
+        self.strict = bool(sidecar.get("strict", False))  # seqeval strict mode when this model is evaluated
+        self.word_to_index = word_to_index
+        self.model = BiLSTMTagger(StaticEmbedding.from_weights(tensors), config, len(self.label_names))
+        load_weights(self.model, tensors, folder / WEIGHTS_FILE)
+        self.model.to(device).eval()
+
+    def tag_words(self, sentences: Sequence[Sequence[str]], strategy: str = "first", batch_size: int = 32,
+                  progress: bool = False) -> list[tuple[list[str], list[float]]]:
+        """For each pre-split sentence: (one tag per word, the probability of that tag)."""
+        from ..data.conll import repair_iob2
+        from ..tasks.ner import STRATEGIES
+
+        if strategy not in STRATEGIES:
+            raise NLPTransferError(f"strategy '{strategy}' is not one of {', '.join(STRATEGIES)}")
+        sentences = [[str(w) for w in words] for words in sentences]
+        ids, shapes = tagger_inputs(sentences, self.word_to_index, self.config.lowercase)
+        bar = progress_bar(len(sentences), progress, "sentence")
+        try:
+            logits = tagger_logits(self.model, ids, shapes, self.device, max(int(batch_size), 1), bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        results = []
+        for sentence_logits in logits:
+            probs = torch.softmax(torch.from_numpy(sentence_logits), dim=-1).numpy()
+            best = probs.argmax(-1)
+            tags = repair_iob2([self.label_names[i] for i in best])[0]
+            results.append((tags, [float(probs[w, i]) for w, i in enumerate(best)]))
+        return results
+
+    def predict_tokens(self, sentences: Sequence[Sequence[str]], strategy: str = "first", batch_size: int = 32,
+                       progress: bool = False) -> list[dict[str, Any]]:
+        """Pre-tokenized input: per sentence its tokens, tags, tag scores and entities (word spans)."""
+        from ..tasks.ner import entities
+
+        out = []
+        for words, (tags, scores) in zip(sentences, self.tag_words(sentences, strategy, batch_size, progress)):
+            out.append({"tokens": list(words), "tags": tags, "scores": [round(s, 6) for s in scores],
+                        "entities": entities(words, tags, scores)})
+        return out
+
+    def predict(self, texts: str | Sequence[str], strategy: str = "first", batch_size: int = 32,
+                progress: bool = False) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Entities of raw text: type, text, character start/end (``text[start:end]`` is the entity), score.
+        Raw text is split into words by `nlp_transfer.tasks.ner.split_words`, as `TokenTagger` does."""
+        from ..tasks.ner import entities, split_words
+
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        split = [split_words(text) for text in texts]
+        tagged = self.tag_words([[w for w, _, _ in words] for words in split], strategy, batch_size, progress)
+        results = []
+        for text, words, (tags, scores) in zip(texts, split, tagged):
+            offsets = [(start, end) for _, start, end in words]
+            results.append(entities([w for w, _, _ in words], tags, scores, offsets, text))
+        return results[0] if single else results

@@ -1,0 +1,108 @@
+"""The ``static:`` settings of a recipe and the names of a static run's files, shared by training
+(`nlp_transfer.static.baselines`) and loading (`nlp_transfer.static.predictors`).
+
+    config = parse_static({"vectors": "glove.txt.gz", "baseline": "average"}, "recipes/x.yaml")
+    static_device(config)   # 'cuda' when torch sees a GPU, else 'cpu' (config.device: auto by default)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..errors import NLPTransferError, did_you_mean
+from .matrix import OOV_OPTIONS
+
+BASELINES = ("average", "bilstm")
+POOLINGS = ("max", "last")
+WEIGHTS_FILE = "model.safetensors"  # the weights (safetensors; the embedding rows included)
+SIDECAR = "static.json"  # settings, label names, problem type, vectors name: a folder holding it is a static run
+VOCABULARY_FILE = "vocabulary.json"  # the word of each embedding row
+
+
+@dataclass
+class StaticConfig:
+    """The ``static:`` mapping of a recipe; every key has a default except ``vectors``."""
+
+    vectors: str | None = None  # GloVe / word2vec / fastText file (relative to the working dir or the recipe)
+    format: str = "auto"  # auto | glove | word2vec | word2vec-bin | fasttext | fasttext-bin
+    limit: int | None = None  # keep the first N words of the vectors file
+    unicode_errors: str = "strict"  # strict | replace | ignore: undecodable bytes in words
+    baseline: str = "bilstm"  # average | bilstm (classification); the tagger is always a BiLSTM
+    tfidf: bool = False  # average: weight words by their inverse document frequency
+    quadratic: bool = False  # average: also average each word's pairwise products v_i*v_j (second-order pooling)
+    lowercase: bool = True  # lower-case words before lookup (GloVe 6B is uncased)
+    oov: str = "random"  # random | zeros | learned: rows of words missing from the vectors
+    min_count: int = 1  # a missing word gets its own row from this many training occurrences
+    all_vectors: bool = True  # embed every word of the vectors, not only training words
+    hidden: int = 128  # BiLSTM units per direction
+    layers: int = 1
+    dropout: float = 0.3
+    pooling: str = "max"  # classifier: max over time | last (final states of both directions)
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    patience: int | None = 3  # stop after this many epochs without a better evaluation score (None: never)
+    casing_features: bool = True  # tagger: a trainable embedding of the word's shape
+    casing_dim: int = 16
+    max_length: int = 256  # words per text (classifier) / per training sentence (tagger)
+    threads: int | None = 1  # torch threads while training (None: leave torch's setting)
+    device: str = "auto"  # auto (CUDA when present, else the CPU) | cpu | cuda | cuda:N | mps
+
+
+def static_device(config: StaticConfig) -> str:
+    """The device the BiLSTMs train on (`nlp_transfer.runtime.resolve_device` of ``config.device``)."""
+    from ..runtime import resolve_device
+
+    return resolve_device(config.device)
+
+
+def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
+    """Validate a recipe's ``static:`` mapping; unknown keys are named with the closest valid one."""
+    from ..config import check_keys
+
+    if not isinstance(values, dict):
+        raise NLPTransferError(f"{source}: 'static' must be a mapping, e.g. static: {{vectors: glove.txt.gz}}")
+    check_keys(values, {f.name for f in fields(StaticConfig)}, "static.", source)
+    config = StaticConfig(**values)
+
+    def need(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            raise NLPTransferError(f"{source}: static.{key} must be {what}, got {getattr(config, key)!r}")
+
+    def choice(key: str, allowed: tuple[str, ...]) -> None:
+        value = getattr(config, key)
+        if value not in allowed:
+            raise NLPTransferError(f"{source}: static.{key} '{value}' is not supported{did_you_mean(value, allowed)} "
+                                   f"(choose from {', '.join(allowed)})")
+
+    def integer(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not config.vectors or not isinstance(config.vectors, str):
+        raise NLPTransferError(f"{source}: static.vectors is missing; give the path of a GloVe / word2vec / fastText "
+                               f"file, e.g. static.vectors=../shared/data/glove/glove.6B.50d.100k.txt.gz")
+    choice("baseline", BASELINES)
+    choice("pooling", POOLINGS)
+    choice("oov", OOV_OPTIONS)
+    for key in ("tfidf", "quadratic", "lowercase", "all_vectors", "casing_features"):
+        need(isinstance(getattr(config, key), bool), key, "true or false")
+    for key in ("hidden", "layers", "epochs", "batch_size", "min_count", "max_length", "casing_dim"):
+        need(integer(getattr(config, key)) and getattr(config, key) >= 1, key, "a positive integer")
+    need(config.limit is None or (integer(config.limit) and config.limit >= 1), "limit", "a positive integer or null")
+    need(config.threads is None or (integer(config.threads) and config.threads >= 1), "threads",
+         "a positive integer or null")
+    need(config.patience is None or (integer(config.patience) and config.patience >= 1), "patience",
+         "a positive integer or null")
+    need(isinstance(config.dropout, (int, float)) and 0 <= config.dropout < 1, "dropout", "a number in [0, 1)")
+    need(isinstance(config.learning_rate, (int, float)) and config.learning_rate > 0, "learning_rate",
+         "a positive number")
+    need(isinstance(config.weight_decay, (int, float)) and config.weight_decay >= 0, "weight_decay",
+         "a number >= 0")
+    need(isinstance(config.device, str), "device", "one of auto, cpu, cuda, cuda:N, mps")
+    try:
+        static_device(config)
+    except NLPTransferError as exc:
+        message = str(exc).replace("--device ", "static.device=")  # the recipe key, not the CLI's option
+        raise NLPTransferError(f"{source}: static.{message}") from None
+    return config
