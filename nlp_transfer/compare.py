@@ -24,9 +24,9 @@ from typing import Any
 
 from .errors import NLPTransferError, did_you_mean
 from .io import atomic_open, check_folder_target, write_text_atomic
+from .tasks.base import greater_is_better
 
 MISSING = "—"
-LOWER_IS_BETTER = {"loss", "perplexity", "mse", "mae"}  # sorted ascending: best first
 MAX_LABELS = 8  # per-class F1 cell: more labels than this are cut with "… (+N)"
 PLOTS = ("metrics.png", "learning_curves.png", "confusion.png")
 COLUMNS = ("run", "task", "data", "model", "strategy", "metric", "eval", "test", "per-class / per-type F1",
@@ -197,7 +197,7 @@ def sort_runs(runs: list[Run]) -> list[Run]:
     def key(run: Run):
         score = run.score
         missing = score is None or math.isnan(score)
-        sign = 1 if run.main in LOWER_IS_BETTER else -1
+        sign = -1 if greater_is_better(run.main) else 1  # best first
         return (*run.group, missing, 0.0 if missing else sign * score, run.name)
 
     return sorted(runs, key=key)
@@ -420,7 +420,7 @@ def best_confusion_run(runs: list[Run]) -> Run | None:
     candidates = [run for run in candidates if not math.isnan(run.score)]
     if not candidates:
         return None
-    return max(candidates, key=lambda run: -run.score if run.main in LOWER_IS_BETTER else run.score)
+    return max(candidates, key=lambda run: run.score if greater_is_better(run.main) else -run.score)
 
 
 def confusion_plot(run: Run) -> bytes:

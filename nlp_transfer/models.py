@@ -240,7 +240,39 @@ def _load_with_head(name: str, auto_class, label_names: list[str], trust_remote_
     id2label = {i: label for i, label in enumerate(label_names)}
     config = load_config(name, trust_remote_code=trust_remote_code, num_labels=len(label_names), id2label=id2label,
                          label2id={label: i for i, label in id2label.items()}, **config_kwargs)
-    return _load(auto_class.from_pretrained, resolve(name), config=config, trust_remote_code=trust_remote_code)
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # transformers' load report lists the new head as MISSING, as if it were wrong
+    try:
+        model, info = _load(auto_class.from_pretrained, resolve(name), config=config,
+                            trust_remote_code=trust_remote_code, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    describe_new_head(model, name, info)
+    return model
+
+
+def describe_new_head(model, name: str, info: dict) -> None:
+    """Say once, in the package's words, which head starts from random weights; warn when encoder weights are
+    missing (that is a problem: the checkpoint does not match the architecture)."""
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    missing = sorted(info.get("missing_keys") or [])
+    encoder = [key for key in missing if key.startswith(prefix)]
+    head = [key for key in missing if not key.startswith(prefix)]
+    dropped = sorted(info.get("unexpected_keys") or [])
+    from .runtime import is_main_process
+
+    if not is_main_process():
+        return
+    if head:
+        print(f"nlp-transfer: {type(model).__name__}: a new {model.config.num_labels}-label head "
+              f"({', '.join(head)}) starts from random weights on {name}'s encoder"
+              + (f"; the checkpoint's own head ({len(dropped)} tensors, e.g. {dropped[0]}) is not used" if dropped else ""),
+              flush=True)
+    if encoder:
+        print(f"nlp-transfer: warning: {len(encoder)} encoder weights are not in {name} and start from random "
+              f"values (e.g. {', '.join(encoder[:3])}); check that the checkpoint matches its config", flush=True)
 
 
 def load_for_sequence_classification(name: str, label_names: list[str], problem_type: str,

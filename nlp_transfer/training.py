@@ -33,7 +33,7 @@ from .models import load_tokenizer
 from .reports import model_card
 from .strategies import apply_freezing, apply_lora, make_gradual_unfreezing, make_head_warmup
 from .tasks import get_task
-from .tasks.classification import LOWER_IS_BETTER
+from .tasks.base import greater_is_better
 
 SIDECAR = "nlp_transfer.json"
 # Trainer's evaluation entries that are timings, not scores (throughput is kept apart under "predict")
@@ -162,8 +162,7 @@ def training_arguments(recipe: Recipe, main_metric: str, has_eval: bool, output_
             values["save_strategy"] = values["eval_strategy"]
         if "save_steps" not in user and "eval_steps" in user:
             values["save_steps"] = user["eval_steps"]
-        metric = values["metric_for_best_model"].removeprefix("eval_")
-        values.setdefault("greater_is_better", metric not in LOWER_IS_BETTER)
+        values.setdefault("greater_is_better", greater_is_better(values["metric_for_best_model"]))
     else:
         values["eval_strategy"] = "no"
         values["load_best_model_at_end"] = False

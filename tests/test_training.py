@@ -149,3 +149,13 @@ def test_train_rows_takes_the_same_seeded_subset(sst2_toy, tiny_bert, tmp_path):
     assert other["train"]["loss"] != first["train"]["loss"]
     with pytest.raises(NLPTransferError, match="train_rows must be >= 1, got 0"):
         train(tiny_recipe(sst2_toy, tiny_bert, tmp_path / "d"), train_rows=0)
+
+
+def test_the_new_head_is_announced_once_in_our_words_not_as_a_load_problem(sst2_toy, tiny_bert, tmp_path, capfd):
+    """transformers' load report lists a fresh head as MISSING; users see one plain line instead."""
+    train(tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=1))
+    captured = capfd.readouterr()
+    assert "LOAD REPORT" not in captured.out + captured.err and "MISSING" not in captured.out + captured.err
+    lines = [line for line in captured.out.splitlines() if "starts from random weights" in line]
+    assert lines == [f"nlp-transfer: BertForSequenceClassification: a new 2-label head (classifier.bias, "
+                     f"classifier.weight) starts from random weights on {tiny_bert}'s encoder"]

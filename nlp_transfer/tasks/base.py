@@ -1,5 +1,15 @@
-"""What every task module shares: the `Prepared` bundle a task hands to training, and per-language scoring."""
+"""What every task module shares: the `Prepared` bundle a task hands to training, per-language scoring and the
+direction of each metric. No heavy imports: `compare` reads it too."""
 from __future__ import annotations
+
+# The one list of metrics where lower is better (checkpoint selection, early stopping, compare's ordering and its
+# "best run"); every other metric a task reports is better higher.
+LOWER_IS_BETTER = frozenset({"loss", "perplexity", "mse", "mae"})
+
+
+def greater_is_better(metric: str) -> bool:
+    """Direction of a metric named as in metrics.json or by Trainer (``eval_`` prefix allowed)."""
+    return metric.removeprefix("eval_") not in LOWER_IS_BETTER
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field

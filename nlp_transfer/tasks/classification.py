@@ -17,7 +17,6 @@ HF_PROBLEM_TYPES = {
     "regression": "regression",
 }
 MAIN_METRIC = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "pearson"}
-LOWER_IS_BETTER = {"loss", "mse", "mae"}
 METRIC_NAMES = {
     "single_label": ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "loss"),
     "multi_label": ("f1_micro", "f1_macro", "subset_accuracy", "loss"),
