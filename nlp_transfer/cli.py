@@ -120,7 +120,8 @@ def _print_summary(metrics: dict, output_dir) -> None:
 CONLL_SUFFIXES = (".conll", ".bio", ".iob")
 def _cmd_predict(args) -> int:
     """The output path and the inputs are checked before the model loads, so bad input fails fast with one line."""
-    from .inference import TokenTagger, load_model
+    from .inference import load_model
+    from .tasks import get_task
     from .io import check_file_target, write_jsonl_atomic, write_text_atomic
 
     check_file_target(args.output, "--output", example="predictions.jsonl")
@@ -141,7 +142,7 @@ def _cmd_predict(args) -> int:
 
         texts = read_texts(args.input, args.text_column)
     model = load_model(args.model, args.device, precision=args.precision)
-    if not isinstance(model, TokenTagger):
+    if not get_task(model.task).words_input:
         if conll_input:
             raise NLPTransferError(f"{args.input}: a CoNLL file is NER input, but {args.model} is a text classifier")
         predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride,

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from .errors import NLPTransferError, did_you_mean
+from .tasks.base import TASKS, Task, get_task
 
-TASKS = ("sequence-classification", "token-classification", "masked-lm")
 POOLINGS = ("cls", "mean", "max")
 PROBES = ("logistic", "head")
 
@@ -75,7 +75,7 @@ class EarlyStoppingConfig:
 class Recipe:
     """One experiment. Paths are relative to the working directory (or to the recipe file)."""
 
-    task: str = checked("sequence-classification", choices=TASKS)
+    task: str = checked("sequence-classification", choices=tuple(TASKS))
     data: Any = None  # a data card (data_cards/*.md), or a list of cards read as one (rows keep their language)
     model: str = "minilm-l6"  # alias, local directory or hub id
     output_dir: str = "runs/default"
@@ -363,29 +363,32 @@ def validate(recipe: Recipe) -> Recipe:
     _validate_strategy(recipe.strategy, source)
     if recipe.data is None:
         raise NLPTransferError(f"{source}: no 'data' key; point it at a data card, e.g. data: data_cards/sst2.md")
-    if recipe.task == "masked-lm":
-        if recipe.test_split:
-            raise NLPTransferError(f"{source}: masked-lm has no test_split; its held-out perplexity is measured on eval_split")
-        if recipe.strategy.name == "lora" or (recipe.strategy.name == "feature-extraction" and recipe.strategy.probe != "head"):
-            raise NLPTransferError(f"{source}: masked-lm trains with strategy full, last-n, gradual or feature-extraction "
-                                   f"with probe: head (the MLM head alone), not {recipe.strategy.name}")
+    task = get_task(recipe.task)
+    if not task.scored_sets and recipe.test_split:
+        raise NLPTransferError(f"{source}: {task} has no test_split; its held-out perplexity is measured on "
+                               f"eval_split")
+    if (recipe.strategy.name == "lora" and task.peft_task_type is None) or (recipe.backend == "probe" and not task.probe):
+        raise NLPTransferError(f"{source}: {task} does not train with strategy {recipe.strategy.name}"
+                               f"{'' if recipe.strategy.name == 'lora' else ' (a scikit-learn probe)'}; use full, "
+                               f"last-n, gradual or feature-extraction with probe: head")
     if isinstance(recipe.data, list) and not all(isinstance(item, str) for item in recipe.data) or recipe.data == []:
         raise NLPTransferError(f"{source}: data must be a data card path or a list of them, got {recipe.data!r}")
-    recipe.label_map = _check_label_map(recipe.label_map, recipe.task, source)
+    recipe.label_map = _check_label_map(recipe.label_map, task, source)
     recipe.eval_sets = normalise_eval_sets(recipe.eval_sets, source)
-    if recipe.eval_sets and recipe.task == "masked-lm":
-        raise NLPTransferError(f"{source}: masked-lm has no eval_sets; its held-out perplexity is measured on eval_split")
+    if recipe.eval_sets and not task.scored_sets:
+        raise NLPTransferError(f"{source}: {task} has no eval_sets; its held-out perplexity is measured on "
+                               f"eval_split")
     cw = recipe.class_weights
     if cw is not None and cw != "balanced" and not (isinstance(cw, list) and all(isinstance(w, (int, float)) for w in cw)):
         raise NLPTransferError(f"{source}: class_weights must be 'balanced' or a list of numbers, got {cw!r}")
     return recipe
 
 
-def _check_label_map(label_map: Any, task: str, source: str) -> dict[str, str] | None:
+def _check_label_map(label_map: Any, task: Task, source: str) -> dict[str, str] | None:
     """``{MISC: O, PERSON: PER}``: entity types (no B-/I- prefix) to another type, or to O (dropped)."""
     if not label_map:
         return None
-    if task != "token-classification":
+    if not task.label_map:
         raise NLPTransferError(f"{source}: label_map maps entity types and applies to token-classification recipes only")
     if not isinstance(label_map, dict):
         raise NLPTransferError(f"{source}: label_map must map entity types to types or O, e.g. label_map: {{MISC: O}}")

@@ -17,8 +17,9 @@ import torch
 
 from .data.readers import DataCard, apply_label_map, encode_labels, entity_types, load_cards, read_rows, read_token_rows
 from .errors import NLPTransferError
-from .inference import TokenTagger, load_model, read_sidecar
+from .inference import load_model, read_sidecar
 from .tasks import classification as cls_task
+from .tasks import get_task
 
 
 def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: str = "validation", batch_size: int = 64,
@@ -31,7 +32,7 @@ def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: s
     data; entity types that only the data or only the model has are left out of the scores, with one warning."""
     model = load_model(model_dir, device, precision=precision)
     card = data if isinstance(data, DataCard) else load_cards(data)
-    if isinstance(model, TokenTagger):
+    if get_task(model.task).words_input:  # a tagger: words in, entity scores out
         if label_map is None:
             label_map = _trained_label_map(model_dir)
         return _evaluate_tagger(model, model_dir, card, split, batch_size, label_map, where)
@@ -75,7 +76,7 @@ def to_model_order(rows: list[dict], names_in_files: list[str], label_names: lis
             row["label"] = hot
 
 
-def _evaluate_tagger(tagger: TokenTagger, model_dir, card: DataCard, split: str, batch_size: int,
+def _evaluate_tagger(tagger, model_dir, card: DataCard, split: str, batch_size: int,
                      label_map: dict[str, str] | None = None, where: str | None = None) -> dict[str, Any]:
     """Entity-level scores of a token tagger on a split, every word tagged (windows merged)."""
     from .data import conll

@@ -24,11 +24,14 @@ from .errors import NLPTransferError
 from .models import load_config, load_pretrained, load_tokenizer, resolve
 from .tasks.classification import scores_from_logits, short_problem_type
 from .runtime import Runtime
+from .tasks.base import TASKS, get_task
 from .tasks.embeddings import EmbedSettings, Encoder
 
 
 class TextClassifier:
     """A fine-tuned sequence classifier with its tokenizer and label names."""
+
+    task = "sequence-classification"  # the registry entry (tasks.TASKS) this predictor serves
 
     def __init__(self, model, tokenizer, max_length: int = 128, threshold: float = 0.5,
                  runtime: Runtime | None = None):
@@ -154,6 +157,8 @@ class TokenTagger:
     single CJK characters) with character offsets; sentences longer than max_length are tagged in
     overlapping windows and merged so every word gets exactly one tag. ``strategy`` sets how a word's
     subword scores become the word's: ``first`` subword (as trained), ``average`` or ``max``."""
+
+    task = "token-classification"  # the registry entry (tasks.TASKS) this predictor serves
 
     def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32, strict: bool = False,
                  runtime: Runtime | None = None):
@@ -282,7 +287,7 @@ def export_merged(path: str | Path, output: str | Path) -> Path:
 
 
 SIDECAR = "nlp_transfer.json"
-TASK_HEADS = {"sequence-classification": "ForSequenceClassification", "token-classification": "ForTokenClassification"}
+TASK_HEADS = {task.name: task.head_suffix for task in TASKS.values() if task.auto_model}  # tasks with a predictor
 NO_HEAD = ("Model", "ForMaskedLM", "ForPreTraining", "LMHeadModel", "ForCausalLM")  # encoders, language-model heads
 
 
@@ -309,8 +314,8 @@ def _task_of(path: str | Path, location: str, sidecar: dict[str, Any], trust_rem
     predictions are confident noise."""
     task = sidecar.get("task")
     fix = f"train a task on it first, e.g. model: {path} in a classification recipe"
-    if task == "masked-lm":
-        raise NLPTransferError(f"{path}: this is a masked-LM run (domain-adapted encoder), not a task model; {fix} "
+    if task in TASKS and task not in TASK_HEADS:  # masked-LM: an adapted encoder, nothing to predict with
+        raise NLPTransferError(f"{path}: this is a {TASKS[task]} run (domain-adapted encoder), not a task model; {fix} "
                                f"(nlp-transfer embed gives its embeddings as they are)")
     if task is not None:
         if task not in TASK_HEADS:
@@ -341,14 +346,14 @@ def load_model(path: str | Path, device: str | None = "auto", trust_remote_code:
     if (Path(path) / STATIC_SIDECAR).is_file():  # a static-embedding baseline's run (nlp_transfer.static)
         return load_static(path, device)
     runtime = Runtime.resolve(device, precision)
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+    import transformers
 
     sidecar = read_sidecar(path)
     if sidecar.get("strategy") == "feature-extraction":  # a probe folder: weights + the encoder's name
         return ProbeClassifier(Path(path), sidecar, trust_remote_code, runtime)
     location = resolve(str(path))
-    task = _task_of(path, location, sidecar, trust_remote_code)  # refuses a folder without a task head
-    loader = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
+    task = get_task(_task_of(path, location, sidecar, trust_remote_code))  # refuses a folder without a task head
+    loader = getattr(transformers, task.auto_model)
     try:
         if sidecar.get("adapter"):
             model = load_adapter(location, loader, sidecar["adapter"]["base_model"], trust_remote_code)
@@ -357,8 +362,8 @@ def load_model(path: str | Path, device: str | None = "auto", trust_remote_code:
     except (OSError, ValueError) as exc:  # peft's errors; load_pretrained raises one-line errors itself
         raise NLPTransferError(f"cannot load model '{path}': {str(exc).strip().splitlines()[0]}") from None
     model.to(runtime.device)
-    tokenizer = load_tokenizer(location, trust_remote_code, for_words=task == "token-classification")
-    if task == "token-classification":
+    tokenizer = load_tokenizer(location, trust_remote_code, for_words=task.words_input)
+    if task.words_input:  # words in, one tag per word out
         return TokenTagger(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("stride", 32),
                            sidecar.get("strict", False), runtime)
     return TextClassifier(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("threshold", 0.5), runtime)

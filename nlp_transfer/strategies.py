@@ -282,14 +282,16 @@ def two_stage_schedule(optimizer, stage_steps: int, total_steps: int, warmup_ste
     return LambdaLR(optimizer, [for_group(group) for group in optimizer.param_groups])
 
 
-def apply_lora(model, strategy, task: str):
+def apply_lora(model, strategy, peft_task_type: str | None):
     """Wrap ``model`` with LoRA adapters (peft). Target modules default to peft's choice for the architecture
     (e.g. query/value for BERT-family); the task head is trained fully and saved with the adapter."""
     try:
         from peft import LoraConfig, TaskType, get_peft_model
     except ImportError:
         raise NLPTransferError("strategy lora needs the peft package; install it with `pip install peft`") from None
-    task_type = TaskType.TOKEN_CLS if task == "token-classification" else TaskType.SEQ_CLS
+    if peft_task_type is None:
+        raise NLPTransferError("this task has no LoRA form; use strategy full, last-n or gradual")
+    task_type = getattr(TaskType, peft_task_type)
     config = LoraConfig(task_type=task_type, r=strategy.r, lora_alpha=strategy.alpha, lora_dropout=strategy.dropout,
                         target_modules=strategy.target_modules)
     try:

@@ -252,7 +252,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     recipe = load_recipe(recipe, overrides, **kwargs)
     card = _load_card_for(recipe)
     task = get_task(recipe.task)
-    if card.task not in getattr(task, "CARD_TASKS", (recipe.task,)):
+    if card.task not in task.card_tasks:
         raise NLPTransferError(f"{recipe.source}: the recipe's task is {recipe.task} but {card.source} holds {card.task} data; "
                                f"use a matching data card or task")
     _problem_type(recipe, card)
@@ -270,8 +270,6 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     if (recipe.eval_sets or recipe.label_map) and backend != "trainer":
         raise NLPTransferError(f"{recipe.source}: eval_sets and label_map work with fine-tuned transformers, not with "
                                f"static baselines or the scikit-learn probe; score those with `nlp-transfer evaluate`")
-    if probe and recipe.task != "sequence-classification":
-        raise NLPTransferError(f"{recipe.source}: strategy feature-extraction (a probe) is for sequence-classification")
     if probe and recipe.class_weights is not None and card.problem_type != "single_label":
         raise NLPTransferError(f"{recipe.source}: the probe weighs classes for single-label data only; remove "
                                f"class_weights or train with strategy full")
@@ -382,12 +380,13 @@ def max_positions(config) -> int | None:
 def _train_with_trainer(recipe: Recipe, card, task, data, has_eval: bool, eval_cards, run: rundir.RunPlan) -> RunResult:
     from transformers import EarlyStoppingCallback, set_seed
 
-    main_metric = task.main_metric(data.problem_type)
-    _check_metric(recipe, task.metric_names(data.problem_type), data.problem_type)
+    implementation = task.implementation()
+    main_metric = implementation.main_metric(data.problem_type)
+    _check_metric(recipe, implementation.metric_names(data.problem_type), data.problem_type)
     if recipe.early_stopping.patience is not None and not has_eval:
         raise NLPTransferError(f"{recipe.source}: early_stopping needs an '{recipe.eval_split}' split in the data card")
     args = training_arguments(recipe, recipe.early_stopping.metric or main_metric, has_eval, run.work)
-    tokenizer = load_tokenizer(recipe.model, recipe.trust_remote_code, for_words=recipe.task == "token-classification")
+    tokenizer = load_tokenizer(recipe.model, recipe.trust_remote_code, for_words=task.words_input)
     # every check is done: only now does the run folder change (the main process writes; the others wait for it)
     args.distributed_state.wait_for_everyone()  # every rank has planned from the same, untouched folder
     if args.should_save:
@@ -409,10 +408,10 @@ def _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokeniz
               set_seed) -> dict[str, Any]:
     checkpoint = run.checkpoint
     set_seed(recipe.seed)  # before the head is created, so the same seed gives the same run
-    prepared = task.prepare(recipe, data, tokenizer, has_eval)
+    prepared = task.implementation().prepare(recipe, data, tokenizer, has_eval)
     apply_freezing(prepared.model, recipe.strategy)
     if recipe.strategy.name == "lora":
-        prepared.model = apply_lora(prepared.model, recipe.strategy, recipe.task)
+        prepared.model = apply_lora(prepared.model, recipe.strategy, task.peft_task_type)
     callbacks = []
     if recipe.strategy.name == "gradual":
         callbacks.append(make_gradual_unfreezing(recipe.strategy.every))
@@ -470,8 +469,7 @@ def _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokeniz
 
 def _derived(task, scores: dict[str, Any]) -> dict[str, Any]:
     """Scores plus what the task derives from them (perplexity from the masked-LM loss)."""
-    extra = getattr(task, "derived_metrics", None)
-    return {**scores, **extra(scores)} if extra else scores
+    return {**scores, **task.implementation().derived_metrics(scores)}
 
 
 def _brief(scores: dict[str, Any]) -> str:

@@ -76,3 +76,15 @@ def test_no_module_imports_a_private_name_of_another():
                  for source, taken in imports(name, path, known)
                  if taken.startswith("_") and not taken.startswith("__") and source != name]
     assert offenders == []
+
+
+def test_only_tasks_and_the_data_layer_branch_on_a_task_name():
+    """Everything else asks the task registry (tasks.get_task) what a task does; data/ reads cards by their kind."""
+    import re
+
+    pattern = re.compile(r"""\btask\s*(==|!=)\s*["']|["']\s*(==|!=)\s*\w*\.?task\b""")
+    offenders = [f"{path.relative_to(PACKAGE)}:{number}" for path in PACKAGE.rglob("*.py")
+                 if path.parent.name not in ("tasks", "data")
+                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if pattern.search(line)]
+    assert offenders == []

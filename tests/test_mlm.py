@@ -95,7 +95,7 @@ def test_whole_word_masking_masks_every_piece_of_a_chosen_word(tiny_bert):
 def test_masked_lm_recipe_errors(text_card, tiny_bert, conll_toy, tmp_path):
     recipe = mlm_recipe(text_card, tiny_bert, tmp_path / "run")
     recipe["test_split"] = "validation"
-    with pytest.raises(NLPTransferError, match="masked-lm has no test_split"):
+    with pytest.raises(NLPTransferError, match="masked-LM has no test_split"):
         train(recipe)
     with pytest.raises(NLPTransferError, match="recipe's task is masked-lm but .* holds token-classification"):
         train(mlm_recipe(conll_toy, tiny_bert, tmp_path / "run"))

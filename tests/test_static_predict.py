@@ -158,8 +158,6 @@ def test_cli_predict_on_static_classifiers(runs, tmp_path, capsys):
     assert "wrote 3 predictions" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py's predict sends a model to its NER path only when it is an "
-                                       "inference.TokenTagger; StaticTagger needs that check widened")
 def test_cli_predict_on_the_static_tagger(tagger_run, tmp_path):
     model = load_model(tagger_run)
     rows = read_rows(tagger_run / "predictions_validation.jsonl")[:5]

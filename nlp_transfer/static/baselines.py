@@ -44,6 +44,7 @@ from torch import nn
 
 from ..errors import NLPTransferError
 from ..tasks import classification as cls_task
+from ..tasks import get_task
 from .matrix import EmbeddingMatrix, embedding_matrix
 from .models import (CASING, PREDICT_BATCH, BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder,
                      average_features, classifier_forward, classifier_logits, length_batches, pad, pair_features,
@@ -62,17 +63,21 @@ IGNORE = -100
 
 # ---------------------------------------------------------------- configuration
 
-def _check_combination(config: StaticConfig, task: str, source: str) -> None:
-    if task == "token-classification" and config.baseline == "average":
+def _check_combination(config: StaticConfig, task_name: str, source: str) -> None:
+    task = get_task(task_name)
+    if task.auto_model is None:  # nothing a classifier or tagger predicts (masked-LM)
+        raise NLPTransferError(f"{source}: static baselines train classifiers and taggers, not {task}")
+    tagger = task.words_input
+    if tagger and config.baseline == "average":
         raise NLPTransferError(f"{source}: static.baseline average is for classification; the tagger is a BiLSTM "
                                f"(static.baseline=bilstm)")
-    if config.tfidf and (config.baseline != "average" or task != "sequence-classification"):
+    if config.tfidf and (config.baseline != "average" or tagger):
         raise NLPTransferError(f"{source}: static.tfidf weights the averaged vectors; use it with "
                                f"static.baseline=average")
-    if config.quadratic and (config.baseline != "average" or task != "sequence-classification"):
+    if config.quadratic and (config.baseline != "average" or tagger):
         raise NLPTransferError(f"{source}: static.quadratic expands the averaged vectors; use it with "
                                f"static.baseline=average")
-    if config.oov == "learned" and config.baseline == "average" and task == "sequence-classification":
+    if config.oov == "learned" and config.baseline == "average" and not tagger:
         raise NLPTransferError(f"{source}: static.oov learned trains OOV rows inside the BiLSTM; with "
                                f"static.baseline=average use oov random or zeros")
 
@@ -109,7 +114,7 @@ class Run:
 
     @property
     def main(self) -> str:
-        return "f1" if self.recipe.task == "token-classification" else cls_task.MAIN_METRIC[self.data.problem_type]
+        return get_task(self.recipe.task).implementation().main_metric(self.data.problem_type)
 
 
 def seed_everything(seed: int) -> None:
@@ -150,7 +155,7 @@ def train_static(recipe, card, data, out: Path, config: StaticConfig) -> dict[st
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        if recipe.task == "token-classification":
+        if get_task(recipe.task).words_input:
             outcome, coverage = _train_tagger(run)
         elif config.baseline == "average":
             outcome, coverage = _train_average(run)

@@ -112,6 +112,8 @@ class StaticClassifier:
     """A static baseline's text classifier (BiLSTM, or averaged vectors + a linear model) with its label names;
     `predict` and `logits` behave as `nlp_transfer.inference.TextClassifier`'s."""
 
+    task = "sequence-classification"  # the registry entry (tasks.TASKS) this predictor serves
+
     def __init__(self, folder: Path, sidecar: dict[str, Any], config: StaticConfig, word_to_index: dict[str, int],
                  tensors: dict[str, np.ndarray], device: str = "cpu"):
         self.folder, self.config = folder, config
@@ -198,6 +200,8 @@ class StaticTagger:
     """A static baseline's BiLSTM tagger (NER): words in, one IOB2 tag per word and entity spans out; the methods
     behave as `nlp_transfer.inference.TokenTagger`'s. Each word has one vector, so ``strategy`` (how subword
     scores become a word's) changes nothing; it is accepted for the same calls."""
+
+    task = "token-classification"  # the registry entry (tasks.TASKS) this predictor serves
 
     def __init__(self, folder: Path, sidecar: dict[str, Any], config: StaticConfig, word_to_index: dict[str, int],
                  tensors: dict[str, np.ndarray], device: str = "cpu"):

@@ -1,10 +1,8 @@
-"""Task modules: each knows its data encoding, head, metrics and post-processing.
-
-`training` asks a task for a `Prepared` bundle (`tasks.base`) and stays task-agnostic.
-"""
+"""Tasks: `base.TASKS` is the registry (`get_task(name)` gives a `Task`: its facts, and its implementation module
+with data encoding, head, metrics and post-processing). `training` asks a task for a `Prepared` bundle and stays
+task-agnostic."""
 from __future__ import annotations
 
-def get_task(name: str):
-    from . import classification, mlm, ner
+from .base import TASKS, Task, get_task
 
-    return {"sequence-classification": classification, "token-classification": ner, "masked-lm": mlm}[name]
+__all__ = ["TASKS", "Task", "get_task"]

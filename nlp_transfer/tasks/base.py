@@ -2,6 +2,12 @@
 direction of each metric. No heavy imports: `compare` reads it too."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import NLPTransferError
+
 # The one list of metrics where lower is better (checkpoint selection, early stopping, compare's ordering and its
 # "best run"); every other metric a task reports is better higher.
 LOWER_IS_BETTER = frozenset({"loss", "perplexity", "mse", "mae"})
@@ -10,10 +16,6 @@ LOWER_IS_BETTER = frozenset({"loss", "perplexity", "mse", "mae"})
 def greater_is_better(metric: str) -> bool:
     """Direction of a metric named as in metrics.json or by Trainer (``eval_`` prefix allowed)."""
     return metric.removeprefix("eval_") not in LOWER_IS_BETTER
-
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass
@@ -51,3 +53,59 @@ def per_language(languages: Iterable[Any], score: Callable[[list[int]], dict[str
         scores = score(indices)
         out[language] = {"rows": len(indices), **{k: v for k, v in scores.items() if isinstance(v, float)}}
     return out
+
+
+class TaskImplementation(Protocol):
+    """What a task module (tasks/classification.py, ner.py, mlm.py) provides to training and scoring."""
+
+    def main_metric(self, problem_type: str) -> str: ...
+
+    def metric_names(self, problem_type: str) -> tuple[str, ...]: ...
+
+    def derived_metrics(self, scores: dict[str, Any]) -> dict[str, Any]: ...
+
+    def prepare(self, recipe: Any, data: Any, tokenizer: Any, has_eval: bool) -> Prepared: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task as the rest of the package sees it: plain facts (cheap to import, so recipes are checked without
+    torch) plus its implementation module, loaded when a run needs it. Nothing outside tasks/ branches on a
+    task's name; it asks its `Task`."""
+
+    name: str
+    module: str  # nlp_transfer.tasks.<module>: a TaskImplementation
+    card_tasks: tuple[str, ...]  # data cards it trains on
+    auto_model: str | None  # the transformers Auto class of a trained folder; None: nothing load_model predicts with
+    head_suffix: str | None  # the architecture name ending of that head, e.g. ForSequenceClassification
+    peft_task_type: str | None  # peft TaskType for LoRA; None: no LoRA
+    words_input: bool  # the tokenizer reads pre-split words (byte-level BPE needs add_prefix_space)
+    scored_sets: bool  # test_split and eval_sets apply (masked-LM reports held-out perplexity instead)
+    label_map: bool  # entity types can be renamed or dropped (label_map)
+    probe: bool  # the scikit-learn probe (feature extraction) can train it
+    title: str = ""  # for messages, e.g. "masked-LM"; the name when empty
+
+    def __str__(self) -> str:
+        return self.title or self.name
+
+    def implementation(self) -> TaskImplementation:
+        import importlib
+
+        return importlib.import_module(f"nlp_transfer.tasks.{self.module}")
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (
+    Task("sequence-classification", "classification", ("sequence-classification",), "AutoModelForSequenceClassification",
+         "ForSequenceClassification", "SEQ_CLS", words_input=False, scored_sets=True, label_map=False, probe=True),
+    Task("token-classification", "ner", ("token-classification",), "AutoModelForTokenClassification",
+         "ForTokenClassification", "TOKEN_CLS", words_input=True, scored_sets=True, label_map=True, probe=False),
+    Task("masked-lm", "mlm", ("text", "sequence-classification"),  # a classification card's texts serve too
+         None, None, None, words_input=False, scored_sets=False, label_map=False, probe=False, title="masked-LM"),
+)}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise NLPTransferError(f"task '{name}' is not one of {', '.join(TASKS)}") from None

@@ -222,6 +222,11 @@ def main_metric(problem_type: str) -> str:
     return MAIN_METRIC[problem_type]
 
 
+def derived_metrics(scores: dict[str, Any]) -> dict[str, Any]:
+    """Nothing is derived from this task's scores (masked-LM derives perplexity)."""
+    return {}
+
+
 def metric_names(problem_type: str) -> tuple[str, ...]:
     return METRIC_NAMES[problem_type]
 

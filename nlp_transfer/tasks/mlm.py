@@ -27,7 +27,6 @@ import math
 from typing import Any
 
 MAIN_METRIC = "loss"
-CARD_TASKS = ("text", "sequence-classification")  # texts of a classification card are usable too (labels ignored)
 KEPT = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask", "offset_mapping", "length")
 
 

@@ -290,6 +290,11 @@ def main_metric(problem_type: str = "token") -> str:
     return MAIN_METRIC
 
 
+def derived_metrics(scores: dict[str, Any]) -> dict[str, Any]:
+    """Nothing is derived from this task's scores (masked-LM derives perplexity)."""
+    return {}
+
+
 def metric_names(problem_type: str = "token") -> tuple[str, ...]:
     return METRIC_NAMES
 
