@@ -25,7 +25,8 @@ RUNS = {
     "gradual-every-100": ["strategy.name=gradual", "strategy.every=100", "training.learning_rate=1e-4"],
     "lora-r8": ["strategy.name=lora", "strategy.r=8", "strategy.alpha=16", "training.learning_rate=5e-4"],
     "feature-extraction-head": ["strategy.name=feature-extraction", "strategy.probe=head", "training.learning_rate=1e-3"],
-    "feature-extraction-probe": ["strategy.name=feature-extraction", "strategy.normalize=true"],
+    # the probe fits scikit-learn, not Trainer: the shared recipe's training: settings are taken back
+    "feature-extraction-probe": ["strategy.name=feature-extraction", "strategy.normalize=true", "training=null"],
 }
 
 

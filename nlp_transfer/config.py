@@ -512,25 +512,25 @@ def load_recipe(path_or_values: str | Path | dict | Recipe | None = None, overri
         if not isinstance(values, dict):
             raise NLPTransferError(f"{path}: a recipe must be a YAML mapping (key: value lines)")
     values = _deep_copy(values)
-    given = _given_keys(values) if given is None else given
+    changed = {}  # what the overrides set, to update a Recipe's record of the keys the user gave
     for key, value in parse_overrides(overrides):
         _set_dotted(values, key, value)
-        given |= _given_keys(_nest(key, value))
+        changed[key] = value
     for key, value in kwargs.items():
         if isinstance(value, dict) and isinstance(values.get(key), dict):
             values[key] = {**values[key], **value}
         else:
             values[key] = value
-        given |= _given_keys({key: value})
+        changed[key] = value
+    if given is None:
+        given = _given_keys(values)
+    else:  # key=null takes a key back (e.g. training=null for a probe run of a shared recipe)
+        given = (given | {part for key, value in changed.items() if value is not None
+                          for part in (key, key.split(".")[0])}) - {key for key, value in changed.items() if value is None}
     recipe = _build(Recipe, values, "", source)
     recipe.source = source
     recipe.given = frozenset(given)
     return validate(recipe)
-
-
-def _nest(dotted: str, value: Any) -> dict:
-    head, _, rest = dotted.partition(".")
-    return {head: _nest(rest, value) if rest else value}
 
 
 def _given_keys(values: dict) -> set[str]:
