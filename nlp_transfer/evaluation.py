@@ -9,6 +9,7 @@ has a ``per_language`` block with the main scores of each language.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: s
         if label_map is None:
             label_map = _trained_label_map(model_dir)
         return _evaluate_tagger(model, model_dir, card, split, batch_size, label_map, where)
-    card.problem_type = model.problem_type
+    card = dataclasses.replace(card, problem_type=model.problem_type)  # read as the model predicts; the card stays
     rows, path, _ = read_rows(card, split)
     label_names = model.label_names
     names_in_files = card.labels if card.labels and model.problem_type != "regression" else label_names

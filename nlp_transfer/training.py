@@ -10,6 +10,7 @@ process writes the output directory.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -237,10 +238,12 @@ def _subsample(data, recipe: Recipe) -> None:
         data.splits[recipe.train_split] = rows.select(chosen)
 
 
-def _problem_type(recipe: Recipe, card) -> str:
-    if recipe.problem_type != "auto":
-        card.problem_type = recipe.problem_type
-    return card.problem_type
+def _with_problem_type(recipe: Recipe, card):
+    """The card as this recipe reads it: a copy with the recipe's problem_type when it sets one (cards are never
+    changed after loading)."""
+    if recipe.problem_type == "auto" or recipe.problem_type == card.problem_type:
+        return card
+    return dataclasses.replace(card, problem_type=recipe.problem_type)
 
 
 def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None, **kwargs: Any) -> RunResult:
@@ -255,7 +258,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     if card.task not in task.card_tasks:
         raise NLPTransferError(f"{recipe.source}: the recipe's task is {recipe.task} but {card.source} holds {card.task} data; "
                                f"use a matching data card or task")
-    _problem_type(recipe, card)
+    card = _with_problem_type(recipe, card)
     has_eval = recipe.eval_split in card.splits
     for split in [recipe.train_split] + ([recipe.test_split] if recipe.test_split else []):
         if split not in card.splits:
