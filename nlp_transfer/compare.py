@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import NLPTransferError, did_you_mean
 from .io import atomic_open, check_folder_target, write_text_atomic
+from .rundir import read_record
 from .tasks.base import greater_is_better
 
 MISSING = "—"
@@ -89,7 +90,12 @@ def _missing_run_error(folder: Path) -> NLPTransferError:
                                 f"pass those, e.g. '{folder}/*' or '{inside[0]}'")
     steps = [int(p.name.removeprefix("checkpoint-")) for p in folder.glob("checkpoint-*")
              if p.name.removeprefix("checkpoint-").isdigit()]
-    if steps:
+    record = read_record(folder) if folder.is_dir() else None
+    if record is not None and record.get("status") == "running":  # the run record says what the folder is
+        newest = f", newest checkpoint-{max(steps)}" if steps else ""
+        return NLPTransferError(f"run folder '{folder}' holds a run that has not finished (run.json: running since "
+                                f"{record.get('started', '?')}{newest}); let it finish (or resume it), or leave it out")
+    if steps:  # a folder from before run records
         return NLPTransferError(f"run folder '{folder}' has no metrics.json yet, only checkpoint-{max(steps)}: "
                                 "training is still running or was interrupted; let it finish (or resume it), "
                                 "or leave it out")

@@ -13,6 +13,7 @@ from conftest import tiny_recipe
 import nlp_transfer
 from nlp_transfer import NLPTransferError, compare, train
 from nlp_transfer.cli import main
+from nlp_transfer.compare import load_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("metrics.png", "learning_curves.png", "confusion.png")
@@ -257,3 +258,14 @@ def test_strategy_cell_names_the_options_that_distinguish_runs():
     assert strategy_note({"strategy": {"name": "full", "group_lrs": {"embeddings": 2e-5, "head": 1e-3}}}) == \
         "group lrs 2e-05/0.001"
     assert strategy_note(None) == "" and strategy_note({"strategy": "full"}) == ""
+
+
+def test_an_unfinished_run_is_named_from_its_run_record(tmp_path):
+    from nlp_transfer.rundir import RunPlan, begin
+
+    folder = tmp_path / "running"
+    begin(RunPlan(folder, folder))
+    (folder / "checkpoint-40").mkdir()
+    with pytest.raises(NLPTransferError, match=r"holds a run that has not finished \(run.json: running since .*"
+                                               r"newest checkpoint-40\)"):
+        load_runs([folder])
