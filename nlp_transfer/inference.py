@@ -25,6 +25,7 @@ from .models import load_config, load_pretrained, load_tokenizer, resolve
 from .tasks.classification import scores_from_logits, short_problem_type
 from .runtime import Runtime
 from .tasks.base import TASKS, get_task
+from .tasks.ner import WordTagger
 from .tasks.embeddings import EmbedSettings, Encoder
 
 
@@ -145,7 +146,7 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="predicting", unit="text")
 
 
-class TokenTagger:
+class TokenTagger(WordTagger):
     """A fine-tuned token classifier (NER): words in, one IOB2 tag per word and entity spans out.
 
         tagger = load_model("runs/conll03-minilm")
@@ -213,32 +214,6 @@ class TokenTagger:
             tags = _valid_iob2([self.label_names[i] for i in best])
             results.append((tags, [float(scores[w, i]) for w, i in enumerate(best)]))
         return results
-
-    def predict_tokens(self, sentences: Sequence[Sequence[str]], strategy: str = "first", batch_size: int = 32,
-                       progress: bool = False) -> list[dict[str, Any]]:
-        """Pre-tokenized input: per sentence its tokens, tags, tag scores and entities (word spans)."""
-        from .tasks.ner import entities
-
-        out = []
-        for words, (tags, scores) in zip(sentences, self.tag_words(sentences, strategy, batch_size, progress)):
-            out.append({"tokens": list(words), "tags": tags, "scores": [round(s, 6) for s in scores],
-                        "entities": entities(words, tags, scores)})
-        return out
-
-    def predict(self, texts: str | Sequence[str], strategy: str = "first", batch_size: int = 32,
-                progress: bool = False) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
-        """Entities of raw text: type, text, character start/end (``text[start:end]`` is the entity), score."""
-        from .tasks.ner import entities, split_words
-
-        single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
-        split = [split_words(text) for text in texts]
-        tagged = self.tag_words([[w for w, _, _ in words] for words in split], strategy, batch_size, progress)
-        results = []
-        for text, words, (tags, scores) in zip(texts, split, tagged):
-            offsets = [(start, end) for _, start, end in words]
-            results.append(entities([w for w, _, _ in words], tags, scores, offsets, text))
-        return results[0] if single else results
 
 
 def _valid_iob2(tags: list[str]) -> list[str]:

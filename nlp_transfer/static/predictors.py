@@ -31,6 +31,7 @@ import torch
 from ..errors import NLPTransferError
 from ..runtime import resolve_device
 from ..tasks.classification import scores_from_logits
+from ..tasks.ner import WordTagger
 from .models import (BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder, average_features,
                      classifier_logits, pair_features, tagger_inputs, tagger_logits)
 from .settings import SIDECAR, VOCABULARY_FILE, WEIGHTS_FILE, StaticConfig
@@ -196,7 +197,7 @@ class StaticClassifier:
         return [str(t[0]) for t in texts], [str(t[1]) for t in texts]
 
 
-class StaticTagger:
+class StaticTagger(WordTagger):
     """A static baseline's BiLSTM tagger (NER): words in, one IOB2 tag per word and entity spans out; the methods
     behave as `nlp_transfer.inference.TokenTagger`'s. Each word has one vector, so ``strategy`` (how subword
     scores become a word's) changes nothing; it is accepted for the same calls."""
@@ -238,29 +239,4 @@ class StaticTagger:
             results.append((tags, [float(probs[w, i]) for w, i in enumerate(best)]))
         return results
 
-    def predict_tokens(self, sentences: Sequence[Sequence[str]], strategy: str = "first", batch_size: int = 32,
-                       progress: bool = False) -> list[dict[str, Any]]:
-        """Pre-tokenized input: per sentence its tokens, tags, tag scores and entities (word spans)."""
-        from ..tasks.ner import entities
 
-        out = []
-        for words, (tags, scores) in zip(sentences, self.tag_words(sentences, strategy, batch_size, progress)):
-            out.append({"tokens": list(words), "tags": tags, "scores": [round(s, 6) for s in scores],
-                        "entities": entities(words, tags, scores)})
-        return out
-
-    def predict(self, texts: str | Sequence[str], strategy: str = "first", batch_size: int = 32,
-                progress: bool = False) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
-        """Entities of raw text: type, text, character start/end (``text[start:end]`` is the entity), score.
-        Raw text is split into words by `nlp_transfer.tasks.ner.split_words`, as `TokenTagger` does."""
-        from ..tasks.ner import entities, split_words
-
-        single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
-        split = [split_words(text) for text in texts]
-        tagged = self.tag_words([[w for w, _, _ in words] for words in split], strategy, batch_size, progress)
-        results = []
-        for text, words, (tags, scores) in zip(texts, split, tagged):
-            offsets = [(start, end) for _, start, end in words]
-            results.append(entities([w for w, _, _ in words], tags, scores, offsets, text))
-        return results[0] if single else results

@@ -336,3 +336,36 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
                  "label_map": recipe.label_map},  # `evaluate` maps other data's entity types the same way
         preprocess_logits=preprocess_logits, prediction_rows=prediction_rows if has_eval else None,
     )
+
+
+class WordTagger:
+    """What every tagger predicts from its `tag_words` (words in, one IOB2 tag and its probability per word out):
+    tags and entities for pre-split sentences, and entity spans with character offsets for raw text. Shared by the
+    fine-tuned `inference.TokenTagger` and the static BiLSTM's `static.predictors.StaticTagger`."""
+
+    def tag_words(self, sentences: Sequence[Sequence[str]], strategy: str = "first", batch_size: int = 32,
+                  progress: bool = False) -> list[tuple[list[str], list[float]]]:
+        raise NotImplementedError
+
+    def predict_tokens(self, sentences: Sequence[Sequence[str]], strategy: str = "first", batch_size: int = 32,
+                       progress: bool = False) -> list[dict[str, Any]]:
+        """Pre-tokenized input: per sentence its tokens, tags, tag scores and entities (word spans)."""
+        out = []
+        for words, (tags, scores) in zip(sentences, self.tag_words(sentences, strategy, batch_size, progress)):
+            out.append({"tokens": list(words), "tags": tags, "scores": [round(s, 6) for s in scores],
+                        "entities": entities(words, tags, scores)})
+        return out
+
+    def predict(self, texts: str | Sequence[str], strategy: str = "first", batch_size: int = 32,
+                progress: bool = False) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Entities of raw text: type, text, character start/end (``text[start:end]`` is the entity), score.
+        Raw text is split into words by `split_words`."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        split = [split_words(text) for text in texts]
+        tagged = self.tag_words([[w for w, _, _ in words] for words in split], strategy, batch_size, progress)
+        results = []
+        for text, words, (tags, scores) in zip(texts, split, tagged):
+            offsets = [(start, end) for _, start, end in words]
+            results.append(entities([w for w, _, _ in words], tags, scores, offsets, text))
+        return results[0] if single else results
