@@ -21,6 +21,7 @@ import torch
 
 from .data.adapters import DynamicPaddingCollator, encode_for_prediction, length_sorted_batches
 from .errors import NLPTransferError
+from .io import read_run_json
 from .models import load_config, load_pretrained, load_tokenizer, resolve
 from .tasks.classification import scores_from_logits, short_problem_type
 from .runtime import Runtime
@@ -269,18 +270,7 @@ NO_HEAD = ("Model", "ForMaskedLM", "ForPreTraining", "LMHeadModel", "ForCausalLM
 def read_sidecar(path: str | Path) -> dict[str, Any]:
     """The run's nlp_transfer.json ({} for a model from elsewhere), with a one-line error when it is corrupt."""
     sidecar_path = Path(path) / SIDECAR
-    if not sidecar_path.is_file():
-        return {}
-    try:
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        where = f" (line {exc.lineno} column {exc.colno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise NLPTransferError(f"{sidecar_path}: not valid JSON{where}; train the run again, or restore the file "
-                               f"from a copy") from None
-    if not isinstance(sidecar, dict):
-        raise NLPTransferError(f"{sidecar_path}: a JSON {type(sidecar).__name__}, expected an object; "
-                               f"train the run again, or restore the file from a copy")
-    return sidecar
+    return read_run_json(sidecar_path) if sidecar_path.is_file() else {}
 
 
 def _task_of(path: str | Path, location: str, sidecar: dict[str, Any], trust_remote_code: bool) -> str:

@@ -43,6 +43,27 @@ def write_json_atomic(path: str | Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
+def read_run_json(path: str | Path, kind: type = dict) -> Any:
+    """A run file's JSON (``kind``: dict or list), with a one-line error naming the file when it is not valid JSON
+    or not of that kind. The caller decides what a missing file means."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        from .errors import NLPTransferError
+
+        where = f" (line {exc.lineno} column {exc.colno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise NLPTransferError(f"{path}: not valid JSON{where}; train the run again, or restore the file "
+                               f"from a copy") from None
+    if not isinstance(value, kind):
+        from .errors import NLPTransferError
+
+        expected = "an object" if kind is dict else "a list"
+        raise NLPTransferError(f"{path}: a JSON {type(value).__name__}, expected {expected}; train the run again, "
+                               f"or restore the file from a copy")
+    return value
+
+
 def save_array_atomic(path: str | Path, array) -> None:
     """A numpy array as a ``.npy`` file, written whole or not at all (no pickles: plain numeric arrays)."""
     import numpy as np

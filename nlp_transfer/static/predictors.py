@@ -19,7 +19,6 @@ of each embedding row). Texts go through the same tokenizer (`nlp_transfer.stati
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import NLPTransferError
+from ..io import read_run_json
 from ..runtime import resolve_device
 from ..tasks.classification import scores_from_logits
 from ..tasks.ner import WordTagger
@@ -67,17 +67,7 @@ def read_json(path: Path, kind: type) -> Any:
     if not path.is_file():
         raise NLPTransferError(f"{path}: not found; this static run is incomplete, train it again "
                                f"(nlp-transfer train {path.parent / 'recipe.yaml'})")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        where = f" (line {exc.lineno} column {exc.colno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise NLPTransferError(f"{path}: not valid JSON{where}; train the run again, or restore the file "
-                               f"from a copy") from None
-    if not isinstance(value, kind):
-        expected = "an object" if kind is dict else "a list"
-        raise NLPTransferError(f"{path}: a JSON {type(value).__name__}, expected {expected}; train the run again, "
-                               f"or restore the file from a copy")
-    return value
+    return read_run_json(path, kind)
 
 
 def read_weights(path: Path) -> dict[str, np.ndarray]:
