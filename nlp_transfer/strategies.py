@@ -302,3 +302,39 @@ def apply_lora(model, strategy, peft_task_type: str | None):
             f"LoRA cannot pick target modules for a '{kind}' model ({str(exc).splitlines()[0]}); set "
             f"strategy.target_modules, e.g. [query, value]"
         ) from None
+
+
+@dataclass
+class StrategyPlan:
+    """A recipe's strategy made concrete for one model: what the Trainer needs from it, as one object.
+
+    ``callbacks`` (gradual unfreezing, the head warm-up), and how the optimizer and schedule are built:
+    per-depth (``lr_decay``) or per-group (``group_lrs``) learning rates, frozen parameters in the optimizer from
+    the start (``all_parameters``: they are opened mid-run), and the two-stage schedule (``head_warmup``)."""
+
+    name: str
+    callbacks: list
+    lr_decay: float | None = None
+    group_lrs: dict[str, float] | None = None
+    head_warmup: object | None = None  # the two-stage callback; the Trainer resolves its length in steps
+    head_lr: float | None = None
+    all_parameters: bool = False
+
+    @property
+    def custom_optimizer(self) -> bool:
+        return self.lr_decay is not None or self.all_parameters or bool(self.group_lrs) or self.head_warmup is not None
+
+
+def apply_strategy(model, config, peft_task_type: str | None):
+    """Freeze (or wrap with LoRA) ``model`` as ``config`` says; returns the model to train and its `StrategyPlan`."""
+    apply_freezing(model, config)
+    if config.name == "lora":
+        model = apply_lora(model, config, peft_task_type)
+    callbacks = [make_gradual_unfreezing(config.every)] if config.name == "gradual" else []
+    head_warmup = None
+    if config.head_warmup_steps is not None or config.head_warmup_epochs is not None:
+        head_warmup = make_head_warmup(config.head_warmup_steps, config.head_warmup_epochs)
+        callbacks.append(head_warmup)
+    plan = StrategyPlan(config.name, callbacks, config.lr_decay, config.group_lrs, head_warmup, config.head_lr,
+                        all_parameters=config.name == "gradual" or head_warmup is not None)
+    return model, plan

@@ -32,7 +32,7 @@ from .errors import NLPTransferError, did_you_mean
 from .io import move_contents, remove_tree, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .models import load_tokenizer
 from .reports import model_card
-from .strategies import apply_freezing, apply_lora, make_gradual_unfreezing, make_head_warmup
+from .strategies import apply_strategy
 from .tasks import get_task
 from .tasks.base import greater_is_better
 
@@ -53,14 +53,10 @@ def _build_trainer_class():
     class TaskTrainer(Trainer):
         """Stock Trainer, plus: a task's own loss (class weights), and evaluation read in dataset order."""
 
-        def __init__(self, *args, task_loss=None, lr_decay=None, all_parameters=False, group_lrs=None,
-                     head_warmup=None, head_lr=None, **kwargs):
+        def __init__(self, *args, task_loss=None, strategy=None, **kwargs):
             super().__init__(*args, **kwargs)
-            self.lr_decay = lr_decay
-            self.group_lrs = group_lrs
-            self.head_warmup = head_warmup  # the two-stage callback; its stage length is resolved here
-            self.head_lr = head_lr
-            self.all_parameters = all_parameters  # gradual unfreezing: frozen layers join the optimizer now
+            self.strategy = strategy  # a strategies.StrategyPlan: optimizer groups and schedule (None: stock)
+            self.head_warmup = strategy.head_warmup if strategy else None  # its stage length is resolved here
             # Our heads return a batch *mean* loss and ignore num_items_in_batch, but their forward() takes
             # **kwargs, so Trainer would multiply the loss by the number of processes under DDP (2x loss and
             # gradients on 2 ranks). Declaring that the model takes no loss kwargs keeps the mean as it is.
@@ -78,15 +74,14 @@ def _build_trainer_class():
         def create_optimizer(self, model=None):
             # Our own groups when a strategy needs them: per-depth (lr_decay) or per-group (group_lrs) rates, frozen
             # parameters included from the start (gradual unfreezing, head warm-up), head apart (two-stage schedule).
-            custom = self.lr_decay is not None or self.all_parameters or self.group_lrs or self.head_warmup
-            if self.optimizer is None and custom:
+            if self.optimizer is None and self.strategy is not None and self.strategy.custom_optimizer:
                 from .strategies import parameter_groups
 
                 optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
                 optimizer_kwargs.pop("lr", None)
-                groups = parameter_groups(self.model, self.args.learning_rate, self.args.weight_decay, self.lr_decay,
-                                          set(self.get_decay_parameter_names(self.model)), self.all_parameters,
-                                          self.group_lrs)
+                groups = parameter_groups(self.model, self.args.learning_rate, self.args.weight_decay,
+                                          self.strategy.lr_decay, set(self.get_decay_parameter_names(self.model)),
+                                          self.strategy.all_parameters, self.strategy.group_lrs)
                 self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
                 return self.optimizer
             return super().create_optimizer(model) if model is not None else super().create_optimizer()
@@ -109,7 +104,7 @@ def _build_trainer_class():
                                        f"({num_training_steps} steps); shorten it or train longer")
             warmup = self.args.get_warmup_steps(num_training_steps - stage)
             self.lr_scheduler = two_stage_schedule(optimizer or self.optimizer, stage, num_training_steps, warmup,
-                                                   self.head_lr)
+                                                   self.strategy.head_lr)
             self._created_lr_scheduler = True
             return self.lr_scheduler
 
@@ -412,16 +407,8 @@ def _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokeniz
     checkpoint = run.checkpoint
     set_seed(recipe.seed)  # before the head is created, so the same seed gives the same run
     prepared = task.implementation().prepare(recipe, data, tokenizer, has_eval)
-    apply_freezing(prepared.model, recipe.strategy)
-    if recipe.strategy.name == "lora":
-        prepared.model = apply_lora(prepared.model, recipe.strategy, task.peft_task_type)
-    callbacks = []
-    if recipe.strategy.name == "gradual":
-        callbacks.append(make_gradual_unfreezing(recipe.strategy.every))
-    head_warmup = None
-    if recipe.strategy.head_warmup_steps is not None or recipe.strategy.head_warmup_epochs is not None:
-        head_warmup = make_head_warmup(recipe.strategy.head_warmup_steps, recipe.strategy.head_warmup_epochs)
-        callbacks.append(head_warmup)
+    prepared.model, strategy = apply_strategy(prepared.model, recipe.strategy, task.peft_task_type)
+    callbacks = list(strategy.callbacks)
     if recipe.early_stopping.patience is not None:
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.threshold))
 
@@ -432,9 +419,7 @@ def _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokeniz
             data_collator=prepared.collator or DynamicPaddingCollator(tokenizer, 8 if (args.fp16 or args.bf16) else None,
                                                                       token_labels=prepared.token_labels),
             compute_metrics=prepared.metrics, callbacks=callbacks, task_loss=prepared.loss,
-            preprocess_logits_for_metrics=prepared.preprocess_logits, lr_decay=recipe.strategy.lr_decay,
-            all_parameters=recipe.strategy.name == "gradual" or head_warmup is not None,
-            group_lrs=recipe.strategy.group_lrs, head_warmup=head_warmup, head_lr=recipe.strategy.head_lr,
+            preprocess_logits_for_metrics=prepared.preprocess_logits, strategy=strategy,
         )
     if args.should_save:
         eval_rows = len(data.splits[recipe.eval_split]) if has_eval else 0
