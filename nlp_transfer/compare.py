@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .config import describe_strategy
 from .errors import NLPTransferError, did_you_mean
 from .io import atomic_open, check_folder_target, write_text_atomic
 from .rundir import read_record
@@ -140,27 +141,10 @@ def _read_recipe(path: Path) -> dict | None:
     return recipe if isinstance(recipe, dict) else None
 
 
-SHOWN_OPTIONS = {  # strategy option -> shown when it matters (strategy names it belongs to; None: always)
-    "n": ("last-n",), "every": ("gradual",), "r": ("lora",), "probe": ("feature-extraction",),
-    "lr_decay": None, "group_lrs": None, "head_warmup_steps": None, "head_warmup_epochs": None,
-}
-
-
 def strategy_note(recipe: dict | None) -> str:
-    """The options that distinguish a run's strategy, e.g. ``lr_decay 0.8`` or ``n 2``."""
+    """The options that distinguish a run's strategy, e.g. ``lr_decay 0.8`` or ``n 2`` (`config.describe_strategy`)."""
     strategy = (recipe or {}).get("strategy")
-    if not isinstance(strategy, dict):
-        return ""
-    name = strategy.get("name")
-    parts = []
-    for key, names in SHOWN_OPTIONS.items():
-        value = strategy.get(key)
-        if value is None or (names is not None and name not in names):
-            continue
-        if key == "group_lrs" and isinstance(value, dict):
-            value = "/".join(f"{v:g}" for v in value.values())
-        parts.append(f"{key.replace('_', ' ')} {value}")
-    return ", ".join(parts)
+    return describe_strategy(strategy) if isinstance(strategy, dict) else ""
 
 
 def _recipe_train_rows(recipe: dict | None) -> int | None:

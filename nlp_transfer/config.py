@@ -62,6 +62,25 @@ class StrategyConfig:
     head_lr: float = checked(1e-3, low=0, low_open=True)  # two-stage: the head's learning rate during the warm-up stage
 
 
+# Strategy options that tell runs apart in reports, with the strategies they belong to (None: any strategy).
+SHOWN_OPTIONS = {"n": ("last-n",), "every": ("gradual",), "r": ("lora",), "probe": ("feature-extraction",),
+                 "lr_decay": None, "group_lrs": None, "head_warmup_steps": None, "head_warmup_epochs": None}
+
+
+def describe_strategy(values: dict[str, Any]) -> str:
+    """The options that distinguish a run's strategy (a saved recipe's ``strategy:``), e.g. ``lr_decay 0.8``."""
+    name = values.get("name")
+    parts = []
+    for key, names in SHOWN_OPTIONS.items():
+        value = values.get(key)
+        if value is None or (names is not None and name not in names):
+            continue
+        if key == "group_lrs" and isinstance(value, dict):
+            value = "/".join(f"{v:g}" for v in value.values())
+        parts.append(f"{key.replace('_', ' ')} {value}")
+    return ", ".join(parts)
+
+
 @dataclass
 class EarlyStoppingConfig:
     """Stop when ``metric`` has not improved for ``patience`` evaluations (None: never stop early)."""
