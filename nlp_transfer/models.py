@@ -228,6 +228,19 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, for_words: bool =
     return tokenizer
 
 
+# RoBERTa-family position ids start after the padding index, so two of their positions are never usable
+POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "xlm-roberta-xl": 2, "camembert": 2, "longformer": 2,
+                   "data2vec-text": 2, "bart": 2, "mbart": 2}
+
+
+def max_positions(config) -> int | None:
+    """How many tokens the model reads at most (None when the config does not say)."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    return limit - POSITION_OFFSET.get(getattr(config, "model_type", ""), 0)
+
+
 def load_config(name: str, trust_remote_code: bool = False, **kwargs):
     from transformers import AutoConfig
 

@@ -3,7 +3,7 @@
     plan = rundir.plan(output_dir, resume=False, overwrite=True, inputs=[card_path, data_path, model_dir])
     rundir.begin(plan)              # main process only: writes run.json ("running") into plan.work
     ... train, writing every file into plan.work ...
-    rundir.finish(plan, metrics)    # run.json says "finished"; a replaced run is swapped out only now
+    rundir.finish(plan)             # run.json says "finished"; a replaced run is swapped out only now
 
 Rules (README, "Errors and safety"):
 - A folder is a run folder when it holds ``run.json`` (written when a run starts), or, for folders written before
@@ -167,10 +167,10 @@ def begin(run: RunPlan, description: dict[str, Any] | None = None) -> None:
     write_json_atomic(run.work / RUN_RECORD, record)
 
 
-def finish(run: RunPlan, summary: dict[str, Any] | None = None) -> None:
+def finish(run: RunPlan) -> None:
     """Main process only: mark the run finished, then (when replacing) swap it in for the earlier run."""
     record = read_record(run.work) or {"schema": RUN_RECORD_SCHEMA}
-    record.update({"status": "finished", "finished": _now(), **(summary or {})})
+    record.update({"status": "finished", "finished": _now()})
     write_json_atomic(run.work / RUN_RECORD, record)
     if not run.replacing:
         return

@@ -344,14 +344,14 @@ def _inputs(recipe: Recipe, card, eval_cards: dict[str, tuple[Any, str]]) -> lis
     model = Path(recipe.model).expanduser()
     if model.exists():
         paths.append(model)
-    if recipe.static is not None and isinstance(recipe.static, dict) and isinstance(recipe.static.get("vectors"), str):
+    if isinstance(recipe.static, dict) and isinstance(recipe.static.get("vectors"), str):
         paths.append(resolve_path(recipe.static["vectors"], recipe))
     return paths
 
 
 def check_model(recipe: Recipe):
     """The model's config loads, and ``max_length`` fits its position embeddings; returns the config."""
-    from .models import load_config
+    from .models import load_config, max_positions
 
     config = load_config(recipe.model, recipe.trust_remote_code)
     limit = max_positions(config)
@@ -360,19 +360,6 @@ def check_model(recipe: Recipe):
                                f"reads ({limit} positions); set max_length <= {limit} (long texts are split into "
                                f"windows where the task supports it)")
     return config
-
-
-# RoBERTa-family position ids start after the padding index, so two of their positions are never usable
-POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "xlm-roberta-xl": 2, "camembert": 2, "longformer": 2,
-                   "data2vec-text": 2, "bart": 2, "mbart": 2}
-
-
-def max_positions(config) -> int | None:
-    """How many tokens the model reads at most (None when the config does not say)."""
-    limit = getattr(config, "max_position_embeddings", None)
-    if not isinstance(limit, int) or limit <= 0:
-        return None
-    return limit - POSITION_OFFSET.get(getattr(config, "model_type", ""), 0)
 
 
 def _train_with_trainer(recipe: Recipe, card, task, data, has_eval: bool, eval_cards, run: rundir.RunPlan) -> RunResult:
