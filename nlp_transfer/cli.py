@@ -190,7 +190,7 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_cards(args) -> int:
-    from .data.readers import load_card
+    from .data.cards import load_card
 
     folder = Path(args.folder)
     cards = sorted(folder.glob("*.md"))
@@ -210,7 +210,8 @@ def _cmd_embed(args) -> int:
 
     check_folder_target(args.output, "--output")
     if args.data:
-        from .data.readers import load_card, read_rows
+        from .data.cards import load_card
+        from .data.readers import read_rows
 
         rows, _, _ = read_rows(load_card(args.data), args.split, labelled=False)
         texts = [row["text"] for row in rows]

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.readers import DataCard, apply_label_map, encode_labels, entity_types, load_cards, read_rows, read_token_rows
-from .errors import NLPTransferError
+from .data.cards import DataCard, load_cards
+from .data.labels import entity_types
+from .data.readers import read_labelled
 from .inference import load_model, read_sidecar
 from .tasks import classification as cls_task
 from .tasks import get_task
@@ -38,12 +39,8 @@ def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: s
             label_map = _trained_label_map(model_dir)
         return _evaluate_tagger(model, model_dir, card, split, batch_size, label_map, where)
     card = dataclasses.replace(card, problem_type=model.problem_type)  # read as the model predicts; the card stays
-    rows, path, _ = read_rows(card, split)
     label_names = model.label_names
-    names_in_files = card.labels if card.labels and model.problem_type != "regression" else label_names
-    encode_labels(rows, card, names_in_files, path)
-    if names_in_files != label_names:
-        to_model_order(rows, names_in_files, label_names, model.problem_type, card.source)
+    rows = read_labelled(card, split, label_names).rows  # labels in the model's order, matched by name
     texts = [(r["text"], r["text_pair"]) if "text_pair" in r else r["text"] for r in rows]
     logits = model.logits(texts, batch_size=batch_size, window=window, progress=True)
     scores = cls_task.scores_from_logits(torch.from_numpy(logits), model.problem_type).numpy()
@@ -60,35 +57,13 @@ def _trained_label_map(model_dir) -> dict[str, str] | None:
     return read_sidecar(model_dir).get("label_map")
 
 
-def to_model_order(rows: list[dict], names_in_files: list[str], label_names: list[str], problem_type: str,
-                    source: str) -> None:
-    """Map labels encoded in the card's order onto the model's label ids, by name."""
-    unknown = [name for name in names_in_files if name not in label_names]
-    if unknown:
-        raise NLPTransferError(f"{source}: label '{unknown[0]}' is not one the model knows ({', '.join(label_names)})")
-    index = [label_names.index(name) for name in names_in_files]
-    for row in rows:
-        if problem_type == "single_label":
-            row["label"] = index[row["label"]]
-        else:
-            hot = [0.0] * len(label_names)
-            for position, value in enumerate(row["label"]):
-                hot[index[position]] = value
-            row["label"] = hot
-
-
 def _evaluate_tagger(tagger, model_dir, card: DataCard, split: str, batch_size: int,
                      label_map: dict[str, str] | None = None, where: str | None = None) -> dict[str, Any]:
     """Entity-level scores of a token tagger on a split, every word tagged (windows merged)."""
-    from .data import conll
     from .tasks.ner import entity_metrics, per_language_entity_metrics, score_on_shared_types
 
-    sentences, path, _ = read_token_rows(card, split)
-    conll.normalise(sentences, card.scheme, path)
-    apply_label_map(sentences, label_map)
-    bad = sorted({t for s in sentences for t in s["tags"] if t != "O" and t[:2] not in ("B-", "I-")})
-    if bad:
-        raise NLPTransferError(f"{path}: tag '{bad[0]}' is not an IOB2 tag; the model knows {', '.join(tagger.label_names)}")
+    # IOB2 tags as strings after the label_map: types only the data or only the model has are scored below
+    sentences = read_labelled(card, split, label_map=label_map).rows
     tagged = tagger.tag_words([s["tokens"] for s in sentences], batch_size=batch_size, progress=True)
     gold = [s["tags"] for s in sentences]
     predicted = [tags for tags, _ in tagged]

@@ -27,7 +27,8 @@ from .runtime import Runtime, is_main_process, world_size
 from .version import __version__
 from .config import Recipe, load_recipe, resolve_path
 from .data.adapters import DynamicPaddingCollator
-from .data.readers import card_from_dict, load_card, load_data, merge_cards
+from .data.cards import card_from_dict, load_card, merge_cards
+from .data.readers import load_data
 from .errors import NLPTransferError, did_you_mean
 from .io import move_contents, remove_tree, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .models import load_tokenizer

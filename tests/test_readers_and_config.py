@@ -12,7 +12,8 @@ from conftest import REPO, write_card
 
 from nlp_transfer.data.readers import read_texts
 from nlp_transfer.config import Recipe, load_recipe, resolve_path
-from nlp_transfer.data.readers import load_card, load_data
+from nlp_transfer.data.cards import load_card
+from nlp_transfer.data.readers import load_data
 from nlp_transfer.errors import NLPTransferError
 
 

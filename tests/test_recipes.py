@@ -7,7 +7,8 @@ import pytest
 from conftest import REPO
 
 from nlp_transfer.config import load_recipe, resolve_path
-from nlp_transfer.data.readers import load_card, load_data
+from nlp_transfer.data.cards import load_card
+from nlp_transfer.data.readers import load_data
 
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 CARDS = sorted((REPO / "data_cards").glob("*.md"))

@@ -1,25 +1,13 @@
-"""Data cards and the files they point to, read into `datasets.Dataset` splits with validation.
+"""Reading a data card's files: rows of labelled splits, checked, into `datasets.Dataset` splits.
 
-A data card is Markdown with YAML front matter (see data_cards/sst2.md):
+Every classification split comes out with the columns ``text`` (and ``text_pair`` for sentence pairs), ``label``
+(an id, a multi-hot list or a float, by problem type) and ``line`` (where the row came from, so predictions and
+errors can point back at the file); a token-classification split with ``tokens``, ``tags`` (IOB2 tag ids) and
+``line``. Rows carry a ``language`` when the card has a ``language_column`` or is several cards read as one
+(`cards.merge_cards`); per-language metrics group by it.
 
-    ---
-    name: sst2
-    task: sequence-classification
-    splits: {train: ../samples/sst2/train.tsv, validation: ../samples/sst2/dev.tsv}
-    format: tsv
-    text: sentence
-    label: label
-    labels: [negative, positive]
-    ---
-
-Every split comes out with the columns ``text`` (and ``text_pair`` for sentence pairs), ``label``
-(an id, a multi-hot list or a float, by problem type) and ``line`` (where the row came from, so
-predictions and errors can point back at the file).
-
-Languages: ``language: de`` names the card's language; ``language_column: lang`` reads a per-row language
-from that column (CSV/TSV/JSONL/datasets) for splits that mix languages. Several cards can be read as one
-(`merge_cards`, ``data: [a.md, b.md]`` in a recipe): their splits are concatenated and every row keeps its
-card's language. Rows then carry a ``language`` column, which per-language metrics group by.
+`read_labelled` is the one way to read a labelled split in a given label order (the model's, matched by name),
+used by `load_data` (training), `evaluation.evaluate` and the static scorers.
 
 We read CSV/TSV/JSONL ourselves rather than through `datasets.load_dataset("csv")` because every
 bad row must be reported as ``file: line N: what is wrong; the fix``, which pandas' errors do not give.
@@ -32,169 +20,15 @@ import json
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import NLPTransferError, did_you_mean
-from .files import decode, read_file
-
-FORMATS = ("csv", "tsv", "jsonl", "conll", "datasets")
-CARD_TASKS = ("sequence-classification", "token-classification", "text")
-PROBLEM_TYPES = ("single_label", "multi_label", "regression")
-
-
-@dataclass
-class DataCard:
-    name: str
-    task: str = "sequence-classification"
-    splits: dict[str, str] = field(default_factory=dict)
-    format: str | None = None  # inferred from the file suffix when missing
-    text: list[str] = field(default_factory=lambda: ["text"])  # one column, or two for sentence pairs
-    label: str | None = "label"
-    labels: list[str] | None = None  # index order = the ids used in the files
-    problem_type: str = "single_label"
-    label_separator: str = "|"  # multi-label names inside one CSV/TSV cell
-    allow_empty_labels: bool = False  # multi-label: an empty cell / [] means "no label applies" (else an error)
-    columns: list[str] | None = None  # CoNLL: names of all columns, e.g. [token, pos, chunk, ner]
-    tags: str | int = -1  # CoNLL: the tag column, by name (with columns) or index
-    scheme: str = "auto"  # token tags: IOB1 | IOB2 | BIOES | IO | auto (detected); converted to IOB2
-    language: str | list[str] | None = None  # ISO code(s) of the text, e.g. en
-    language_column: str | None = None  # a column holding each row's language (splits that mix languages)
-    license: str | None = None
-    encoding: str = "utf-8"
-    description: str = ""  # the Markdown body, for model cards
-    path: Path | None = None  # the card file; split paths are relative to its folder
-    parts: list[DataCard] | None = None  # several cards read as one (`merge_cards`)
-
-    @property
-    def source(self) -> str:
-        if self.parts:
-            return " + ".join(part.source for part in self.parts)
-        return str(self.path) if self.path else f"data card '{self.name}'"
-
-    def row_language(self) -> str:
-        """The language given to this card's rows when it is merged with others and has no language column:
-        its ``language``, else (none or several) its name."""
-        return self.language if isinstance(self.language, str) and self.language else self.name
-
-    def split_path(self, split: str) -> str:
-        if split not in self.splits:
-            raise NLPTransferError(
-                f"{self.source}: no split '{split}'{did_you_mean(split, self.splits)} "
-                f"(splits: {', '.join(self.splits) or 'none'})"
-            )
-        location = str(self.splits[split])
-        if self.format == "datasets" and not Path(location).is_absolute() and self.path is not None:
-            local = self.path.parent / location
-            return str(local) if local.exists() else location  # else a hub id
-        if self.path is not None and not Path(location).is_absolute():
-            return str(self.path.parent / location)
-        return location
-
-
-CARD_KEYS = {f.name for f in fields(DataCard)} - {"description", "path", "parts"}
-
-
-def card_from_dict(values: dict[str, Any], path: Path | None = None, description: str = "") -> DataCard:
-    source = str(path) if path else "data card"
-    unknown = [k for k in values if k not in CARD_KEYS]
-    if unknown:
-        raise NLPTransferError(f"{source}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], CARD_KEYS)} in the front matter")
-    values = dict(values)
-    values.setdefault("name", path.stem if path else "data")
-    if values.get("task") == "token-classification":  # JSONL / datasets keys for words and their tags
-        values.setdefault("text", "tokens")
-        values.setdefault("label", "tags")
-    if isinstance(values.get("text"), str):
-        values["text"] = [values["text"]]
-    if values.get("labels") is not None:
-        values["labels"] = [str(v) for v in values["labels"]]
-    card = DataCard(**values, description=description, path=path)
-    if not isinstance(card.splits, dict) or not card.splits:
-        raise NLPTransferError(f"{source}: 'splits' must map split names to files, e.g. splits: {{train: train.csv}}")
-    if card.task not in CARD_TASKS:
-        raise NLPTransferError(f"{source}: task '{card.task}' is not one of {', '.join(CARD_TASKS)}{did_you_mean(card.task, CARD_TASKS)}")
-    if card.problem_type not in PROBLEM_TYPES:
-        raise NLPTransferError(
-            f"{source}: problem_type '{card.problem_type}' is not one of {', '.join(PROBLEM_TYPES)}"
-            f"{did_you_mean(card.problem_type, PROBLEM_TYPES)}"
-        )
-    if card.format is not None and card.format not in FORMATS:
-        raise NLPTransferError(f"{source}: format '{card.format}' is not one of {', '.join(FORMATS)}{did_you_mean(card.format, FORMATS)}")
-    if not 1 <= len(card.text) <= 2:
-        raise NLPTransferError(f"{source}: 'text' names one column, or two for sentence pairs")
-    if card.language_column is not None and not isinstance(card.language_column, str):
-        raise NLPTransferError(f"{source}: 'language_column' names one column (e.g. language_column: lang)")
-    return card
-
-
-def merge_cards(cards: list[DataCard]) -> DataCard:
-    """Several cards read as one: each split is the concatenation of the cards that have it, and every row
-    keeps its language (the card's ``language_column``, else the card's ``language``). The cards must hold
-    the same task and problem type."""
-    if len(cards) == 1:
-        return cards[0]
-    first = cards[0]
-    for card in cards[1:]:
-        for key in ("task", "problem_type"):
-            if getattr(card, key) != getattr(first, key):
-                raise NLPTransferError(f"cannot read {first.source} and {card.source} together: {key} "
-                                       f"{getattr(first, key)} vs {getattr(card, key)}; list cards of one {key}")
-    splits: dict[str, str] = {}
-    for card in cards:
-        for split in card.splits:
-            splits[split] = "+".join(c.name for c in cards if split in c.splits)
-    languages: list[str] = []
-    for card in cards:
-        for language in ([card.language] if isinstance(card.language, str) else card.language or []):
-            if language not in languages:
-                languages.append(language)
-    licenses = list(dict.fromkeys(card.license for card in cards if card.license))
-    same = {key: getattr(first, key) if all(getattr(c, key) == getattr(first, key) for c in cards) else None
-            for key in ("labels", "format", "scheme")}
-    return DataCard(
-        name="+".join(card.name for card in cards), task=first.task, splits=splits, format=same["format"],
-        text=first.text, label=first.label, labels=same["labels"], problem_type=first.problem_type,
-        scheme=same["scheme"] or "IOB2",  # parts with different schemes are converted to IOB2 as they are read
-        language=languages or None, license="; ".join(licenses) or None,
-        description="\n\n".join(f"### {card.name}\n\n{card.description}" for card in cards if card.description),
-        parts=list(cards),
-    )
-
-
-def load_cards(paths: str | Path | DataCard | list) -> DataCard:
-    """One card, or several read as one (`merge_cards`), from paths or cards."""
-    items = paths if isinstance(paths, (list, tuple)) else [paths]
-    if not items:
-        raise NLPTransferError("no data card given; name one card or a list of cards")
-    return merge_cards([item if isinstance(item, DataCard) else load_card(item) for item in items])
-
-
-def load_card(path: str | Path) -> DataCard:
-    """Read a data card's YAML front matter (the Markdown below it is kept as the description)."""
-    path = Path(path)
-    if not path.is_file():
-        raise NLPTransferError(f"data card '{path}' not found; check the path (cards live in data_cards/*.md)")
-    text = decode(path.read_bytes(), path, "utf-8")
-    lines = text.splitlines()
-    if not lines or lines[0].strip() != "---":
-        raise NLPTransferError(f"{path}: line 1: a data card starts with '---' and YAML front matter; see data_cards/sst2.md")
-    try:
-        end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---")
-    except StopIteration:
-        raise NLPTransferError(f"{path}: the front matter is not closed; add a '---' line after it") from None
-    try:
-        values = yaml.safe_load("\n".join(lines[1:end])) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f": line {mark.line + 2}" if mark else ""
-        raise NLPTransferError(f"{path}{where}: invalid YAML in the front matter ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(values, dict):
-        raise NLPTransferError(f"{path}: the front matter must be a YAML mapping")
-    return card_from_dict(values, path, "\n".join(lines[end + 1:]).strip())
+from .cards import FORMATS, DataCard, load_cards
+from .files import read_file
+from .labels import (apply_label_map, check_iob2, encode_in_order, encode_tags, entity_types, infer_label_names,
+                     map_entity_types)
 
 
 # ---------------------------------------------------------------- raw rows
@@ -411,140 +245,6 @@ def read_texts(path: str, column: str = "text") -> list[str]:
     return [row["text"] for row in rows]
 
 
-# ---------------------------------------------------------------- labels
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
-
-
-def infer_label_names(rows: list[dict], card: DataCard) -> list[str]:
-    """Distinct label values of the training rows, numerically sorted when they are all integers."""
-    if card.problem_type == "multi_label":
-        values = {name for row in rows for name in _split_multi(row["label"], card)}
-    else:
-        values = {_label_text(row["label"]) for row in rows}
-    if values and all(_as_int(v) is not None for v in values):
-        return [str(v) for v in sorted(values, key=lambda v: _as_int(v))]
-    return sorted(values)
-
-
-def _label_text(value: Any) -> str:
-    as_int = _as_int(value)
-    return str(as_int) if as_int is not None else str(value).strip()
-
-
-def _split_multi(value: Any, card: DataCard) -> list[str]:
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value]
-    return [part.strip() for part in str(value).split(card.label_separator) if part.strip()]
-
-
-def _label_id(value: Any, label_names: list[str], where: str, source: str, ids: bool) -> int:
-    """The index of a row's label, matched by name; a number stands for an index only when ``ids`` (the names were
-    declared in id order: the card's ``labels:`` or a ``datasets`` ClassLabel). Inferred names never match by
-    position: with training labels {0, 2}, a 1 elsewhere is an unknown label, not the second class."""
-    text = _label_text(value)
-    if text in label_names:
-        return label_names.index(text)
-    as_int = _as_int(value)
-    if ids and as_int is not None and 0 <= as_int < len(label_names):
-        return as_int
-    fix = (f"fix the row or add the label to 'labels:' in {source}" if ids else
-           f"fix the row, or list every label under 'labels:' in {source} (labels match by name; numbers are label "
-           f"ids only in the order 'labels:' gives)")
-    raise NLPTransferError(f"{where}: label '{text}' is not one of the labels [{', '.join(label_names)}]"
-                           f"{did_you_mean(text, label_names)}; {fix}")
-
-
-def encode_labels(rows: list[dict], card: DataCard, label_names: list[str], path: str, ids: bool | None = None) -> None:
-    """Replace each row's raw label by its training form, in place. ``ids``: numbers in the files may be label
-    indexes (default: when the card declares ``labels:``); otherwise labels match by name only."""
-    ids = bool(card.labels) if ids is None else ids
-    unit = "row" if card.format == "datasets" else "line"
-    for row in rows:
-        where = f"{path}: {unit} {row['line']}"
-        if card.problem_type == "regression":
-            try:
-                row["label"] = float(row["label"])
-            except (TypeError, ValueError):
-                raise NLPTransferError(f"{where}: label '{row['label']}' is not a number; regression needs numeric labels") from None
-        elif card.problem_type == "multi_label":
-            names = _split_multi(row["label"], card)
-            if not names and not card.allow_empty_labels:  # a cell of separators only ("|")
-                raise NLPTransferError(f"{where}: no label in column '{card.label}'; give at least one, or set "
-                                       f"allow_empty_labels: true in {card.source} if no label applies to such rows")
-            hot = [0.0] * len(label_names)
-            for name in names:
-                hot[_label_id(name, label_names, where, card.source, ids)] = 1.0
-            row["label"] = hot
-        else:
-            row["label"] = _label_id(row["label"], label_names, where, card.source, ids)
-
-
-@dataclass
-class LoadedData:
-    splits: dict[str, Any]  # split name -> datasets.Dataset
-    label_names: list[str]
-    problem_type: str
-    card: DataCard
-    files: dict[str, str]  # split name -> the file it was read from
-    repairs: dict[str, int] = field(default_factory=dict)  # token tags: split -> invalid IOB2 tags repaired
-
-
-def load_data(card: DataCard | str | Path | list, splits: list[str] | None = None, train_split: str = "train",
-              label_map: dict[str, str] | None = None) -> LoadedData:
-    """Read and validate the card's splits (all of them, or ``splits``); a list of cards is read as one.
-    ``label_map`` (token classification) renames or drops entity types as they are read."""
-    import datasets
-
-    if not isinstance(card, DataCard):
-        card = load_cards(card)
-    if card.task == "token-classification":
-        return load_token_data(card, splits, train_split, label_map)
-    if label_map:
-        raise NLPTransferError(f"{card.source}: label_map maps entity types and applies to token-classification data only")
-    if card.task == "text":  # unlabelled text (masked-LM pretraining)
-        out, files = {}, {}
-        for split in splits or list(card.splits):
-            rows, files[split], _ = read_rows(card, split, labelled=False)
-            out[split] = datasets.Dataset.from_list(rows)
-        return LoadedData(out, [], "text", card, files)
-    if card.task != "sequence-classification":
-        raise NLPTransferError(f"{card.source}: task '{card.task}' cannot be read as sequence classification")
-    wanted = splits or list(card.splits)
-    rows_by_split, files, names = {}, {}, None
-    for split in wanted:
-        rows, path, split_names = read_rows(card, split)
-        rows_by_split[split], files[split] = rows, path
-        names = names or split_names
-    if card.problem_type == "regression":
-        label_names = [card.label or "score"]
-    elif card.labels:
-        label_names = card.labels
-    elif names:
-        label_names = [str(n) for n in names]
-    else:
-        source_split = train_split if train_split in rows_by_split else wanted[0]
-        label_names = infer_label_names(rows_by_split[source_split], card)
-    if card.problem_type != "regression" and len(label_names) < 2:
-        raise NLPTransferError(
-            f"{card.source}: only one label ({', '.join(label_names)}) found; classification needs at least two"
-        )
-    out = {}
-    for split, rows in rows_by_split.items():
-        encode_labels(rows, card, label_names, files[split], ids=bool(card.labels or names))
-        out[split] = datasets.Dataset.from_list(rows)
-    return LoadedData(out, label_names, card.problem_type, card, files)
-
-
 # ---------------------------------------------------------------- token classification
 
 def read_token_rows(card: DataCard, split: str) -> tuple[list[dict], str, list[str] | None]:
@@ -604,6 +304,116 @@ def _token_rows_from_datasets(card: DataCard, location: str, split: str) -> tupl
     return sentences, names
 
 
+# ---------------------------------------------------------------- a labelled split in a given label order
+
+@dataclass(frozen=True)
+class LabelledSplit:
+    """One split read by `read_labelled`. ``rows`` are classification rows ``{"text", "text_pair"?, "label",
+    "line", "language"?}`` or token-classification sentences ``{"tokens", "tags", "line", "token_lines",
+    "language"?}``; their labels are ids in ``label_names`` order, or as read when ``label_names`` is None."""
+
+    rows: list[dict]
+    path: str  # the file(s) the rows came from
+    label_names: list[str] | None  # the order of the label ids; None: labels as read
+    declared: list[str] | None = None  # label names a `datasets` ClassLabel declares, in id order
+    repairs: int = 0  # token tags: invalid IOB2 tags repaired
+    types_read: frozenset[str] = frozenset()  # token tags: entity types in the files, before the label_map
+
+
+def read_labelled(card: DataCard, split: str, label_names: list[str] | None = None,
+                  label_map: dict[str, str] | None = None) -> LabelledSplit:
+    """The one way to read a labelled split: ``split`` of ``card`` with every label an id in ``label_names``
+    order (a model's labels, say), matched by name.
+
+    Classification (by the card's ``problem_type``): a single-label id, a multi-hot list in ``label_names``
+    order, or a float (regression). The files' labels are read in the card's order (``labels:``, else a
+    ``datasets`` ClassLabel, else by name) and mapped onto ``label_names`` by name; a label outside them is an
+    error naming the file and line. Token classification: tags converted to IOB2 (repaired), entity types
+    renamed or dropped by ``label_map`` (``{MISC: O}``), checked against ``label_names`` and turned into ids.
+
+    ``label_names`` None keeps the labels as read (classification: the raw values; tokens: IOB2 tags after the
+    label_map, checked to be IOB2), to infer the names from before `encode_split`."""
+    if card.task == "token-classification":
+        from . import conll
+
+        sentences, path, _ = read_token_rows(card, split)
+        repairs = conll.normalise(sentences, card.scheme, path)
+        types_read = frozenset(entity_types(sentences))
+        apply_label_map(sentences, label_map)
+        check_iob2(sentences, path)
+        labelled = LabelledSplit(sentences, path, None, None, repairs, types_read)
+    else:
+        if label_map:
+            raise NLPTransferError(f"{card.source}: label_map maps entity types and applies to token-classification data only")
+        rows, path, declared = read_rows(card, split)
+        labelled = LabelledSplit(rows, path, None, declared)
+    return labelled if label_names is None else encode_split(card, labelled, label_names)
+
+
+def encode_split(card: DataCard, labelled: LabelledSplit, label_names: list[str]) -> LabelledSplit:
+    """A split read with its labels as read (`read_labelled` without names), its labels now ids in
+    ``label_names`` order (the rows are encoded in place)."""
+    if labelled.label_names is not None:
+        raise NLPTransferError(f"{labelled.path}: the labels are already encoded")
+    if card.task == "token-classification":
+        encode_tags(labelled.rows, label_names, labelled.path)
+    else:
+        encode_in_order(labelled.rows, card, label_names, labelled.path, labelled.declared)
+    return replace(labelled, label_names=list(label_names))
+
+
+@dataclass
+class LoadedData:
+    splits: dict[str, Any]  # split name -> datasets.Dataset
+    label_names: list[str]
+    problem_type: str
+    card: DataCard
+    files: dict[str, str]  # split name -> the file it was read from
+    repairs: dict[str, int] = field(default_factory=dict)  # token tags: split -> invalid IOB2 tags repaired
+
+
+def load_data(card: DataCard | str | Path | list, splits: list[str] | None = None, train_split: str = "train",
+              label_map: dict[str, str] | None = None) -> LoadedData:
+    """Read and validate the card's splits (all of them, or ``splits``); a list of cards is read as one.
+    ``label_map`` (token classification) renames or drops entity types as they are read."""
+    import datasets
+
+    if not isinstance(card, DataCard):
+        card = load_cards(card)
+    if card.task == "token-classification":
+        return load_token_data(card, splits, train_split, label_map)
+    if label_map:
+        raise NLPTransferError(f"{card.source}: label_map maps entity types and applies to token-classification data only")
+    if card.task == "text":  # unlabelled text (masked-LM pretraining)
+        out, files = {}, {}
+        for split in splits or list(card.splits):
+            rows, files[split], _ = read_rows(card, split, labelled=False)
+            out[split] = datasets.Dataset.from_list(rows)
+        return LoadedData(out, [], "text", card, files)
+    if card.task != "sequence-classification":
+        raise NLPTransferError(f"{card.source}: task '{card.task}' cannot be read as sequence classification")
+    wanted = splits or list(card.splits)
+    first = train_split if train_split in wanted else wanted[0]
+    raw = read_labelled(card, first)  # labels as read: the label names may come from them
+    if card.problem_type == "regression":
+        label_names = [card.label or "score"]
+    elif card.labels:
+        label_names = list(card.labels)
+    elif raw.declared:
+        label_names = [str(n) for n in raw.declared]
+    else:
+        label_names = infer_label_names(raw.rows, card)
+    if card.problem_type != "regression" and len(label_names) < 2:
+        raise NLPTransferError(
+            f"{card.source}: only one label ({', '.join(label_names)}) found; classification needs at least two"
+        )
+    read = {split: encode_split(card, raw, label_names) if split == first else read_labelled(card, split, label_names)
+            for split in _first_then_rest(wanted, first)}
+    out = {split: datasets.Dataset.from_list(read[split].rows) for split in wanted}
+    files = {split: read[split].path for split in wanted}
+    return LoadedData(out, label_names, card.problem_type, card, files)
+
+
 def load_token_data(card: DataCard, splits: list[str] | None = None, train_split: str = "train",
                     label_map: dict[str, str] | None = None) -> LoadedData:
     """Read the card's splits as sentences with IOB2 tag ids (columns tokens, tags, line[, language]),
@@ -613,53 +423,26 @@ def load_token_data(card: DataCard, splits: list[str] | None = None, train_split
     from . import conll
 
     wanted = splits or list(card.splits)
-    sentences_by_split, files, repairs, seen = {}, {}, {}, set()
-    for split in wanted:
-        sentences, path, _ = read_token_rows(card, split)
-        repairs[split] = conll.normalise(sentences, card.scheme, path)
-        seen |= entity_types(sentences)
-        apply_label_map(sentences, label_map)
-        sentences_by_split[split], files[split] = sentences, path
+    first = train_split if train_split in wanted else wanted[0]
+    raw = read_labelled(card, first, label_map=label_map)  # IOB2 tags as strings: the names may come from them
+    if card.labels:  # in IOB2, e.g. [O, B-PER, I-PER, ...]; a tag outside them is an error
+        label_names = list(dict.fromkeys(map_entity_types(card.labels, label_map)))
+    else:
+        label_names = conll.label_list(raw.rows)
+    read = {split: encode_split(card, raw, label_names) if split == first
+            else read_labelled(card, split, label_names, label_map) for split in _first_then_rest(wanted, first)}
+    seen = set().union(*(labelled.types_read for labelled in read.values()))
     for key in label_map or {}:
         if key not in seen:
             warnings.warn(f"{card.source}: label_map key '{key}' matches no entity type in the data "
                           f"(types: {', '.join(sorted(seen)) or 'none'}){did_you_mean(key, seen)}", stacklevel=2)
-    if card.labels:  # in IOB2, e.g. [O, B-PER, I-PER, ...]; a tag outside them is an error below
-        label_names = list(dict.fromkeys(map_entity_types(card.labels, label_map)))
-    else:
-        source_split = train_split if train_split in sentences_by_split else wanted[0]
-        label_names = conll.label_list(sentences_by_split[source_split])
-    out = {}
-    for split, sentences in sentences_by_split.items():
-        conll.validate_tags(sentences, label_names, files[split])
-        index = {name: i for i, name in enumerate(label_names)}
-        rows = [{"tokens": s["tokens"], "tags": [index[t] for t in s["tags"]], "line": s["line"],
-                 **({"language": s["language"]} if "language" in s else {})} for s in sentences]
-        out[split] = datasets.Dataset.from_list(rows)
+    out, files, repairs = {}, {}, {}
+    for split in wanted:
+        rows = [{"tokens": s["tokens"], "tags": s["tags"], "line": s["line"],
+                 **({"language": s["language"]} if "language" in s else {})} for s in read[split].rows]
+        out[split], files[split], repairs[split] = datasets.Dataset.from_list(rows), read[split].path, read[split].repairs
     return LoadedData(out, label_names, "token", card, files, repairs)
 
 
-# ---------------------------------------------------------------- entity type mapping (cross-dataset NER)
-
-def entity_types(sentences: list[dict]) -> set[str]:
-    """Entity types (``PER`` from ``B-PER``/``I-PER``) in the sentences' IOB2 tags."""
-    return {tag[2:] for sentence in sentences for tag in sentence["tags"] if tag[:2] in ("B-", "I-")}
-
-
-def map_entity_types(tags: list[str], label_map: dict[str, str] | None) -> list[str]:
-    """IOB2 tags with entity types renamed by ``label_map`` (``{PERSON: PER}``); a type mapped to ``O``
-    disappears (``B-MISC``, ``I-MISC`` -> ``O``). Whole entities map together, so the result stays valid IOB2."""
-    if not label_map:
-        return list(tags)
-    out = []
-    for tag in tags:
-        target = label_map.get(tag[2:]) if tag[:2] in ("B-", "I-") else None
-        out.append(tag if target is None else "O" if target == "O" else tag[:2] + target)
-    return out
-
-
-def apply_label_map(sentences: list[dict], label_map: dict[str, str] | None) -> None:
-    """`map_entity_types` on every sentence, in place."""
-    if label_map:
-        for sentence in sentences:
-            sentence["tags"] = map_entity_types(sentence["tags"], label_map)
+def _first_then_rest(wanted: list[str], first: str) -> list[str]:
+    return [first] + [split for split in wanted if split != first]

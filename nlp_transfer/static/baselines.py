@@ -304,8 +304,8 @@ def _decisions(run: Run, logits: np.ndarray, gold: np.ndarray):
 
 def _test_rows(run: Run):
     """The test split's texts and gold labels in this run's label order (read only now, scored once)."""
-    from ..data.readers import encode_labels, read_rows
-    from ..evaluation import to_model_order
+    from ..data.labels import encode_labels, to_model_order
+    from ..data.readers import read_rows
 
     card, problem_type, label_names = run.card, run.data.problem_type, run.data.label_names
     rows, path, _ = read_rows(card, run.recipe.test_split)

@@ -1,0 +1,189 @@
+"""Data cards: what a dataset is and where its files are, read from Markdown with YAML front matter.
+
+A data card (see data_cards/sst2.md):
+
+    ---
+    name: sst2
+    task: sequence-classification
+    splits: {train: ../samples/sst2/train.tsv, validation: ../samples/sst2/dev.tsv}
+    format: tsv
+    text: sentence
+    label: label
+    labels: [negative, positive]
+    ---
+
+Languages: ``language: de`` names the card's language; ``language_column: lang`` reads a per-row language
+from that column (CSV/TSV/JSONL/datasets) for splits that mix languages. Several cards can be read as one
+(`merge_cards`, ``data: [a.md, b.md]`` in a recipe): their splits are concatenated and every row keeps its
+card's language.
+
+A card is not changed after it is loaded: derive another with ``dataclasses.replace``.
+Reading a card's files is `readers`; its labels, `labels`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import NLPTransferError, did_you_mean
+from .files import decode
+
+FORMATS = ("csv", "tsv", "jsonl", "conll", "datasets")
+CARD_TASKS = ("sequence-classification", "token-classification", "text")
+PROBLEM_TYPES = ("single_label", "multi_label", "regression")
+
+
+@dataclass(frozen=True)
+class DataCard:
+    """A data card, read by `load_card` / `card_from_dict`; frozen (derive another with ``dataclasses.replace``)."""
+
+    name: str
+    task: str = "sequence-classification"
+    splits: dict[str, str] = field(default_factory=dict)
+    format: str | None = None  # inferred from the file suffix when missing
+    text: list[str] = field(default_factory=lambda: ["text"])  # one column, or two for sentence pairs
+    label: str | None = "label"
+    labels: list[str] | None = None  # index order = the ids used in the files
+    problem_type: str = "single_label"
+    label_separator: str = "|"  # multi-label names inside one CSV/TSV cell
+    allow_empty_labels: bool = False  # multi-label: an empty cell / [] means "no label applies" (else an error)
+    columns: list[str] | None = None  # CoNLL: names of all columns, e.g. [token, pos, chunk, ner]
+    tags: str | int = -1  # CoNLL: the tag column, by name (with columns) or index
+    scheme: str = "auto"  # token tags: IOB1 | IOB2 | BIOES | IO | auto (detected); converted to IOB2
+    language: str | list[str] | None = None  # ISO code(s) of the text, e.g. en
+    language_column: str | None = None  # a column holding each row's language (splits that mix languages)
+    license: str | None = None
+    encoding: str = "utf-8"
+    description: str = ""  # the Markdown body, for model cards
+    path: Path | None = None  # the card file; split paths are relative to its folder
+    parts: list[DataCard] | None = None  # several cards read as one (`merge_cards`)
+
+    @property
+    def source(self) -> str:
+        if self.parts:
+            return " + ".join(part.source for part in self.parts)
+        return str(self.path) if self.path else f"data card '{self.name}'"
+
+    def row_language(self) -> str:
+        """The language given to this card's rows when it is merged with others and has no language column:
+        its ``language``, else (none or several) its name."""
+        return self.language if isinstance(self.language, str) and self.language else self.name
+
+    def split_path(self, split: str) -> str:
+        if split not in self.splits:
+            raise NLPTransferError(
+                f"{self.source}: no split '{split}'{did_you_mean(split, self.splits)} "
+                f"(splits: {', '.join(self.splits) or 'none'})"
+            )
+        location = str(self.splits[split])
+        if self.format == "datasets" and not Path(location).is_absolute() and self.path is not None:
+            local = self.path.parent / location
+            return str(local) if local.exists() else location  # else a hub id
+        if self.path is not None and not Path(location).is_absolute():
+            return str(self.path.parent / location)
+        return location
+
+
+CARD_KEYS = {f.name for f in fields(DataCard)} - {"description", "path", "parts"}
+
+
+def card_from_dict(values: dict[str, Any], path: Path | None = None, description: str = "") -> DataCard:
+    source = str(path) if path else "data card"
+    unknown = [k for k in values if k not in CARD_KEYS]
+    if unknown:
+        raise NLPTransferError(f"{source}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], CARD_KEYS)} in the front matter")
+    values = dict(values)
+    values.setdefault("name", path.stem if path else "data")
+    if values.get("task") == "token-classification":  # JSONL / datasets keys for words and their tags
+        values.setdefault("text", "tokens")
+        values.setdefault("label", "tags")
+    if isinstance(values.get("text"), str):
+        values["text"] = [values["text"]]
+    if values.get("labels") is not None:
+        values["labels"] = [str(v) for v in values["labels"]]
+    card = DataCard(**values, description=description, path=path)
+    if not isinstance(card.splits, dict) or not card.splits:
+        raise NLPTransferError(f"{source}: 'splits' must map split names to files, e.g. splits: {{train: train.csv}}")
+    if card.task not in CARD_TASKS:
+        raise NLPTransferError(f"{source}: task '{card.task}' is not one of {', '.join(CARD_TASKS)}{did_you_mean(card.task, CARD_TASKS)}")
+    if card.problem_type not in PROBLEM_TYPES:
+        raise NLPTransferError(
+            f"{source}: problem_type '{card.problem_type}' is not one of {', '.join(PROBLEM_TYPES)}"
+            f"{did_you_mean(card.problem_type, PROBLEM_TYPES)}"
+        )
+    if card.format is not None and card.format not in FORMATS:
+        raise NLPTransferError(f"{source}: format '{card.format}' is not one of {', '.join(FORMATS)}{did_you_mean(card.format, FORMATS)}")
+    if not 1 <= len(card.text) <= 2:
+        raise NLPTransferError(f"{source}: 'text' names one column, or two for sentence pairs")
+    if card.language_column is not None and not isinstance(card.language_column, str):
+        raise NLPTransferError(f"{source}: 'language_column' names one column (e.g. language_column: lang)")
+    return card
+
+
+def merge_cards(cards: list[DataCard]) -> DataCard:
+    """Several cards read as one: each split is the concatenation of the cards that have it, and every row
+    keeps its language (the card's ``language_column``, else the card's ``language``). The cards must hold
+    the same task and problem type."""
+    if len(cards) == 1:
+        return cards[0]
+    first = cards[0]
+    for card in cards[1:]:
+        for key in ("task", "problem_type"):
+            if getattr(card, key) != getattr(first, key):
+                raise NLPTransferError(f"cannot read {first.source} and {card.source} together: {key} "
+                                       f"{getattr(first, key)} vs {getattr(card, key)}; list cards of one {key}")
+    splits: dict[str, str] = {}
+    for card in cards:
+        for split in card.splits:
+            splits[split] = "+".join(c.name for c in cards if split in c.splits)
+    languages: list[str] = []
+    for card in cards:
+        for language in ([card.language] if isinstance(card.language, str) else card.language or []):
+            if language not in languages:
+                languages.append(language)
+    licenses = list(dict.fromkeys(card.license for card in cards if card.license))
+    same = {key: getattr(first, key) if all(getattr(c, key) == getattr(first, key) for c in cards) else None
+            for key in ("labels", "format", "scheme")}
+    return DataCard(
+        name="+".join(card.name for card in cards), task=first.task, splits=splits, format=same["format"],
+        text=first.text, label=first.label, labels=same["labels"], problem_type=first.problem_type,
+        scheme=same["scheme"] or "IOB2",  # parts with different schemes are converted to IOB2 as they are read
+        language=languages or None, license="; ".join(licenses) or None,
+        description="\n\n".join(f"### {card.name}\n\n{card.description}" for card in cards if card.description),
+        parts=list(cards),
+    )
+
+
+def load_cards(paths: str | Path | DataCard | list) -> DataCard:
+    """One card, or several read as one (`merge_cards`), from paths or cards."""
+    items = paths if isinstance(paths, (list, tuple)) else [paths]
+    if not items:
+        raise NLPTransferError("no data card given; name one card or a list of cards")
+    return merge_cards([item if isinstance(item, DataCard) else load_card(item) for item in items])
+
+
+def load_card(path: str | Path) -> DataCard:
+    """Read a data card's YAML front matter (the Markdown below it is kept as the description)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NLPTransferError(f"data card '{path}' not found; check the path (cards live in data_cards/*.md)")
+    text = decode(path.read_bytes(), path, "utf-8")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        raise NLPTransferError(f"{path}: line 1: a data card starts with '---' and YAML front matter; see data_cards/sst2.md")
+    try:
+        end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---")
+    except StopIteration:
+        raise NLPTransferError(f"{path}: the front matter is not closed; add a '---' line after it") from None
+    try:
+        values = yaml.safe_load("\n".join(lines[1:end])) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f": line {mark.line + 2}" if mark else ""
+        raise NLPTransferError(f"{path}{where}: invalid YAML in the front matter ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(values, dict):
+        raise NLPTransferError(f"{path}: the front matter must be a YAML mapping")
+    return card_from_dict(values, path, "\n".join(lines[end + 1:]).strip())
