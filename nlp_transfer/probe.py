@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -86,23 +85,25 @@ def logits(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return x @ weight.T + bias
 
 
-def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = None) -> dict[str, Any]:
+def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = None,
+                eval_cards: dict | None = None) -> dict[str, Any]:
     """Fit a probe and save it into ``out`` (the run folder `nlp_transfer.rundir` chose); returns metrics in the
-    same shape as a fine-tuning run's."""
+    same shape as a fine-tuning run's (`nlp_transfer.outputs` scores the test split and eval sets and writes them)."""
     import torch
     from safetensors.numpy import save_file
 
     from .version import __version__
-    from .io import write_json_atomic, write_jsonl_atomic, write_text_atomic
+    from .io import write_json_atomic
+    from .outputs import finish, run_record, staging_folder
     from .reports import model_card
-
-    import yaml
+    from .runtime import Runtime
 
     problem_type = data.problem_type
     settings = settings or EmbedSettings(pooling=recipe.strategy.pooling, layers=list(recipe.strategy.layers),
                                          normalize=recipe.strategy.normalize, max_length=recipe.max_length)
     started = time.perf_counter()
-    encoder = Encoder(recipe.model, recipe.trust_remote_code, "auto")  # CUDA when present
+    runtime = Runtime.resolve("auto")  # CUDA when present
+    encoder = Encoder(recipe.model, recipe.trust_remote_code, runtime.device)
     train_x = features(encoder, *_texts(data.splits[recipe.train_split]), settings)
     eval_x = features(encoder, *_texts(data.splits[recipe.eval_split]), settings)
     feature_seconds = time.perf_counter() - started
@@ -123,46 +124,27 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
             best = (result, weight, bias, predicted, scores, strength)
     result, weight, bias, predicted, scores, strength = best
     train_seconds = time.perf_counter() - started
-    test = None
-    if recipe.test_split:  # scored once by the chosen probe; never used to choose C
-        test_x = features(encoder, *_texts(data.splits[recipe.test_split]), settings)
-        test_scores = cls_task.scores_from_logits(torch.from_numpy(logits(test_x, weight, bias)).float(),
-                                                  problem_type).numpy()
-        test = cls_task.metrics_for(problem_type, cls_task.decide(test_scores, problem_type, recipe.threshold),
-                                    np.asarray(data.splits[recipe.test_split]["label"]), data.label_names)
     metrics_fn = cls_task.StreamingMetrics(problem_type, data.label_names, recipe.threshold)
     metrics_fn.decisions = {"predicted": predicted, "gold": eval_y,
                             "score": scores if problem_type == "regression" else scores.max(axis=-1)}
-    metrics = {
-        "task": recipe.task, "problem_type": problem_type, "model": recipe.model, "data": card.name,
-        "strategy": "feature-extraction", "eval_split": recipe.eval_split, "main_metric": main,
-        "eval": result,
-        "train": {"runtime_s": round(train_seconds, 2), "feature_seconds": round(feature_seconds, 2),
-                  "probe": "ridge" if problem_type == "regression" else "logistic-regression", "C": strength,
-                  "search": search},
-        "params": {"trainable": int(weight.size + bias.size),
-                   "total": int(weight.size + bias.size + sum(p.numel() for p in encoder.model.parameters()))},
-        "seed": recipe.seed, "nlp_transfer_version": __version__,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **({"test_split": recipe.test_split, "test": test} if test is not None else {}),
-    }
-    staging = out / ".final-staging"
-    staging.mkdir(parents=True, exist_ok=True)
+    metrics = run_record(
+        recipe, card, backend="probe", problem_type=problem_type, main_metric=main, model=recipe.model,
+        strategy="feature-extraction", eval_scores=result, eval_split=recipe.eval_split,
+        train={"runtime_s": round(train_seconds, 2), "feature_seconds": round(feature_seconds, 2),
+               "probe": "ridge" if problem_type == "regression" else "logistic-regression", "C": strength,
+               "search": search, "global_step": 0},
+        params={"trainable": int(weight.size + bias.size),
+                "total": int(weight.size + bias.size + sum(p.numel() for p in encoder.model.parameters()))},
+        rows={split: len(rows) for split, rows in data.splits.items()})
+    staging = staging_folder(out)
     save_file({"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}, str(staging / PROBE_FILE))
     sidecar = {"task": recipe.task, "strategy": "feature-extraction", "encoder": recipe.model,
                "problem_type": problem_type, "threshold": recipe.threshold, "label_names": data.label_names,
                "pairs": "text_pair" in data.splits[recipe.train_split].column_names,
                "embedding": settings.__dict__, "nlp_transfer_version": __version__}
     write_json_atomic(staging / "nlp_transfer.json", sidecar)
-    write_json_atomic(staging / "metrics.json", metrics)
-    write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
     source = data.splits[recipe.eval_split]
     rows = ({"line": line, "text": text, **row}
             for line, text, row in zip(source["line"], source["text"], metrics_fn.decision_rows()))
-    write_jsonl_atomic(staging / f"predictions_{recipe.eval_split}.jsonl", rows)
-    write_text_atomic(staging / "README.md", model_card(recipe, card, metrics | {"world_size": 1, "train": {
-        **metrics["train"], "global_step": 0}}, data.label_names))
-    from .io import move_contents
-
-    move_contents(staging, out)
-    return metrics
+    return finish(out, recipe, card, metrics, lambda final: model_card(recipe, card, final, data.label_names),
+                  eval_cards=eval_cards, device=runtime.device, predictions=rows)

@@ -16,11 +16,9 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from . import rundir
 from .runtime import Runtime, is_main_process, world_size
@@ -30,10 +28,11 @@ from .data.adapters import DynamicPaddingCollator
 from .data.cards import card_from_dict, load_card, merge_cards
 from .data.readers import load_data
 from .errors import NLPTransferError, did_you_mean
-from .io import move_contents, remove_tree, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from .io import remove_tree, write_json_atomic
 from .models import load_tokenizer
-from .reports import model_card
+from .outputs import STAGING, finish, run_record
 from .strategies import apply_strategy
+from .reports import model_card
 from .tasks import get_task
 from .tasks.base import greater_is_better
 
@@ -266,9 +265,6 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     if backend != "trainer" and world_size() > 1:
         raise NLPTransferError(f"{recipe.source}: the {backend} backend runs in one process; start it with "
                                f"nlp-transfer train, not under accelerate launch / torchrun")
-    if (recipe.eval_sets or recipe.label_map) and backend != "trainer":
-        raise NLPTransferError(f"{recipe.source}: eval_sets and label_map work with fine-tuned transformers, not with "
-                               f"static baselines or the scikit-learn probe; score those with `nlp-transfer evaluate`")
     if probe and recipe.class_weights is not None and card.problem_type != "single_label":
         raise NLPTransferError(f"{recipe.source}: the probe weighs classes for single-label data only; remove "
                                f"class_weights or train with strategy full")
@@ -299,11 +295,11 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     if static_config is not None:  # GloVe / word2vec / fastText baselines: same cards, same metrics.json
         from .static.baselines import train_static
 
-        return _run_once(run, recipe, lambda: train_static(recipe, card, data, run.work, static_config))
+        return _run_once(run, recipe, lambda: train_static(recipe, card, data, run.work, static_config, eval_cards))
     if probe:
         from .probe import train_probe
 
-        return _run_once(run, recipe, lambda: train_probe(recipe, card, data, run.work))
+        return _run_once(run, recipe, lambda: train_probe(recipe, card, data, run.work, eval_cards=eval_cards))
     return _train_with_trainer(recipe, card, task, data, has_eval, eval_cards, run)
 
 
@@ -484,34 +480,22 @@ def _collect_metrics(recipe, card, problem_type, main_metric, trainer, train_out
                  if k.removeprefix("eval_") not in TRAINER_BOOKKEEPING}
     if metrics_fn is not None:
         eval_part.update({k: v for k, v in metrics_fn.details.items() if not isinstance(v, float)})
-    return {
-        "task": recipe.task,
-        "problem_type": problem_type,
-        "model": recipe.model,
-        "data": card.name,
-        "strategy": recipe.strategy.name,
-        "eval_split": recipe.eval_split if eval_metrics else None,
-        "main_metric": main_metric,
-        "eval": eval_part,
-        "train": {
-            "runtime_s": round(train_seconds, 2),
-            "samples_per_second": train_output.metrics.get("train_samples_per_second"),
-            "loss": train_output.metrics.get("train_loss"),
-            "global_step": trainer.state.global_step,
-            "epochs": trainer.state.epoch,
-            # checkpoint names, not paths: a replacing run trains in a hidden sibling folder that is renamed at the end
-            "best_checkpoint": _name(trainer.state.best_model_checkpoint),
-            "resumed_from": _name(checkpoint),
-        },
-        "params": _count_parameters(trainer.model),
-        # evaluation-split throughput of the trained model (Trainer's batched evaluation loop)
-        "predict": {"samples_per_second": eval_metrics.get("eval_samples_per_second")},
-        "history": trainer.state.log_history,  # train loss and eval metrics per logging step: learning curves
-        "world_size": trainer.args.world_size,
-        "seed": recipe.seed,
-        "nlp_transfer_version": __version__,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    train = {
+        "runtime_s": round(train_seconds, 2),
+        "samples_per_second": train_output.metrics.get("train_samples_per_second"),
+        "loss": train_output.metrics.get("train_loss"),
+        "global_step": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        # checkpoint names, not paths: a replacing run trains in a hidden sibling folder that is renamed at the end
+        "best_checkpoint": _name(trainer.state.best_model_checkpoint),
+        "resumed_from": _name(checkpoint),
     }
+    return run_record(recipe, card, backend="trainer", problem_type=problem_type, main_metric=main_metric,
+                      model=recipe.model, strategy=recipe.strategy.name, eval_scores=eval_part, train=train,
+                      params=_count_parameters(trainer.model),
+                      eval_split=recipe.eval_split if eval_metrics else None,
+                      predict_rate=eval_metrics.get("eval_samples_per_second"),
+                      history=trainer.state.log_history, world_size=trainer.args.world_size)
 
 
 def _name(path: str | None) -> str | None:
@@ -519,8 +503,8 @@ def _name(path: str | None) -> str | None:
 
 
 def _save_outputs(trainer, recipe, card, data, metrics, prepared, out: Path, eval_cards=None) -> None:
-    """Write the final model and reports into ``out``: staged in a hidden folder, then renamed into place."""
-    staging = out / ".final-staging"
+    """Save the final model into the staging folder, then let `outputs.finish` score it and move it into ``out``."""
+    staging = out / STAGING
     trainer.save_model(str(staging))  # every rank calls it (some backends need that); only the main one writes
     if not trainer.args.should_save:
         return
@@ -533,26 +517,11 @@ def _save_outputs(trainer, recipe, card, data, metrics, prepared, out: Path, eva
     write_json_atomic(staging / SIDECAR, sidecar)
     if prepared.after_save is not None:
         prepared.after_save(staging, trainer.model)
-    from .evaluation import evaluate
-
     runtime = Runtime.from_training_args(trainer.args)  # final scoring runs where and as training ran
-    on = {"device": runtime.device, "precision": runtime.dtype}
-    if recipe.test_split:  # scored once by the final model; never seen by training or checkpoint selection
-        scores = evaluate(staging, card, recipe.test_split, label_map=recipe.label_map, **on)
-        metrics["test_split"] = recipe.test_split
-        metrics["test"] = {k: v for k, v in scores.items() if k not in ("model", "data", "split")}
-    if eval_cards:  # extra sets (other languages, other datasets), scored the same way, never used for selection
-        metrics["eval_sets"] = {}
-        for name, (eval_card, split) in eval_cards.items():
-            print(f"nlp-transfer: scoring eval set {name} ({eval_card.name}, {split})", flush=True)
-            scores = evaluate(staging, eval_card, split, label_map=recipe.label_map, where=f"eval_sets.{name}", **on)
-            metrics["eval_sets"][name] = {k: v for k, v in scores.items() if k != "model"}
-    write_json_atomic(staging / "metrics.json", metrics)
-    write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
-    if prepared.prediction_rows is not None:
-        write_jsonl_atomic(staging / f"predictions_{recipe.eval_split}.jsonl", prepared.prediction_rows())
-    write_text_atomic(staging / "README.md", model_card(recipe, card, metrics, data.label_names, prepared.pipeline_tag))
-    move_contents(staging, out)
+    finish(out, recipe, card, metrics,
+           lambda final: model_card(recipe, card, final, data.label_names, prepared.pipeline_tag),
+           eval_cards=eval_cards, device=runtime.device, precision=runtime.dtype,
+           predictions=prepared.prediction_rows() if prepared.prediction_rows is not None else None)
     if not recipe.keep_checkpoints:
         for checkpoint in out.glob("checkpoint-*"):
             remove_tree(checkpoint, "the finished run's checkpoint")

@@ -34,7 +34,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +96,6 @@ class Outcome:
     tensors: dict[str, np.ndarray]
     vocabulary: list[str]
     prediction_rows: list[dict[str, Any]]
-    test: dict[str, Any] | None = None
     sidecar: dict[str, Any] = field(default_factory=dict)
 
 
@@ -137,9 +135,10 @@ def check_static(recipe) -> StaticConfig:
     return config
 
 
-def train_static(recipe, card, data, out: Path, config: StaticConfig) -> dict[str, Any]:
+def train_static(recipe, card, data, out: Path, config: StaticConfig,
+                 eval_cards: dict | None = None) -> dict[str, Any]:
     """Train the recipe's static baseline on ``data`` and write it into ``out`` (the run folder `nlp_transfer.rundir`
-    chose); returns metrics.json."""
+    chose); returns metrics.json (`nlp_transfer.outputs` scores the test split and eval sets and writes it)."""
     from ..config import resolve_path
 
     seed_everything(recipe.seed)
@@ -164,9 +163,7 @@ def train_static(recipe, card, data, out: Path, config: StaticConfig) -> dict[st
     finally:
         torch.set_num_threads(threads)
     outcome.train["vectors_seconds"] = round(vectors_seconds, 2)
-    metrics = _metrics(run, outcome, coverage)
-    _write_outputs(run, outcome, coverage, metrics)
-    return metrics
+    return _write_outputs(run, outcome, coverage, _metrics(run, outcome, coverage), eval_cards)
 
 
 def _announce(run: Run, strategy: str, coverage, detail: str) -> None:
@@ -179,50 +176,43 @@ def _announce(run: Run, strategy: str, coverage, detail: str) -> None:
 
 
 def _metrics(run: Run, outcome: Outcome, coverage) -> dict[str, Any]:
-    from ..version import __version__
+    from ..outputs import run_record
 
     recipe = run.recipe
-    metrics = {
-        "task": recipe.task, "problem_type": run.data.problem_type, "model": run.model_name, "data": run.card.name,
-        "strategy": outcome.strategy, "eval_split": recipe.eval_split, "main_metric": run.main,
-        "eval": outcome.eval, "train": outcome.train, "params": outcome.params,
-        "predict": {"samples_per_second": outcome.predict_rate}, "history": outcome.history,
-        "coverage": coverage.to_dict(), "rows": {split: len(rows) for split, rows in run.data.splits.items()},
-        "static": asdict(run.config), "world_size": 1, "seed": recipe.seed, "nlp_transfer_version": __version__,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if outcome.test is not None:
-        metrics["test_split"] = recipe.test_split
-        metrics["test"] = outcome.test
+    metrics = run_record(
+        recipe, run.card, backend="static", problem_type=run.data.problem_type, main_metric=run.main,
+        model=run.model_name, strategy=outcome.strategy, eval_scores=outcome.eval, eval_split=recipe.eval_split,
+        train=outcome.train, params=outcome.params, predict_rate=outcome.predict_rate, history=outcome.history,
+        rows={split: len(rows) for split, rows in run.data.splits.items()},
+        coverage=coverage.to_dict(), static=asdict(run.config))
     if any(getattr(run.data, "repairs", {}).values()):
         metrics["repaired_tags"] = run.data.repairs
     return metrics
 
 
-def _write_outputs(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any]) -> None:
-    """Stage every file in a hidden folder, then move them into output_dir (as the probe and Trainer runs)."""
-    import yaml
+def _write_outputs(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any],
+                   eval_cards: dict | None) -> dict[str, Any]:
+    """Stage the weights, vocabulary and settings; `outputs.finish` scores and writes the rest, then moves them
+    into output_dir (as for the probe and Trainer runs)."""
     from safetensors.numpy import save_file
 
     from ..version import __version__
-    from ..io import move_contents, write_json_atomic, write_jsonl_atomic, write_text_atomic
+    from ..io import write_json_atomic
+    from ..outputs import finish, staging_folder
 
     recipe, out = run.recipe, run.out
-    staging = out / ".final-staging"
-    staging.mkdir(parents=True, exist_ok=True)
+    staging = staging_folder(out)
     tensors = {name: np.ascontiguousarray(value) for name, value in outcome.tensors.items()}
     save_file(tensors, str(staging / WEIGHTS_FILE))
     write_json_atomic(staging / SIDECAR, {
         "task": recipe.task, "strategy": outcome.strategy, "problem_type": run.data.problem_type,
         "label_names": run.data.label_names, "threshold": recipe.threshold, "vectors": run.model_name,
-        "static": asdict(run.config), **outcome.sidecar, "nlp_transfer_version": __version__})
+        "static": asdict(run.config), **outcome.sidecar,
+        **({"label_map": recipe.label_map} if recipe.label_map else {}), "nlp_transfer_version": __version__})
     write_json_atomic(staging / VOCABULARY_FILE, outcome.vocabulary)
     write_json_atomic(staging / "coverage.json", coverage.to_dict())
-    write_json_atomic(staging / "metrics.json", metrics)
-    write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
-    write_jsonl_atomic(staging / f"predictions_{recipe.eval_split}.jsonl", outcome.prediction_rows)
-    write_text_atomic(staging / "README.md", _readme(run, metrics))
-    move_contents(staging, out)
+    return finish(out, recipe, run.card, metrics, lambda final: _readme(run, final), eval_cards=eval_cards,
+                  device=run.device, predictions=outcome.prediction_rows)
 
 
 def _readme(run: Run, metrics: dict[str, Any]) -> str:
@@ -236,6 +226,9 @@ def _readme(run: Run, metrics: dict[str, Any]) -> str:
     lines += results_lines(metrics["eval_split"], metrics["eval"])
     if metrics.get("test"):
         lines += results_lines(metrics["test_split"] + " (held out: scored once by the final model)", metrics["test"])
+    for name, scores in (metrics.get("eval_sets") or {}).items():
+        lines += results_lines(name, scores, f"## Results on `{name}` (`{scores.get('data')}`, split "
+                                             f"`{scores.get('split')}`; extra evaluation set)")
     lines += ["## Files", "",
               (f"`{WEIGHTS_FILE}` (weights, safetensors), `{VOCABULARY_FILE}` (the word of each embedding row), "
               f"`{SIDECAR}` (settings and labels), `metrics.json`, `coverage.json`, "
@@ -302,22 +295,6 @@ def _decisions(run: Run, logits: np.ndarray, gold: np.ndarray):
     return result, holder
 
 
-def _test_rows(run: Run):
-    """The test split's texts and gold labels in this run's label order (read only now, scored once)."""
-    from ..data.labels import encode_labels, to_model_order
-    from ..data.readers import read_rows
-
-    card, problem_type, label_names = run.card, run.data.problem_type, run.data.label_names
-    rows, path, _ = read_rows(card, run.recipe.test_split)
-    names_in_files = card.labels if card.labels and problem_type != "regression" else label_names
-    encode_labels(rows, card, names_in_files, path)
-    if names_in_files != label_names:
-        to_model_order(rows, names_in_files, label_names, problem_type, card.source)
-    texts = [r["text"] for r in rows]
-    pairs = [r["text_pair"] for r in rows] if rows and "text_pair" in rows[0] else None
-    return texts, pairs, np.asarray([r["label"] for r in rows])
-
-
 # ---------------------------------------------------------------- averaged vectors + logistic regression
 
 def _idf(id_lists: list[list[int]], rows: int) -> np.ndarray:
@@ -378,10 +355,6 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
     timer = time.perf_counter()
     result, holder = _decisions(run, predict_logits(eval_texts, eval_pairs), eval_y)
     rate = len(eval_texts) / max(time.perf_counter() - timer, 1e-9)
-    test = None
-    if recipe.test_split:
-        texts, pairs, gold = _test_rows(run)
-        test = {"rows": len(texts), **_decisions(run, predict_logits(texts, pairs), gold)[0]}
     tensors = {"embedding": embedding.matrix, "weight": weight.astype(np.float32), "bias": bias.astype(np.float32),
                "feature_mean": mean.astype(np.float32), "feature_scale": scale.astype(np.float32)}
     if idf is not None:
@@ -395,7 +368,7 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
                 "total": int(weight.size + bias.size + embedding.matrix.size)},
         predict_rate=round(rate, 1), history=[{"epoch": 1.0, "step": 0, f"eval_{main}": result[main]}],
         tensors=tensors, vocabulary=_vocabulary(embedding), prediction_rows=_classification_rows(
-            data.splits[recipe.eval_split], holder), test=test,
+            data.splits[recipe.eval_split], holder),
         sidecar={"pairs": train_pairs is not None})
     return outcome, embedding.coverage
 
@@ -511,17 +484,12 @@ def _train_classifier(run: Run) -> tuple[Outcome, Any]:
     result, holder = _decisions(run, logits, eval_y)
     rate = len(eval_texts) / max(time.perf_counter() - timer, 1e-9)
     result["loss"] = float(loss_fn(torch.from_numpy(logits), torch.as_tensor(eval_y)))
-    test = None
-    if recipe.test_split:
-        texts, pairs, gold = _test_rows(run)
-        test_logits = predict(encode(texts), encode(pairs) if pairs else None)
-        test = {"rows": len(texts), **_decisions(run, test_logits, gold)[0]}
     outcome = Outcome(
         strategy="static-bilstm", eval=result,
         train={"runtime_s": round(train_seconds, 2), **info, "samples_per_second": None},
         params=_count(model), predict_rate=round(rate, 1), history=history, tensors=_state_tensors(model),
         vocabulary=_vocabulary(embedding),
-        prediction_rows=_classification_rows(data.splits[recipe.eval_split], holder), test=test,
+        prediction_rows=_classification_rows(data.splits[recipe.eval_split], holder),
         sidecar={"pairs": train_pairs is not None, "outputs": outputs})
     steps = info["epochs"] * len(train_ids)
     outcome.train["samples_per_second"] = round(steps / max(train_seconds, 1e-9), 1)
@@ -591,29 +559,11 @@ def _train_tagger(run: Run) -> tuple[Outcome, Any]:
     predicted = predict(eval_tokens)
     rate = len(eval_tokens) / max(time.perf_counter() - timer, 1e-9)
     result = evaluate()
-    test = None
-    if recipe.test_split:
-        test = _tagger_test(run, predict)
     rows = [{"line": line, "tokens": tokens, "tags": gold, "predicted": tags}
             for line, tokens, gold, tags in zip(eval_split["line"], eval_tokens, eval_gold, predicted)]
     outcome = Outcome(
         strategy="static-bilstm", eval=result, train={"runtime_s": round(train_seconds, 2), **info},
         params=_count(model), predict_rate=round(rate, 1), history=history, tensors=_state_tensors(model),
-        vocabulary=_vocabulary(embedding), prediction_rows=rows, test=test,
+        vocabulary=_vocabulary(embedding), prediction_rows=rows,
         sidecar={"casing": list(CASING), "strict": recipe.strict})
     return outcome, embedding.coverage
-
-
-def _tagger_test(run: Run, predict: Callable[[list[list[str]]], list[list[str]]]) -> dict[str, Any]:
-    from ..data import conll
-    from ..data.readers import read_token_rows
-    from ..tasks.ner import entity_metrics
-
-    sentences, path, _ = read_token_rows(run.card, run.recipe.test_split)
-    conll.normalise(sentences, run.card.scheme, path)
-    unknown = sorted({t for s in sentences for t in s["tags"]} - set(run.data.label_names))
-    if unknown:
-        raise NLPTransferError(f"{path}: tag '{unknown[0]}' is not one the model knows "
-                               f"({', '.join(run.data.label_names)})")
-    predicted = predict([s["tokens"] for s in sentences])
-    return {"rows": len(sentences), **entity_metrics([s["tags"] for s in sentences], predicted, run.recipe.strict)}
