@@ -105,7 +105,7 @@ class ProbeClassifier(TextClassifier):
                  runtime: Runtime | None = None):
         from safetensors.numpy import load_file
 
-        from .probe import PROBE_FILE
+        from .linear import PROBE_FILE
 
         tensors = load_file(str(folder / PROBE_FILE))
         self.weight, self.bias = tensors["weight"], tensors["bias"]
@@ -127,7 +127,7 @@ class ProbeClassifier(TextClassifier):
         if self.pairs:
             second = self.encoder.encode([t[1] for t in texts], settings)
             x = np.concatenate([x, second, np.abs(x - second), x * second], axis=1)
-        from .probe import logits
+        from .linear import logits
 
         return logits(x, self.weight, self.bias).astype(np.float32)
 

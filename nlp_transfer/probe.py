@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from .linear import GRID, PROBE_FILE, fit_linear, linear_weights, logits
 from .tasks import classification as cls_task
 from .tasks.embeddings import Encoder, EmbedSettings, save_array_atomic
 
-GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # C for LogisticRegression; alpha = 1/C for Ridge
-PROBE_FILE = "probe.safetensors"
 
 
 def cache_dir() -> Path:
@@ -50,39 +49,6 @@ def features(encoder: Encoder, texts: list[str], pairs: list[str] | None, settin
 def _texts(dataset) -> tuple[list[str], list[str] | None]:
     pairs = list(dataset["text_pair"]) if "text_pair" in dataset.column_names else None
     return list(dataset["text"]), pairs
-
-
-def fit_linear(problem_type: str, strength: float, x: np.ndarray, y: np.ndarray, seed: int,
-               class_weight: dict[int, float] | None = None):
-    """LogisticRegression (one-vs-rest for multi-label) or Ridge for regression; ``class_weight`` (single-label):
-    a loss weight per class id, as `tasks.classification.class_weight_tensor` gives the Trainer."""
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.multiclass import OneVsRestClassifier
-
-    if problem_type == "regression":
-        return Ridge(alpha=1.0 / strength).fit(x, y)
-    model = LogisticRegression(C=strength, max_iter=2000, random_state=seed, class_weight=class_weight)
-    if problem_type == "multi_label":
-        return OneVsRestClassifier(model).fit(x, y)
-    return model.fit(x, y)
-
-
-def linear_weights(model, problem_type: str, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(W [labels, dim], b [labels]) such that scores = x @ W.T + b are the logits."""
-    if problem_type == "multi_label":
-        coef = np.concatenate([e.coef_ for e in model.estimators_])
-        bias = np.concatenate([np.atleast_1d(e.intercept_) for e in model.estimators_])
-        return coef, bias
-    if problem_type == "regression":
-        return np.atleast_2d(model.coef_), np.atleast_1d(model.intercept_)
-    if num_labels == 2 and model.coef_.shape[0] == 1:  # binary: one logit; as two, softmax gives the same
-        return np.concatenate([-model.coef_ / 2, model.coef_ / 2]), np.array([-model.intercept_[0] / 2,
-                                                                             model.intercept_[0] / 2])
-    return model.coef_, model.intercept_
-
-
-def logits(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    return x @ weight.T + bias
 
 
 def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = None,

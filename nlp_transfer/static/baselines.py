@@ -307,8 +307,8 @@ def _idf(id_lists: list[list[int]], rows: int) -> np.ndarray:
 
 
 def _train_average(run: Run) -> tuple[Outcome, Any]:
-    from ..probe import GRID, fit_linear, linear_weights
-    from ..probe import logits as probe_logits
+    from ..linear import GRID, fit_linear, linear_weights
+    from ..linear import logits as probe_logits
 
     recipe, data, config = run.recipe, run.data, run.config
     problem_type, main = data.problem_type, run.main

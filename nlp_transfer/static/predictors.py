@@ -142,7 +142,7 @@ class StaticClassifier:
             x = average_features(ids, self.matrix, self.idf, quadratic)
             if pair_ids is not None:
                 x = pair_features(x, average_features(pair_ids, self.matrix, self.idf, quadratic))
-            from ..probe import logits as linear_logits
+            from ..linear import logits as linear_logits
 
             return linear_logits((x - self.mean) / self.scale, self.weight, self.bias).astype(np.float32)
         bar = progress_bar(len(ids), progress)
