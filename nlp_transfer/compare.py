@@ -22,10 +22,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import describe_strategy
 from .errors import NLPTransferError, did_you_mean
 from .io import atomic_open, check_folder_target, write_text_atomic
 from .rundir import read_record
+from .strategy_configs import describe_saved
 from .tasks.base import greater_is_better
 
 MISSING = "—"
@@ -142,9 +142,10 @@ def _read_recipe(path: Path) -> dict | None:
 
 
 def strategy_note(recipe: dict | None) -> str:
-    """The options that distinguish a run's strategy, e.g. ``lr_decay 0.8`` or ``n 2`` (`config.describe_strategy`)."""
+    """The options that distinguish a run's strategy, e.g. ``lr decay 0.8`` or ``n 2``: the strategy's own
+    `describe` (`strategy_configs.describe_saved`, which reads old runs' flat ``strategy:`` mappings too)."""
     strategy = (recipe or {}).get("strategy")
-    return describe_strategy(strategy) if isinstance(strategy, dict) else ""
+    return describe_saved(strategy) if isinstance(strategy, (dict, str)) else ""
 
 
 def _recipe_train_rows(recipe: dict | None) -> int | None:

@@ -4,13 +4,12 @@
     recipe = load_recipe("recipes/sst2_minilm.yaml", ["training.learning_rate=3e-5"])
 
 Unknown keys are rejected with the closest valid key; ``training:`` is passed through to
-`transformers.TrainingArguments`, so its keys are checked against that class.
+`transformers.TrainingArguments`, so its keys are checked against that class. ``strategy:`` becomes a registered
+strategy object with its own options (`nlp_transfer.strategy_configs`).
 """
 from __future__ import annotations
 
 import dataclasses
-import enum
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,64 +17,12 @@ from typing import Any
 
 import yaml
 
+from .checks import check_keys, check_value, checked
 from .errors import NLPTransferError, did_you_mean
+from .strategy_configs import Full, Strategy, build_strategy
 from .tasks.base import TASKS, Task, get_task
 
-POOLINGS = ("cls", "mean", "max")
-PROBES = ("logistic", "head")
-
-
-def checked(default: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-            high_open: bool = False, choices: tuple | None = None):
-    """A recipe field with its allowed range or choices, checked by `check_value` when a recipe is built."""
-    limits = {"low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices}
-    return field(default=default, metadata=limits)
 PROBLEM_TYPES = ("auto", "single_label", "multi_label", "regression")
-STRATEGIES = ("full", "feature-extraction", "last-n", "gradual", "lora")
-
-
-@dataclass
-class StrategyConfig:
-    """How much of the pretrained network is adapted.
-
-    ``full``: fine-tune everything. ``feature-extraction``: frozen encoder features (``pooling`` over ``layers``,
-    optionally ``normalize``d) and a scikit-learn probe (classification recipes)."""
-
-    name: str = checked("full", choices=STRATEGIES)
-    probe: str = checked("logistic", choices=PROBES)  # feature-extraction: logistic (scikit-learn) | head (the task head in Trainer)
-    pooling: str = checked("mean", choices=POOLINGS)
-    layers: list[int] = field(default_factory=lambda: [-1])
-    normalize: bool = False
-    n: int = checked(2, low=1)  # last-n: how many top encoder layers train
-    every: Any = "epoch"  # gradual: open one more layer group from the top every N steps, or every epoch
-    r: int = checked(8, low=1)  # lora: rank
-    alpha: float = checked(16, low=0, low_open=True)  # lora: scaling (alpha / r)
-    dropout: float = checked(0.1, low=0, high=1, high_open=True)  # lora: dropout on the adapter input
-    target_modules: list[str] | None = None  # lora: module names; None = peft's default for the architecture
-    lr_decay: float | None = checked(None, low=0, high=1, low_open=True)  # layer-wise learning-rate decay, e.g. 0.9: lr * decay**depth from the top
-    group_lrs: dict[str, float] | None = None  # discriminative groups: {embeddings, lower, upper, head} -> lr
-    head_warmup_steps: int | None = checked(None, low=1)  # two-stage: the head trains alone for this many steps first...
-    head_warmup_epochs: float | None = checked(None, low=0, low_open=True)  # ... or this many epochs
-    head_lr: float = checked(1e-3, low=0, low_open=True)  # two-stage: the head's learning rate during the warm-up stage
-
-
-# Strategy options that tell runs apart in reports, with the strategies they belong to (None: any strategy).
-SHOWN_OPTIONS = {"n": ("last-n",), "every": ("gradual",), "r": ("lora",), "probe": ("feature-extraction",),
-                 "lr_decay": None, "group_lrs": None, "head_warmup_steps": None, "head_warmup_epochs": None}
-
-
-def describe_strategy(values: dict[str, Any]) -> str:
-    """The options that distinguish a run's strategy (a saved recipe's ``strategy:``), e.g. ``lr_decay 0.8``."""
-    name = values.get("name")
-    parts = []
-    for key, names in SHOWN_OPTIONS.items():
-        value = values.get(key)
-        if value is None or (names is not None and name not in names):
-            continue
-        if key == "group_lrs" and isinstance(value, dict):
-            value = "/".join(f"{v:g}" for v in value.values())
-        parts.append(f"{key.replace('_', ' ')} {value}")
-    return ", ".join(parts)
 
 
 @dataclass
@@ -115,7 +62,7 @@ class Recipe:
     overwrite: bool = False  # allow writing into a non-empty output_dir
     keep_checkpoints: bool = False  # keep checkpoint-* folders after a successful run
     trust_remote_code: bool = False
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    strategy: Strategy = field(default_factory=Full)  # a registered strategy and its options (strategy_configs)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     training: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments
     static: dict[str, Any] | None = None  # a static-embedding baseline instead of a transformer (nlp_transfer.static)
@@ -128,14 +75,13 @@ class Recipe:
         or ``trainer`` (transformers.Trainer); decided by the recipe alone, before any data is read."""
         if self.static is not None:
             return "static"
-        if self.strategy.name == "feature-extraction" and self.strategy.probe != "head":
-            return "probe"
-        return "trainer"
+        return self.strategy.backend
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("source")
         out.pop("given")
+        out["strategy"] = self.strategy.to_dict()  # with its name (a class attribute)
         return out
 
 
@@ -202,123 +148,6 @@ def _coerce(text: str) -> Any:
     return value
 
 
-def _describe_type(hint: Any) -> str:
-    """``int | None`` -> 'an integer or null', for messages."""
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
-             list: "a list", dict: "a mapping"}
-    args = typing.get_args(hint)
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if str in args and any(isinstance(a, type) and issubclass(a, enum.Enum) for a in args):
-            args = tuple(a for a in args if a is not str)
-        return " or ".join(_describe_type(a) for a in args)
-    if origin is list:
-        return f"a list of {_describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
-    if origin is dict:
-        return "a mapping"
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return "one of " + ", ".join(str(m.value) for m in hint)
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-_NOT = object()  # "does not match"
-
-
-def coerce_type(value: Any, hint: Any) -> Any:
-    """``value`` as ``hint`` (int, float, bool, str, enums, lists, dicts, unions of them), or `_NOT`.
-
-    Numbers written as strings (YAML reads ``3e-5`` as a string) become numbers; an integral float may stand for an
-    integer; nothing else is converted."""
-    if hint is Any or hint is object:
-        return value
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        enums = [a for a in args if isinstance(a, type) and issubclass(a, enum.Enum)]
-        if enums and str in args:  # `SchedulerType | str`: the string must name a member
-            args = tuple(a for a in args if a is not str)
-        for arg in sorted((a for a in args if a is not type(None)), key=lambda a: a is str):  # str last: "3" -> 3
-            out = coerce_type(value, arg)
-            if out is not _NOT:
-                return out
-        return _NOT
-    if origin is list:
-        if not isinstance(value, list):
-            return _NOT
-        items = [coerce_type(item, args[0]) if args else item for item in value]
-        return _NOT if any(item is _NOT for item in items) else items
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            return _NOT
-        if len(args) == 2:
-            pairs = {k: coerce_type(v, args[1]) for k, v in value.items()}
-            return _NOT if any(v is _NOT for v in pairs.values()) else pairs
-        return value
-    if hint is type(None):
-        return None if value is None else _NOT
-    if hint is bool:
-        return value if isinstance(value, bool) else _NOT
-    if hint in (int, float):
-        if isinstance(value, str):
-            try:
-                value = float(value.strip()) if hint is float else int(value.strip())
-            except ValueError:
-                return _NOT
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN
-            return _NOT
-        if hint is int:
-            return int(value) if float(value).is_integer() else _NOT
-        return value if isinstance(value, int) else float(value)  # 20 stays 20 in the saved recipe
-    if hint is str:
-        return value if isinstance(value, str) else _NOT
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        values = {m.value for m in hint}
-        return value if isinstance(value, hint) or value in values else _NOT
-    return value  # a type we do not check (the class using it does)
-
-
-def _limits_text(low, high, low_open, high_open) -> str:
-    parts = []
-    if low is not None:
-        parts.append(f"{'>' if low_open else '>='} {low:g}")
-    if high is not None:
-        parts.append(f"{'<' if high_open else '<='} {high:g}")
-    return " and ".join(parts)
-
-
-def check_value(value: Any, hint: Any, limits: dict[str, Any], key: str, source: str) -> Any:
-    """``value`` converted to ``hint`` and inside ``limits`` (low/high/open ends/choices), else a one-line error."""
-    out = coerce_type(value, hint)
-    if out is _NOT:
-        members = [str(m.value) for a in (typing.get_args(hint) or (hint,))
-                   if isinstance(a, type) and issubclass(a, enum.Enum) for m in a]
-        if members and isinstance(value, str):
-            raise NLPTransferError(f"{source}: {key} '{value}' is not supported{did_you_mean(value, members)} "
-                                   f"(choose from {', '.join(members)})")
-        raise NLPTransferError(f"{source}: {key} must be {_describe_type(hint)}, got {value!r}")
-    choices = limits.get("choices")
-    if choices and out not in choices:
-        raise NLPTransferError(f"{source}: {key} '{out}' is not supported{did_you_mean(out, choices)} "
-                               f"(choose from {', '.join(choices)})")
-    low, high = limits.get("low"), limits.get("high")
-    if isinstance(out, (int, float)) and not isinstance(out, bool) and (low is not None or high is not None):
-        too_low = low is not None and (out <= low if limits.get("low_open") else out < low)
-        too_high = high is not None and (out >= high if limits.get("high_open") else out > high)
-        if too_low or too_high:
-            raise NLPTransferError(f"{source}: {key} must be "
-                                   f"{_limits_text(low, high, limits.get('low_open'), limits.get('high_open'))}, "
-                                   f"got {value!r}")
-    return out
-
-
-def check_keys(values: dict, allowed: set[str], where: str, source: str) -> None:
-    for key in values:
-        if key not in allowed:
-            listing = (f"valid keys: {', '.join(sorted(allowed))}" if len(allowed) <= 30
-                       else "see the transformers TrainingArguments documentation")
-            raise NLPTransferError(f"{source}: unknown key '{where}{key}'{did_you_mean(key, allowed, where)} ({listing})")
-
 
 def _build(cls, values: dict, where: str, source: str):
     if not isinstance(values, dict):
@@ -330,9 +159,9 @@ def _build(cls, values: dict, where: str, source: str):
     # our own keys first: their mistakes are reported without importing transformers (which training: needs)
     for name, value in sorted(values.items(), key=lambda item: item[0] == "training"):
         default = fields_by_name[name].default_factory if fields_by_name[name].default is dataclasses.MISSING else None
-        if default in (StrategyConfig, EarlyStoppingConfig):
-            if isinstance(value, str) and default is StrategyConfig:
-                value = {"name": value}
+        if hints[name] is Strategy:
+            value = build_strategy(value, source, f"{where}{name}.")
+        elif default is EarlyStoppingConfig:
             value = _build(default, value or {}, f"{where}{name}.", source)
         elif name == "training":
             value = value or {}
@@ -374,18 +203,17 @@ def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
 
 def validate(recipe: Recipe) -> Recipe:
     source = recipe.source or "recipe"
-    _check_backend_keys(recipe, source)
+    _check_backend_keys(recipe.backend, recipe.given, source)
     recipe.output_dir = str(Path(recipe.output_dir).expanduser())  # "~/runs/x" is the user's, for every writer
-    _validate_strategy(recipe.strategy, source)
     if recipe.data is None:
         raise NLPTransferError(f"{source}: no 'data' key; point it at a data card, e.g. data: data_cards/sst2.md")
     task = get_task(recipe.task)
     if not task.scored_sets and recipe.test_split:
         raise NLPTransferError(f"{source}: {task} has no test_split; its held-out perplexity is measured on "
                                f"eval_split")
-    if (recipe.strategy.name == "lora" and task.peft_task_type is None) or (recipe.backend == "probe" and not task.probe):
+    if not recipe.strategy.fits(task) or (recipe.backend == "probe" and not task.probe):
         raise NLPTransferError(f"{source}: {task} does not train with strategy {recipe.strategy.name}"
-                               f"{'' if recipe.strategy.name == 'lora' else ' (a scikit-learn probe)'}; use full, "
+                               f"{' (a scikit-learn probe)' if recipe.backend == 'probe' else ''}; use full, "
                                f"last-n, gradual or feature-extraction with probe: head")
     if isinstance(recipe.data, list) and not all(isinstance(item, str) for item in recipe.data) or recipe.data == []:
         raise NLPTransferError(f"{source}: data must be a data card path or a list of them, got {recipe.data!r}")
@@ -469,25 +297,6 @@ def _eval_set_name(data: Any, split: str) -> str:
     return "+".join(Path(str(p)).stem for p in paths) + f"-{split}"
 
 
-def _validate_strategy(strategy: StrategyConfig, source: str) -> None:
-    from .strategies import check_group_lrs
-
-    strategy.group_lrs = check_group_lrs(strategy.group_lrs, source) or None
-    every = strategy.every
-    if every != "epoch" and not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
-        raise NLPTransferError(f"{source}: strategy.every must be 'epoch' or a positive number of steps, got {every!r}")
-    if strategy.group_lrs and strategy.lr_decay is not None:
-        raise NLPTransferError(f"{source}: strategy: set either lr_decay or group_lrs, not both")
-    warmup = strategy.head_warmup_steps is not None or strategy.head_warmup_epochs is not None
-    if warmup:
-        if strategy.head_warmup_steps is not None and strategy.head_warmup_epochs is not None:
-            raise NLPTransferError(f"{source}: strategy: set head_warmup_steps or head_warmup_epochs, not both")
-        if strategy.name not in ("full", "last-n"):
-            raise NLPTransferError(f"{source}: strategy {strategy.name} has no head warm-up stage; use it with full or last-n")
-    if (strategy.group_lrs or strategy.lr_decay is not None) and strategy.name in ("lora", "feature-extraction"):
-        raise NLPTransferError(f"{source}: strategy {strategy.name} does not take lr_decay or group_lrs; use full, last-n or gradual")
-
-
 def load_recipe(path_or_values: str | Path | dict | Recipe | None = None, overrides: list[str] | None = None,
                 **kwargs: Any) -> Recipe:
     """Build a validated Recipe from a YAML file, a dict or a Recipe, plus ``key=value`` overrides
@@ -537,6 +346,7 @@ def load_recipe(path_or_values: str | Path | dict | Recipe | None = None, overri
     else:  # key=null takes a key back (e.g. training=null for a probe run of a shared recipe)
         given = (given | {part for key, value in changed.items() if value is not None
                           for part in (key, key.split(".")[0])}) - {key for key, value in changed.items() if value is None}
+    _check_backend_keys(_backend_of(values), given, source)  # before the values' own checks: the key is the mistake
     recipe = _build(Recipe, values, "", source)
     recipe.source = source
     recipe.given = frozenset(given)
@@ -562,9 +372,7 @@ IGNORED_BY_BACKEND = {
     "static": ("model", "max_length", "strategy", "training", "early_stopping", "trust_remote_code", "stride",
                "label_all_subwords", "mlm_probability", "whole_word_mask", "keep_checkpoints"),
     "probe": ("training", "early_stopping", "stride", "label_all_subwords", "strict", "mlm_probability",
-              "whole_word_mask", "keep_checkpoints", "strategy.n", "strategy.every", "strategy.r", "strategy.alpha",
-              "strategy.dropout", "strategy.target_modules", "strategy.lr_decay", "strategy.group_lrs",
-              "strategy.head_warmup_steps", "strategy.head_warmup_epochs", "strategy.head_lr"),
+              "whole_word_mask", "keep_checkpoints"),  # a strategy option feature-extraction lacks: its own error
     "trainer": (),
 }
 BACKEND_NAMES = {"static": "the static-embedding baseline (static:)",
@@ -573,10 +381,19 @@ BACKEND_HINTS = {"static": "its settings live under static:", "probe": "it fits 
                  "trainer": ""}
 
 
-def _check_backend_keys(recipe: Recipe, source: str) -> None:
-    backend = recipe.backend
-    for key in IGNORED_BY_BACKEND[backend]:
-        if key in recipe.given:
+def _backend_of(values: dict) -> str | None:
+    """`Recipe.backend` of raw recipe values, or None while they do not say (a bad strategy: reported later)."""
+    if values.get("static") is not None:
+        return "static"
+    try:
+        return build_strategy(values.get("strategy"), lenient=True).backend
+    except NLPTransferError:
+        return None
+
+
+def _check_backend_keys(backend: str | None, given: set[str] | frozenset[str], source: str) -> None:
+    for key in IGNORED_BY_BACKEND.get(backend, ()):
+        if key in given:
             raise NLPTransferError(f"{source}: '{key}' does nothing with {BACKEND_NAMES[backend]}, which this recipe "
                                    f"trains ({BACKEND_HINTS[backend]}); remove it")
 

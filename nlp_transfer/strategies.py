@@ -1,4 +1,7 @@
-"""Transfer strategies: which pretrained parameters train, and how fast.
+"""Transfer strategies, the torch side: which pretrained parameters train, and how fast.
+
+The strategies themselves (their options, checks and descriptions) are registered, torch-free, in
+`nlp_transfer.strategy_configs`; each one's ``apply`` calls the functions here.
 
 - ``full``: everything trains (the default).
 - ``last-n``: embeddings and the lower layers are frozen; the top ``n`` encoder layers and the head train.
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import NLPTransferError
+from .layer_rates import GROUPS
 
 
 @dataclass
@@ -57,33 +61,25 @@ def _parameter_ids(module: torch.nn.Module) -> set[int]:
     return {id(p) for p in module.parameters()}
 
 
-def apply_freezing(model, strategy) -> None:
-    """Set requires_grad as the strategy says."""
-    name = strategy.name
-    if name in ("full", "gradual", "lora"):  # gradual: its callback does it; lora: peft freezes the base
-        return
+def freeze_encoder(model) -> None:
+    """feature-extraction: the whole base model is frozen; only the task head trains."""
+    for parameter in layer_map(model).base.parameters():
+        parameter.requires_grad = False
+
+
+def train_top_layers(model, n: int) -> None:
+    """last-n: embeddings and the lower layers are frozen; the top ``n`` layers, the pooler and the head train."""
     mapped = layer_map(model)
-    if name == "feature-extraction":
-        for parameter in mapped.base.parameters():
-            parameter.requires_grad = False
-        return
-    if name == "last-n":
-        n = strategy.n
-        if not isinstance(n, int) or not 0 <= n <= len(mapped.layers):
-            raise NLPTransferError(f"strategy last-n: n must be between 0 and {len(mapped.layers)} (the model's layers), got {n!r}")
-        trainable = _parameter_ids(torch.nn.ModuleList(mapped.layers[len(mapped.layers) - n:]))
-        for parameter in mapped.base.parameters():
-            parameter.requires_grad = id(parameter) in trainable
-        # pooler and other base-model parts above the layers (e.g. BERT's pooler) train with the head
-        pooler = getattr(mapped.base, "pooler", None)
-        if pooler is not None:
-            for parameter in pooler.parameters():
-                parameter.requires_grad = True
-        return
-    raise NLPTransferError(f"strategy '{name}' cannot be applied here")
-
-
-GROUPS = ("embeddings", "lower", "upper", "head")  # discriminative groups, bottom to top
+    if not isinstance(n, int) or not 0 <= n <= len(mapped.layers):
+        raise NLPTransferError(f"strategy last-n: n must be between 0 and {len(mapped.layers)} (the model's layers), got {n!r}")
+    trainable = _parameter_ids(torch.nn.ModuleList(mapped.layers[len(mapped.layers) - n:]))
+    for parameter in mapped.base.parameters():
+        parameter.requires_grad = id(parameter) in trainable
+    # pooler and other base-model parts above the layers (e.g. BERT's pooler) train with the head
+    pooler = getattr(mapped.base, "pooler", None)
+    if pooler is not None:
+        for parameter in pooler.parameters():
+            parameter.requires_grad = True
 
 
 def parameter_roles(model) -> dict[int, tuple[str, int]]:
@@ -104,27 +100,6 @@ def parameter_roles(model) -> dict[int, tuple[str, int]]:
 def depth_of_parameters(model) -> dict[int, int]:
     """id(parameter) -> depth from the top: 0 for the head and the top layer, num_layers for the embeddings."""
     return {key: depth for key, (_, depth) in parameter_roles(model).items()}
-
-
-def check_group_lrs(group_lrs, source: str = "recipe") -> dict[str, float]:
-    if group_lrs is None:
-        return {}
-    if not isinstance(group_lrs, dict):
-        raise NLPTransferError(f"{source}: strategy.group_lrs must map groups ({', '.join(GROUPS)}) to learning rates")
-    from .errors import did_you_mean
-
-    out = {}
-    for key, value in group_lrs.items():
-        if key not in GROUPS:
-            raise NLPTransferError(f"{source}: strategy.group_lrs: unknown group '{key}'{did_you_mean(key, GROUPS)} "
-                                   f"(groups: {', '.join(GROUPS)})")
-        try:
-            out[key] = float(value)
-        except (TypeError, ValueError):
-            raise NLPTransferError(f"{source}: strategy.group_lrs.{key} must be a number, got {value!r}") from None
-        if out[key] < 0:
-            raise NLPTransferError(f"{source}: strategy.group_lrs.{key} must be >= 0, got {value!r}")
-    return out
 
 
 def parameter_groups(model, learning_rate: float, weight_decay: float, decay: float | None,
@@ -325,16 +300,16 @@ class StrategyPlan:
         return self.lr_decay is not None or self.all_parameters or bool(self.group_lrs) or self.head_warmup is not None
 
 
-def apply_strategy(model, config, peft_task_type: str | None):
-    """Freeze (or wrap with LoRA) ``model`` as ``config`` says; returns the model to train and its `StrategyPlan`."""
-    apply_freezing(model, config)
-    if config.name == "lora":
-        model = apply_lora(model, config, peft_task_type)
-    callbacks = [make_gradual_unfreezing(config.every)] if config.name == "gradual" else []
+def make_plan(name: str, callbacks: list, *, opens_layers: bool = False, lr_decay: float | None = None,
+              group_lrs: dict[str, float] | None = None, head_warmup_steps: int | None = None,
+              head_warmup_epochs: float | None = None, head_lr: float | None = None) -> StrategyPlan:
+    """The `StrategyPlan` of a strategy: its own ``callbacks`` (``opens_layers``: they open frozen parameters
+    mid-run) plus the shared layer-rate options it declares (`nlp_transfer.layer_rates`); a head warm-up adds its
+    callback."""
+    callbacks = list(callbacks)
     head_warmup = None
-    if config.head_warmup_steps is not None or config.head_warmup_epochs is not None:
-        head_warmup = make_head_warmup(config.head_warmup_steps, config.head_warmup_epochs)
+    if head_warmup_steps is not None or head_warmup_epochs is not None:
+        head_warmup = make_head_warmup(head_warmup_steps, head_warmup_epochs)
         callbacks.append(head_warmup)
-    plan = StrategyPlan(config.name, callbacks, config.lr_decay, config.group_lrs, head_warmup, config.head_lr,
-                        all_parameters=config.name == "gradual" or head_warmup is not None)
-    return model, plan
+    return StrategyPlan(name, callbacks, lr_decay, group_lrs, head_warmup, head_lr,
+                        all_parameters=opens_layers or head_warmup is not None)

@@ -31,7 +31,6 @@ from .errors import NLPTransferError, did_you_mean
 from .io import remove_tree, write_json_atomic
 from .models import load_tokenizer
 from .outputs import STAGING, finish, run_record
-from .strategies import apply_strategy
 from .reports import model_card
 from .tasks import get_task
 from .tasks.base import greater_is_better
@@ -391,7 +390,7 @@ def _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokeniz
     checkpoint = run.checkpoint
     set_seed(recipe.seed)  # before the head is created, so the same seed gives the same run
     prepared = task.implementation().prepare(recipe, data, tokenizer, has_eval)
-    prepared.model, strategy = apply_strategy(prepared.model, recipe.strategy, task.peft_task_type)
+    prepared.model, strategy = recipe.strategy.apply(prepared.model, task.peft_task_type)
     callbacks = list(strategy.callbacks)
     if recipe.early_stopping.patience is not None:
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.threshold))
@@ -510,7 +509,7 @@ def _save_outputs(trainer, recipe, card, data, metrics, prepared, out: Path, eva
         return
     sidecar = {"task": recipe.task, "max_length": recipe.max_length, "label_names": data.label_names,
                **prepared.sidecar, "nlp_transfer_version": __version__}
-    if recipe.strategy.name == "lora":  # adapter + head only: keep the head's config and name the base model
+    if recipe.strategy.adapter:  # adapter + head only (lora): keep the head's config and name the base model
         trainer.model.base_model.model.config.save_pretrained(staging)
         sidecar["adapter"] = {"base_model": recipe.model}
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; recipe.yaml holds the same settings

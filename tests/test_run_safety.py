@@ -263,9 +263,10 @@ def test_an_empty_multi_label_set_is_an_error_in_every_format_unless_allowed(tmp
     ("training.eval_strategy=epochs", "training.eval_strategy 'epochs' is not supported; did you mean 'epoch'?"),
     ("seed=-3", "seed must be >= 0, got -3"),
     ("resume=perhaps", "resume must be true or false, got 'perhaps'"),
-    ("strategy.n=0", "strategy.n must be >= 1, got 0"),
-    ("strategy.layers=[-1,top]", "strategy.layers must be a list of integers, got [-1, 'top']"),
-    ("strategy.pooling=avg", "strategy.pooling 'avg' is not supported"),
+    ("strategy={name: last-n, n: 0}", "strategy.n must be >= 1, got 0"),
+    ("strategy={name: feature-extraction, probe: head, layers: [-1, top]}",
+     "strategy.layers must be a list of integers, got [-1, 'top']"),
+    ("strategy={name: feature-extraction, probe: head, pooling: avg}", "strategy.pooling 'avg' is not supported"),
     ("early_stopping.patience=0", "early_stopping.patience must be >= 1, got 0"),
     ("train_rows=0", "train_rows must be >= 1, got 0"),
 ])

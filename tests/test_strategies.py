@@ -1,16 +1,23 @@
-"""Transfer strategies: frozen parameters stay bit-identical, trainable counts, layer-wise learning rates."""
+"""Transfer strategies: frozen parameters stay bit-identical, trainable counts, layer-wise learning rates; the
+registry of strategy objects, their own options and descriptions."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_recipe
+import yaml
+from conftest import cli_error, tiny_recipe
 from transformers import TrainerCallback
 
-from nlp_transfer import NLPTransferError, train
+from nlp_transfer import NLPTransferError, load_recipe, strategy_configs, train
+from nlp_transfer.checks import checked
+from nlp_transfer.compare import strategy_note
 from nlp_transfer.strategies import depth_of_parameters, layer_map
+from nlp_transfer.strategy_configs import Strategy, build_strategy, describe_saved, register
 
 
 def initial_weights(model_dir):
@@ -251,3 +258,129 @@ def test_head_warmup_is_refused_where_it_has_no_meaning(sst2_toy, tiny_bert, tmp
     recipe["strategy"] = {"name": "full", "head_warmup_steps": 4}
     with pytest.raises(NLPTransferError, match="as long as the whole run"):
         train(recipe)
+
+
+# ---------------------------------------------------------------- strategies as registered objects
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_the_registry_holds_the_five_strategies_each_with_only_its_own_options():
+    assert list(strategy_configs.STRATEGIES) == ["full", "feature-extraction", "last-n", "gradual", "lora"]
+    rates = ("lr_decay", "group_lrs")
+    warmup = ("head_warmup_steps", "head_warmup_epochs", "head_lr")
+    options = {name: cls.options() for name, cls in strategy_configs.STRATEGIES.items()}
+    assert options == {"full": rates + warmup, "feature-extraction": ("probe", "pooling", "layers", "normalize"),
+                       "last-n": ("n",) + rates + warmup, "gradual": ("every",) + rates,
+                       "lora": ("r", "alpha", "dropout", "target_modules")}
+    lora = build_strategy({"name": "lora", "r": 4})
+    assert lora.name == "lora" and lora.to_dict() == {"name": "lora", "r": 4, "alpha": 16, "dropout": 0.1,
+                                                      "target_modules": None}
+    assert build_strategy("last-n").n == 2  # a bare name takes the defaults
+    assert build_strategy({"name": "feature-extraction"}).backend == "probe"
+    assert build_strategy({"name": "feature-extraction", "probe": "head"}).backend == "trainer"
+
+
+@pytest.mark.parametrize("values, text", [
+    ({"name": "full"}, ""),
+    ({"name": "full", "lr_decay": 0.8}, "lr decay 0.8"),
+    ({"name": "last-n", "n": 3, "head_warmup_epochs": 1}, "n 3, head warmup epochs 1"),
+    ({"name": "full", "group_lrs": {"embeddings": 2e-5, "head": 1e-3}}, "group lrs 2e-05/0.001"),
+    ({"name": "gradual", "every": 100}, "every 100"),
+    ({"name": "gradual"}, "every epoch"),
+    ({"name": "lora", "r": 16, "alpha": 32}, "r 16"),
+    ({"name": "feature-extraction", "probe": "head", "pooling": "cls"}, "probe head"),
+])
+def test_describe_names_the_options_that_tell_runs_apart(values, text):
+    assert build_strategy(values).describe() == text
+    assert strategy_note({"strategy": values}) == text  # compare's strategy cell
+
+
+def test_old_flat_strategy_mappings_still_load_and_describe():
+    """Runs saved before strategies had their own options wrote every strategy's keys into recipe.yaml."""
+    flat = {"name": "last-n", "probe": "logistic", "pooling": "mean", "layers": [-1], "normalize": False, "n": 2,
+            "every": "epoch", "r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None, "lr_decay": 0.9,
+            "group_lrs": None, "head_warmup_steps": None, "head_warmup_epochs": None, "head_lr": 0.001}
+    assert describe_saved(flat) == "n 2, lr decay 0.9"
+    recipe = load_recipe({"data": "card.md", "strategy": flat})  # `nlp-transfer train old-run/recipe.yaml`
+    assert recipe.strategy == build_strategy({"name": "last-n", "n": 2, "lr_decay": 0.9})
+    assert load_recipe({"data": "card.md", "strategy": flat}, ["strategy.name=lora"]).strategy.r == 8
+    assert load_recipe(recipe).strategy == recipe.strategy  # to_dict -> strategy: mapping -> the same object
+    assert describe_saved({"name": "no-such-strategy"}) == "" and strategy_note({"strategy": 3}) == ""
+
+
+@pytest.mark.parametrize("recipe_text, overrides, expected", [
+    ("strategy: {name: lora, n: 2}\n", [],
+     "strategy.n: strategy lora has no option 'n' (its options: r, alpha, dropout, target_modules); "
+     "'n' is an option of last-n"),
+    ("strategy: full\n", ["strategy.name=lora", "strategy.rr=4"],
+     "unknown key 'strategy.rr'; did you mean 'strategy.r'? (strategy lora has no option 'rr'; its options: r, "
+     "alpha, dropout, target_modules)"),
+    ("strategy: {name: full, n: 2}\n", [], "strategy.n: strategy full has no option 'n'"),
+    ("strategy: {name: feature-extraction, probe: head}\n", ["strategy.lr_decay=0.9"],
+     "strategy.lr_decay: strategy feature-extraction does not take lr_decay or group_lrs; use full, last-n or gradual"),
+    ("strategy: {name: gradual, head_warmup_steps: 10}\n", [],
+     "strategy.head_warmup_steps: strategy gradual has no head warm-up stage; use it with full or last-n"),
+])
+def test_an_option_the_strategy_lacks_is_exit_2_naming_the_key(tmp_path, capsys, recipe_text, overrides, expected):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("data: card.md\n" + recipe_text, encoding="utf-8")
+    message = cli_error(capsys, ["train", path, *overrides])
+    assert f"{path}: {expected}" in message
+
+
+def test_null_takes_an_option_back_and_head_lr_rides_along_as_before():
+    mlm = load_recipe(ROOT / "recipes" / "sst2_mlm.yaml",
+                      ["strategy.name=feature-extraction", "strategy.probe=head", "strategy.head_warmup_steps=null"])
+    assert mlm.strategy == build_strategy({"name": "feature-extraction", "probe": "head"})
+    assert mlm.to_dict()["strategy"] == {"name": "feature-extraction", "probe": "head", "pooling": "mean",
+                                         "layers": [-1], "normalize": False}
+
+
+def test_every_benchmark_override_set_loads_as_its_strategy():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("strategies_sst2", ROOT / "benchmarks" / "strategies_sst2.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    for run, overrides in benchmark.RUNS.items():
+        recipe = load_recipe(ROOT / benchmark.RECIPE, overrides)
+        assert run.startswith(recipe.strategy.name), run
+        saved = yaml.safe_load(yaml.safe_dump(recipe.to_dict()))  # the run folder's recipe.yaml
+        assert build_strategy(saved["strategy"]) == recipe.strategy
+
+
+def test_a_new_strategy_is_one_registered_class(sst2_toy, tiny_bert, tmp_path, monkeypatch):
+    """Registered here, trained by the unchanged recipe loader and Trainer, described by the unchanged compare."""
+    monkeypatch.setattr(strategy_configs, "STRATEGIES", dict(strategy_configs.STRATEGIES))
+
+    @register("bias-only")
+    @dataclass
+    class BiasOnly(Strategy):
+        """BitFit-like: only biases (and the task head) train."""
+
+        shown = ("scale",)
+        scale: float = checked(1.0, low=0, low_open=True)
+
+        def adapt(self, model, peft_task_type):
+            for name, parameter in model.named_parameters():
+                parameter.requires_grad = name.endswith(".bias") or name.startswith("classifier.")
+            return model
+
+    with pytest.raises(ValueError, match="already registered"):
+        register("full")(BiasOnly)
+    with pytest.raises(NLPTransferError, match="strategy.scale must be > 0, got 0"):
+        load_recipe({"data": "card.md", "strategy": {"name": "bias-only", "scale": 0}})
+    with pytest.raises(NLPTransferError, match=r"strategy bias-only has no option 'n' \(its options: scale\)"):
+        load_recipe({"data": "card.md", "strategy": {"name": "bias-only", "n": 2}})
+    before = initial_weights(tiny_bert)
+    out = tmp_path / "run"
+    recipe = tiny_recipe(sst2_toy, tiny_bert, out, max_steps=4, learning_rate=1e-2)
+    recipe["strategy"] = {"name": "bias-only", "scale": 2}
+    train(recipe)
+    after = final_weights(out)
+    assert all(torch.equal(after[name], value) for name, value in before.items() if not name.endswith(".bias"))
+    assert not torch.equal(after["encoder.layer.1.output.dense.bias"], before["encoder.layer.1.output.dense.bias"])
+    saved = yaml.safe_load((out / "recipe.yaml").read_text(encoding="utf-8"))
+    assert saved["strategy"] == {"name": "bias-only", "scale": 2}
+    assert strategy_note(saved) == "scale 2"

@@ -1,0 +1,274 @@
+"""Transfer strategies as registered objects, each a small dataclass of its own options.
+
+    strategy: {name: lora, r: 8}      # in a recipe; or `strategy: last-n`, or strategy.name=last-n strategy.n=2
+
+`build_strategy` turns a recipe's ``strategy:`` into the registered class's object: ``full``, ``last-n`` (n),
+``feature-extraction`` (probe, pooling, layers, normalize), ``gradual`` (every), ``lora`` (r, alpha, dropout,
+target_modules). The layer-rate options (lr_decay, group_lrs, head warm-up) are shared configs that a strategy
+declares as base classes (`nlp_transfer.layer_rates`). An option the strategy does not have is an error naming it.
+
+A strategy object knows its ``name``, its `options`, how a report describes it (`describe`), what trains it
+(`backend`) and how it changes a model (`apply`: freezing or wrapping, callbacks and optimizer settings as a
+`strategies.StrategyPlan`). This module is torch-free (a recipe is checked before torch loads); the torch code
+lives in `nlp_transfer.strategies` and is imported when a strategy is applied.
+
+Adding a strategy is one class here, registered with ``@register("name")``, plus its torch behaviour in
+`nlp_transfer.strategies`; the recipe (config), training and compare need no change.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .checks import check_value, checked
+from .errors import NLPTransferError, did_you_mean
+from .layer_rates import SHARED_OPTIONS, HeadWarmup, LayerRates
+
+POOLINGS = ("cls", "mean", "max")
+PROBES = ("logistic", "head")
+
+STRATEGIES: dict[str, type[Strategy]] = {}  # name -> class, in registration order
+
+# The keys of every `strategy:` mapping in the recipe.yaml of runs saved while all strategies shared one flat set of
+# options: such a mapping is read with the keys its strategy lacks left out (they held defaults that did nothing).
+SAVED_FLAT_KEYS = frozenset({"name", "probe", "pooling", "layers", "normalize", "n", "every", "r", "alpha", "dropout",
+                             "target_modules", "lr_decay", "group_lrs", "head_warmup_steps", "head_warmup_epochs",
+                             "head_lr"})
+
+
+def register(name: str):
+    """Class decorator: make a `Strategy` dataclass the strategy ``name`` of recipes."""
+    def add(cls: type[Strategy]) -> type[Strategy]:
+        if not (isinstance(cls, type) and issubclass(cls, Strategy) and dataclasses.is_dataclass(cls)):
+            raise TypeError(f"strategy '{name}': register a dataclass subclassing Strategy, not {cls!r}")
+        if STRATEGIES.get(name, cls) is not cls:
+            raise ValueError(f"strategy '{name}' is already registered ({STRATEGIES[name].__qualname__})")
+        cls.name = name
+        STRATEGIES[name] = cls
+        return cls
+    return add
+
+
+def strategy_names() -> tuple[str, ...]:
+    return tuple(STRATEGIES)
+
+
+def _one_of(names: list[str]) -> str:
+    """['full', 'last-n', 'gradual'] -> 'full, last-n or gradual'."""
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+
+
+@dataclass
+class Strategy:
+    """A registered strategy; subclasses are dataclasses whose fields are its options (with `checked` ranges)."""
+
+    name: ClassVar[str] = ""
+    shown: ClassVar[tuple[str, ...]] = ()  # the options that tell runs apart in reports (`describe`)
+    adapter: ClassVar[bool] = False  # the trained model is an adapter on the base model (saved as adapter + head)
+    opens_layers: ClassVar[bool] = False  # frozen parameters open mid-run (they join the optimizer from the start)
+
+    @classmethod
+    def options(cls) -> tuple[str, ...]:
+        """Its option names: its own first, then those of the shared configs it declares."""
+        shared = [f.name for group in SHARED_OPTIONS if issubclass(cls, group) for f in dataclasses.fields(group)]
+        return tuple([f.name for f in dataclasses.fields(cls) if f.name not in shared] + shared)
+
+    @property
+    def backend(self) -> str:
+        """What trains a recipe with this strategy: ``trainer`` (transformers.Trainer) or ``probe`` (scikit-learn)."""
+        return "trainer"
+
+    def fits(self, task) -> bool:
+        """Whether ``task`` (a `tasks.base.Task`) can train with this strategy."""
+        return True
+
+    def check(self, source: str) -> None:
+        """Checks across options, after each option's own type and range; raises NLPTransferError."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``strategy:`` mapping of a saved recipe.yaml."""
+        values = dataclasses.asdict(self)
+        return {"name": self.name, **{key: values[key] for key in self.options()}}
+
+    def describe(self) -> str:
+        """The options that distinguish a run's strategy in reports, e.g. ``n 2`` or ``lr decay 0.8``."""
+        shown = {key for cls in type(self).__mro__ for key in vars(cls).get("shown", ())}
+        parts = []
+        for key in self.options():
+            value = getattr(self, key)
+            if key not in shown or value is None:
+                continue
+            if isinstance(value, dict):
+                value = "/".join(f"{v:g}" for v in value.values())
+            parts.append(f"{key.replace('_', ' ')} {value}")
+        return ", ".join(parts)
+
+    def adapt(self, model, peft_task_type: str | None):
+        """Freeze (or wrap) ``model`` for training; returns the model to train. Default: everything trains."""
+        return model
+
+    def callbacks(self) -> list:
+        """The strategy's own TrainerCallbacks (the shared head warm-up adds its own)."""
+        return []
+
+    def plan_options(self) -> dict[str, Any]:
+        """StrategyPlan settings from the shared configs (`nlp_transfer.layer_rates`)."""
+        return {}
+
+    def apply(self, model, peft_task_type: str | None = None):
+        """Freeze (or wrap with LoRA) ``model``; returns the model to train and its `strategies.StrategyPlan`."""
+        from .strategies import make_plan
+
+        model = self.adapt(model, peft_task_type)
+        return model, make_plan(self.name, self.callbacks(), opens_layers=self.opens_layers, **self.plan_options())
+
+
+@register("full")
+@dataclass
+class Full(LayerRates, HeadWarmup, Strategy):
+    """Everything trains."""
+
+
+@register("feature-extraction")
+@dataclass
+class FeatureExtraction(Strategy):
+    """A frozen encoder: pooled features and a scikit-learn probe (``probe: logistic``), or the task head trained
+    alone in Trainer (``probe: head``)."""
+
+    shown: ClassVar[tuple[str, ...]] = ("probe",)
+
+    probe: str = checked("logistic", choices=PROBES)  # logistic (scikit-learn) | head (the task head in Trainer)
+    pooling: str = checked("mean", choices=POOLINGS)
+    layers: list[int] = field(default_factory=lambda: [-1])
+    normalize: bool = False
+
+    @property
+    def backend(self) -> str:
+        return "probe" if self.probe == "logistic" else "trainer"
+
+    def adapt(self, model, peft_task_type: str | None):
+        from .strategies import freeze_encoder
+
+        freeze_encoder(model)
+        return model
+
+
+@register("last-n")
+@dataclass
+class LastN(LayerRates, HeadWarmup, Strategy):
+    """Embeddings and the lower layers frozen; the top ``n`` encoder layers and the head train."""
+
+    shown: ClassVar[tuple[str, ...]] = ("n",)
+
+    n: int = checked(2, low=1)  # how many top encoder layers train
+
+    def adapt(self, model, peft_task_type: str | None):
+        from .strategies import train_top_layers
+
+        train_top_layers(model, self.n)
+        return model
+
+
+@register("gradual")
+@dataclass
+class Gradual(LayerRates, Strategy):
+    """The head first, then one more layer group from the top every ``every`` steps, or every epoch."""
+
+    shown: ClassVar[tuple[str, ...]] = ("every",)
+    opens_layers: ClassVar[bool] = True
+
+    every: Any = "epoch"  # a positive number of steps, or "epoch"
+
+    def check(self, source: str) -> None:
+        every = self.every
+        if every != "epoch" and not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+            raise NLPTransferError(f"{source}: strategy.every must be 'epoch' or a positive number of steps, "
+                                   f"got {every!r}")
+        super().check(source)
+
+    def callbacks(self) -> list:
+        from .strategies import make_gradual_unfreezing
+
+        return [make_gradual_unfreezing(self.every)]
+
+
+@register("lora")
+@dataclass
+class Lora(Strategy):
+    """Low-rank adapters (peft) and a fully trained head."""
+
+    shown: ClassVar[tuple[str, ...]] = ("r",)
+    adapter: ClassVar[bool] = True
+
+    r: int = checked(8, low=1)  # rank
+    alpha: float = checked(16, low=0, low_open=True)  # scaling (alpha / r)
+    dropout: float = checked(0.1, low=0, high=1, high_open=True)  # dropout on the adapter input
+    target_modules: list[str] | None = None  # module names; None = peft's default for the architecture
+
+    def fits(self, task) -> bool:
+        return task.peft_task_type is not None
+
+    def adapt(self, model, peft_task_type: str | None):
+        from .strategies import apply_lora
+
+        return apply_lora(model, self, peft_task_type)
+
+
+def build_strategy(value: Any, source: str = "recipe", where: str = "strategy.", lenient: bool = False) -> Strategy:
+    """The strategy object of a recipe's ``strategy:`` (a mapping with ``name``, or a name alone), each option
+    checked against its type and range. An option the strategy lacks is an error, except: a null value (null takes
+    a key back), a shared option the strategy accepts and ignores (``head_lr``), and the other strategies' keys in
+    a recipe saved with the old flat options (`SAVED_FLAT_KEYS`). ``lenient`` leaves out every unknown option
+    (describing old runs)."""
+    if value is None:
+        value = {}
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise NLPTransferError(f"{source}: '{where.rstrip('.')}' must be a mapping of keys to values, e.g. "
+                               f"{{name: lora, r: 8}}, or a strategy name")
+    name = check_value(value.get("name", "full"), str, {"choices": strategy_names()}, f"{where}name", source)
+    cls = STRATEGIES[name]
+    options = cls.options()
+    fields_by_name = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    ignored = {key for group in SHARED_OPTIONS if not issubclass(cls, group) for key in group.ignored_elsewhere}
+    saved_flat = SAVED_FLAT_KEYS <= set(value)
+    kwargs = {}
+    for key, item in value.items():
+        if key == "name":
+            continue
+        if key in options:
+            kwargs[key] = check_value(item, hints[key], dict(fields_by_name[key].metadata), f"{where}{key}", source)
+        elif not (item is None or lenient or saved_flat or key in ignored):
+            raise NLPTransferError(f"{source}: {_missing_option(cls, key, where)}")
+    strategy = cls(**kwargs)
+    strategy.check(source)
+    return strategy
+
+
+def _missing_option(cls: type[Strategy], key: Any, where: str) -> str:
+    """Why strategy ``cls`` refuses ``key``: a shared config it does not declare, another strategy's option, or
+    an unknown key (a typo)."""
+    options = cls.options()
+    listing = f"its options: {', '.join(options)}" if options else "it has no options"
+    for group in SHARED_OPTIONS:
+        if key in {f.name for f in dataclasses.fields(group)}:
+            accepting = _one_of([n for n, c in STRATEGIES.items() if issubclass(c, group)])
+            return f"{where}{key}: strategy {cls.name} {group.refusal.format(accepting=accepting)}"
+    elsewhere = [n for n, c in STRATEGIES.items() if key in c.options()]
+    if elsewhere:
+        return (f"{where}{key}: strategy {cls.name} has no option '{key}'{did_you_mean(key, options, where)} "
+                f"({listing}); '{key}' is an option of {_one_of(elsewhere)}")
+    return (f"unknown key '{where}{key}'{did_you_mean(key, ('name', *options), where)} (strategy {cls.name} has no "
+            f"option '{key}'; {listing})")
+
+
+def describe_saved(values: Any) -> str:
+    """`Strategy.describe` of a saved recipe's ``strategy:`` (old flat mappings too); "" when it cannot be read."""
+    try:
+        return build_strategy(values, lenient=True).describe()
+    except NLPTransferError:
+        return ""
