@@ -82,6 +82,8 @@ class Recipe:
         out.pop("source")
         out.pop("given")
         out["strategy"] = self.strategy.to_dict()  # with its name (a class attribute)
+        for key in IGNORED_BY_BACKEND[self.backend]:  # what this backend refuses is left out, so the saved
+            out.pop(key, None)                       # recipe.yaml trains again as it is
         return out
 
 

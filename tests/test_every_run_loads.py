@@ -114,6 +114,16 @@ def test_every_backend_writes_one_record_and_scores_the_saved_model(runs, kind):
     assert "## Results on `test" in (runs[kind] / "README.md").read_text()
 
 
+@pytest.mark.parametrize("kind", KINDS + ("masked-lm",))
+def test_every_saved_recipe_loads_again_for_the_same_backend(runs, kind):
+    """recipe.yaml in a run folder trains again as it is: it holds no key its backend would refuse."""
+    from nlp_transfer.config import load_recipe
+
+    saved = load_recipe(runs[kind] / "recipe.yaml")
+    assert saved.backend == json.loads((runs[kind] / "run.json").read_text())["backend"]
+    assert saved.test_split == ("test" if kind != "masked-lm" else None)
+
+
 def test_a_masked_lm_run_is_refused_with_the_reason(runs, capsys, tmp_path):
     with pytest.raises(NLPTransferError, match="this is a masked-LM run .* train a task on it first"):
         load_model(runs["masked-lm"])
