@@ -214,3 +214,34 @@ def tiny_recipe(card: Path, model: Path, out: Path, **training) -> dict:
         "training": {"num_train_epochs": 2, "per_device_train_batch_size": 16, "learning_rate": 1e-3,
                      "logging_steps": 5, "report_to": "none", "disable_tqdm": True, **training},
     }
+
+
+def build_spm_xlmr(path: Path, vocab_size: int = 400) -> Path:
+    """XLM-R style model whose only tokenizer file is a SentencePiece ``sentencepiece.bpe.model`` trained here
+    (unigram, XLM-R's piece layout: <unk>=0, <s>=1, </s>=2) and a tokenizer_config.json naming the class; no
+    tokenizer.json, so transformers must convert the .model itself."""
+    import json
+
+    import sentencepiece as spm
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    path.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(corpus()), model_prefix=str(path / "sentencepiece.bpe"),
+                                   vocab_size=vocab_size, model_type="unigram", character_coverage=1.0,
+                                   num_threads=1, minloglevel=2)
+    (path / "sentencepiece.bpe.vocab").unlink()
+    (path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "XLMRobertaTokenizer",
+                                                            "model_max_length": 128}), encoding="utf-8")
+    # transformers' XLM-R layout: <s> <pad> </s> <unk>, the pieces after spm's three specials, then <mask>
+    config = XLMRobertaConfig(vocab_size=vocab_size + 2, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64, max_position_embeddings=130, type_vocab_size=1,
+                              pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    torch.manual_seed(0)
+    XLMRobertaModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def spm_xlmr(tmp_path_factory) -> Path:
+    return build_spm_xlmr(tmp_path_factory.mktemp("spm-xlmr"))
