@@ -1,4 +1,5 @@
-"""A real 2-process DDP run (gloo on CPU) of the unchanged CLI under `accelerate launch`."""
+"""A real 2-process DDP run of the unchanged CLI under `accelerate launch`: gloo on CPU processes, or NCCL where two
+GPUs or more are visible."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +14,15 @@ import yaml
 from conftest import tiny_recipe
 
 RANK_LINE = re.compile(r"\[rank (\d)/(\d)\] finished: global_step=(\d+) eval_accuracy=(\S+) weights=(\w+) writes_outputs=(\w+)")
+
+
+def launch_env() -> dict[str, str]:
+    """The children's environment. With one GPU both ranks would share it (NCCL refuses a
+    duplicate GPU), so with fewer than two the children see none and run on the CPU with gloo."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if torch.cuda.device_count() >= 2:
+        return env
+    return {**env, "CUDA_VISIBLE_DEVICES": ""}
 
 
 STRATEGIES = {
@@ -34,12 +43,12 @@ def test_accelerate_launch_two_processes_agree_and_only_rank0_writes(strategy, s
         recipe["training"]["load_best_model_at_end"] = False
     recipe_path = tmp_path / "recipe.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe))
-    accelerate = Path(sys.executable).parent / "accelerate"
-    # On a machine without GPUs --multi_gpu falls back to CPU processes with gloo; `--cpu` would start only one.
-    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "nlp_transfer", "train", str(recipe_path)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    # With no GPU visible --multi_gpu falls back to CPU processes with gloo; `--cpu` would start only one.
+    # `python -m accelerate.commands.launch`: this interpreter's accelerate, wherever its console script lives
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "nlp_transfer", "train", str(recipe_path)]
+    done = subprocess.run(command, capture_output=True, text=True, env=launch_env(), timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
     ranks = {int(m.group(1)): m.groups() for m in RANK_LINE.finditer(done.stdout)}

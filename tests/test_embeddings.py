@@ -30,11 +30,11 @@ def encoder(tiny_xlmr):
 
 
 def manual(encoder, text, layers, pooling):
-    batch = encoder.tokenizer([text], return_tensors="pt")
+    batch = encoder.tokenizer([text], return_tensors="pt").to(next(encoder.model.parameters()).device)  # CUDA on a GPU
     with torch.inference_mode():
         states = encoder.model(**batch, output_hidden_states=True).hidden_states
     hidden = torch.stack([states[layer] for layer in layers]).mean(0)[0]
-    return {"cls": hidden[0], "mean": hidden.mean(0), "max": hidden.max(0).values}[pooling].numpy()
+    return {"cls": hidden[0], "mean": hidden.mean(0), "max": hidden.max(0).values}[pooling].cpu().numpy()
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean", "max"])

@@ -53,7 +53,9 @@ def test_sliding_windows_average_the_logits_of_each_window(trained):
     encoded = model.tokenizer(long_text, truncation=True, max_length=32, stride=8, return_overflowing_tokens=True)
     assert len(encoded["input_ids"]) > 2
     with torch.inference_mode():
-        per_window = [model.model(input_ids=torch.tensor([ids])).logits[0].numpy() for ids in encoded["input_ids"]]
+        device = next(model.model.parameters()).device  # CUDA on a GPU machine: load_model's device="auto"
+        per_window = [model.model(input_ids=torch.tensor([ids], device=device)).logits[0].cpu().numpy()
+                      for ids in encoded["input_ids"]]
     np.testing.assert_allclose(windowed[0], np.mean(per_window, axis=0), atol=1e-5)
     np.testing.assert_allclose(truncated[0], per_window[0], atol=1e-5)  # without windows only the start counts
     np.testing.assert_allclose(windowed[1], truncated[1], atol=1e-5)  # short texts are one window

@@ -23,14 +23,14 @@ from nlp_transfer.strategy_configs import Strategy, build_strategy, describe_sav
 def initial_weights(model_dir):
     from transformers import AutoModel
 
-    return {k: v.clone() for k, v in AutoModel.from_pretrained(model_dir).state_dict().items()}
+    return {k: v.detach().to("cpu", copy=True) for k, v in AutoModel.from_pretrained(model_dir).state_dict().items()}
 
 
 def final_weights(out):
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(out)
-    return {k.removeprefix(model.base_model_prefix + "."): v for k, v in model.state_dict().items()}
+    return {k.removeprefix(model.base_model_prefix + "."): v.cpu() for k, v in model.state_dict().items()}
 
 
 def test_last_n_freezes_embeddings_and_lower_layers_bit_for_bit(sst2_toy, tiny_bert, tmp_path):
@@ -131,7 +131,8 @@ class RecordLayer(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         weight = model.base_model.encoder.layer[1].attention.self.query.weight
-        self.steps.append((state.global_step, weight.requires_grad, weight.detach().clone()))
+        # a CPU copy: on a GPU machine the trained model lives on CUDA, the snapshots it is compared with on the CPU
+        self.steps.append((state.global_step, weight.requires_grad, weight.detach().to("cpu", copy=True)))
 
 
 def test_gradual_unfreezing_opens_layers_on_schedule_and_they_then_move(sst2_toy, tiny_bert, tmp_path, monkeypatch):
@@ -174,7 +175,7 @@ def test_lora_trains_adapters_and_head_and_merged_export_gives_the_same_logits(s
     assert merged.config.id2label == {0: "negative", 1: "positive"}
     merged_logits = load_model(tmp_path / "merged").logits(texts)
     np.testing.assert_allclose(merged_logits, adapter_logits, atol=1e-4)
-    base = {k.removeprefix("bert."): v for k, v in merged.state_dict().items()}
+    base = {k.removeprefix("bert."): v.cpu() for k, v in merged.state_dict().items()}
     assert not torch.equal(base["encoder.layer.0.attention.self.query.weight"],
                            before["encoder.layer.0.attention.self.query.weight"])  # the adapter was folded in
     assert torch.equal(base["encoder.layer.0.attention.self.key.weight"], before["encoder.layer.0.attention.self.key.weight"])
@@ -190,7 +191,8 @@ class RecordGroups(TrainerCallback):
         self.lrs[state.global_step] = [(g["role"], g["depth"], g["lr"]) for g in optimizer.param_groups]
         weight = model.base_model.encoder.layer[1].attention.self.query.weight
         head = model.classifier.weight
-        self.layer[state.global_step] = (weight.requires_grad, weight.detach().clone(), head.detach().clone())
+        self.layer[state.global_step] = (weight.requires_grad, weight.detach().to("cpu", copy=True),
+                                         head.detach().to("cpu", copy=True))  # CPU copies, as in RecordLayer
 
 
 def test_discriminative_groups_get_their_own_learning_rates(sst2_toy, tiny_bert, tmp_path, monkeypatch):
