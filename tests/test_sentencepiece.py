@@ -11,7 +11,7 @@ from nlp_transfer import load_model, train
 from nlp_transfer.models import load_tokenizer
 from nlp_transfer.tasks.ner import IGNORE, align_labels
 
-spm = pytest.importorskip("sentencepiece")
+spm = pytest.importorskip("sentencepiece", reason="sentencepiece (a declared dependency) is not installed here")
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 WORDS = ["Angela", "Merkel", "visited", "Reykjavík", "yesterday", "."]
