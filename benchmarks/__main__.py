@@ -3,11 +3,16 @@
     python -m benchmarks --quick    # a few minutes on 2 cores; exits 1 if a ratio misses its goal
     python -m benchmarks            # the full run (longer rounds, 100k-text embedding memory)
     make bench                      # = python -m benchmarks
+    python -m benchmarks --device cuda [--quick] [--precision bfloat16] [--model PATH_OR_ALIAS]   # GPU mode
+    python -m benchmarks --device cpu --gpu-mode --quick --no-record   # the GPU mode's code on the CPU
 
 Prints one table, rewrites the "Speed" section of benchmarks/RESULTS.md (command, machine, versions, date)
 and records every figure in benchmarks/results.json under `bench/...`. Goals (checked in both modes):
 training >= 1.5x the max_length-padding Trainer and >= 1.0x the dynamic-padding Trainer on SST-2;
 prediction >= 1.2x the transformers pipeline (batch 32) with the same predictions.
+
+With ``--device cuda`` (GPU mode, benchmarks/gpu.py) the figures are ``bench/gpu/...`` and go to the "GPU speed"
+section of RESULTS.md, with the GPU's name and the versions; its goals are in ``gpu.GOALS``.
 """
 from __future__ import annotations
 
@@ -15,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 from datetime import date
@@ -168,25 +172,54 @@ def failures(figures: dict[str, float]) -> list[str]:
 
 
 def update_results(text: str, command: str) -> None:
+    from benchmarks.gpu import replace_section
+
     section = (f"{START}\n## Speed and memory against the usual alternatives\n\n`{command}` on {date.today().isoformat()}; "
                f"{machine()}.\n\n{text}\n{END}")
-    current = RESULTS_MD.read_text(encoding="utf-8") if RESULTS_MD.is_file() else "# Results\n"
-    if START in current and END in current:
-        current = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, current, flags=re.S)
-    else:
-        current = current.rstrip() + "\n\n" + section + "\n"
-    from nlp_transfer.io import write_text_atomic
+    replace_section(RESULTS_MD, START, END, section)
 
-    write_text_atomic(RESULTS_MD, current)
+
+def gpu_main(args, command: str) -> int:
+    """The GPU mode: ``--device cuda`` (or ``--device cpu --gpu-mode``, which runs its code but records nothing)."""
+    from benchmarks import gpu
+
+    sizes = gpu.settings(args.quick)
+    if args.steps:
+        sizes["steps"] = args.steps
+    figures = gpu.gpu_benchmark(device=args.device, precision=args.precision, model=args.model,
+                                only=set(args.only) if args.only else None,
+                                record=not args.no_record and args.device != "cpu", command=command, **sizes)
+    print(gpu.table(figures))
+    missed = gpu.failures(figures)
+    if args.device == "cpu":
+        for line in missed:
+            print(f"(GPU goal, not checked on the CPU: {line})")
+        return 0
+    for line in missed:
+        print(f"GOAL MISSED: {line}", file=sys.stderr)
+    return 1 if missed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short rounds (a few minutes); still checks the goals")
-    parser.add_argument("--only", nargs="*", help="train ner predict embed train-memory glove")
+    parser.add_argument("--only", nargs="*", help="train ner predict embed train-memory glove (GPU mode: the first four)")
     parser.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md / results.json")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu (default): the CPU benchmark; cuda: the GPU mode (benchmarks/gpu.py)")
+    parser.add_argument("--gpu-mode", action="store_true", help="with --device cpu: run the GPU mode's code on the "
+                        "CPU in float32 (a check of the code; its figures are never recorded)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
+                        help="GPU mode: mixed precision of every contender (default bfloat16; the CPU uses float32)")
+    parser.add_argument("--model", help="GPU mode: the encoder, a path or an alias (default minilm-l6)")
+    parser.add_argument("--steps", type=int, help="GPU mode: training steps per contender (default 50, 200 without --quick)")
     args = parser.parse_args(argv)
     command = "python -m benchmarks" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    if args.device != "cpu" or args.gpu_mode:
+        return gpu_main(args, command.strip())
+    for option in ("precision", "model", "steps"):
+        if getattr(args, option) is not None:
+            parser.error(f"--{option} is for the GPU mode (--device cuda, or --device cpu --gpu-mode)")
     started = time.perf_counter()
     figures = run(args.quick, set(args.only) if args.only else None)
     text = table(figures)

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 SST2_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2" / "train.tsv"
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "sst2" / "train.tsv"

@@ -18,6 +18,7 @@ Contenders alternate round by round and each keeps its best round, so a noisy ne
 from __future__ import annotations
 
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -54,20 +55,31 @@ def conll_sentences(count: int, seed: int = 0) -> tuple[list[tuple[list[str], li
     return rows[:count], names
 
 
-def _trainer_args(out: str, steps: int, batch: int, seed: int = 0):
+def device_training(device: str = "cpu", precision: str = "float32") -> dict[str, Any]:
+    """The TrainingArguments that put a run on ``device`` in ``precision`` (mixed precision only off the CPU)."""
+    if device == "cpu":
+        return {"use_cpu": True}
+    return {"bf16": precision == "bfloat16", "fp16": precision == "float16"}
+
+
+def _trainer_args(out: str, steps: int, batch: int, seed: int = 0, device: str = "cpu", precision: str = "float32"):
     from transformers import TrainingArguments
 
     return TrainingArguments(output_dir=out, max_steps=steps, per_device_train_batch_size=batch, learning_rate=5e-5,
                              save_strategy="no", logging_steps=10_000, report_to="none", disable_tqdm=True, seed=seed,
-                             use_cpu=True)
+                             **device_training(device, precision))
 
 
-def _recipe(card: dict, folder: Path, steps: int, batch: int) -> dict:
-    """An nlp_transfer recipe with the plain Trainer's settings: same steps, batch, learning rate, no saving."""
-    return {"task": card["task"], "data": card, "model": MODEL, "max_length": 128, "seed": 0,
-            "output_dir": str(folder / "run"),
-            "training": {"max_steps": steps, "per_device_train_batch_size": batch, "learning_rate": 5e-5,
-                         "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "disable_tqdm": True}}
+def _recipe(card: dict, folder: Path, steps: int, batch: int, model: str = MODEL, device: str | None = None,
+            precision: str = "float32") -> dict:
+    """An nlp_transfer recipe with the plain Trainer's settings: same steps, batch, learning rate, no saving.
+    ``device`` None leaves the device to nlp_transfer (the CPU benchmark's behaviour)."""
+    training = {"max_steps": steps, "per_device_train_batch_size": batch, "learning_rate": 5e-5,
+                "save_strategy": "no", "logging_steps": 10_000, "report_to": "none", "disable_tqdm": True}
+    if device is not None:
+        training.update(device_training(device, precision))
+    return {"task": card["task"], "data": card, "model": model, "max_length": 128, "seed": 0,
+            "output_dir": str(folder / "run"), "training": training}
 
 
 def _timed_train(trainer) -> float:
@@ -78,26 +90,28 @@ def _timed_train(trainer) -> float:
 
 # ------------------------------------------------------------------ sequence classification
 
-def plain_trainer_classification(rows, steps: int, batch: int, padded: bool) -> float:
+def plain_trainer_classification(rows, steps: int, batch: int, padded: bool, model: str = MODEL, device: str = "cpu",
+                                 precision: str = "float32") -> float:
     import datasets
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               default_data_collator)
 
     from nlp_transfer.models import resolve
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve(MODEL))
-    model = AutoModelForSequenceClassification.from_pretrained(resolve(MODEL), num_labels=2)
+    tokenizer = AutoTokenizer.from_pretrained(resolve(model))
+    network = AutoModelForSequenceClassification.from_pretrained(resolve(model), num_labels=2)
     texts, labels = [t for t, _ in rows], [l for _, l in rows]
     encoded = tokenizer(texts, truncation=True, max_length=128, padding="max_length" if padded else False)
     dataset = datasets.Dataset.from_dict({**encoded, "labels": labels})
     collator = default_data_collator if padded else DataCollatorWithPadding(tokenizer)
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model=model, args=_trainer_args(out, steps, batch), train_dataset=dataset,
-                          data_collator=collator, processing_class=tokenizer)
+        trainer = Trainer(model=network, args=_trainer_args(out, steps, batch, device=device, precision=precision),
+                          train_dataset=dataset, data_collator=collator, processing_class=tokenizer)
         return _timed_train(trainer)
 
 
-def nlp_transfer_classification(rows, steps: int, batch: int) -> tuple[float, str]:
+def nlp_transfer_classification(rows, steps: int, batch: int, model: str = MODEL, device: str | None = None,
+                                precision: str = "float32") -> tuple[float, str]:
     """Returns the train seconds (trainer.train, as measured by nlp_transfer) and the saved model folder."""
     from nlp_transfer import train
 
@@ -105,20 +119,21 @@ def nlp_transfer_classification(rows, steps: int, batch: int) -> tuple[float, st
     (folder / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows), encoding="utf-8")
     card = {"name": "sst2-bench", "task": "sequence-classification", "splits": {"train": str(folder / "train.tsv")},
             "format": "tsv", "text": "sentence", "label": "label", "labels": ["negative", "positive"]}
-    metrics = train(_recipe(card, folder, steps, batch)).metrics
+    metrics = train(_recipe(card, folder, steps, batch, model, device, precision)).metrics
     return metrics["train"]["runtime_s"], str(folder / "run")
 
 
 # ------------------------------------------------------------------ token classification
 
-def plain_trainer_ner(sentences, label_names, steps: int, batch: int, padded: bool) -> float:
+def plain_trainer_ner(sentences, label_names, steps: int, batch: int, padded: bool, model: str = MODEL,
+                      device: str = "cpu", precision: str = "float32") -> float:
     import datasets
     from transformers import AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification, Trainer
 
     from nlp_transfer.models import resolve
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve(MODEL))
-    model = AutoModelForTokenClassification.from_pretrained(resolve(MODEL), num_labels=len(label_names))
+    tokenizer = AutoTokenizer.from_pretrained(resolve(model))
+    network = AutoModelForTokenClassification.from_pretrained(resolve(model), num_labels=len(label_names))
     index = {name: i for i, name in enumerate(label_names)}
     words = [w for w, _ in sentences]
     encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=128,
@@ -133,12 +148,13 @@ def plain_trainer_ner(sentences, label_names, steps: int, batch: int, padded: bo
     dataset = datasets.Dataset.from_dict({**encoded, "labels": labels})
     collator = DataCollatorForTokenClassification(tokenizer, padding="max_length" if padded else True, max_length=128)
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model=model, args=_trainer_args(out, steps, batch), train_dataset=dataset,
-                          data_collator=collator, processing_class=tokenizer)
+        trainer = Trainer(model=network, args=_trainer_args(out, steps, batch, device=device, precision=precision),
+                          train_dataset=dataset, data_collator=collator, processing_class=tokenizer)
         return _timed_train(trainer)
 
 
-def nlp_transfer_ner(sentences, steps: int, batch: int) -> float:
+def nlp_transfer_ner(sentences, steps: int, batch: int, model: str = MODEL, device: str | None = None,
+                     precision: str = "float32") -> float:
     from nlp_transfer import train
 
     folder = Path(tempfile.mkdtemp(prefix="bench-ner-"))
@@ -146,7 +162,10 @@ def nlp_transfer_ner(sentences, steps: int, batch: int) -> float:
     (folder / "train.txt").write_text(text, encoding="utf-8")
     card = {"name": "conll-bench", "task": "token-classification", "splits": {"train": str(folder / "train.txt")},
             "format": "conll", "columns": ["token", "ner"], "tags": "ner", "scheme": "IOB2"}
-    return train(_recipe(card, folder, steps, batch)).metrics["train"]["runtime_s"]
+    try:
+        return train(_recipe(card, folder, steps, batch, model, device, precision)).metrics["train"]["runtime_s"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def alternate(contenders: dict[str, Any], rounds: int) -> dict[str, float]:

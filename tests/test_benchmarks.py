@@ -32,3 +32,109 @@ def test_the_table_shows_each_ratio_next_to_its_goal():
     text = bench.table({"train/sst2/vs_padded_trainer_speedup": 6.26, "train/sst2/nlp_transfer_samples_per_s": 89.7,
                         "train/sst2/padded_trainer_samples_per_s": 14.3})
     assert "| train SST-2, samples/s vs Trainer, padded to 128 | 89.7 | 14.3 | **6.26x** | >= 1.5x |" in text
+
+
+# ------------------------------------------------------------------ the GPU mode (benchmarks/gpu.py), run on the CPU
+
+import hashlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+from benchmarks import gpu, speed  # noqa: E402
+from benchmarks.record_run import RESULTS  # noqa: E402
+
+CONLL = speed.SHARED / "conll2003" / "train.txt"
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def gpu_mode_on_cpu(tiny_bert):
+    """The GPU mode's whole code path on the CPU with the tiny BERT: 2 steps of batch 4, one round, 48 texts."""
+    before = _digest(RESULTS), _digest(gpu.RESULTS_MD)
+    figures = gpu.gpu_benchmark(device="cpu", model=str(tiny_bert), steps=2, batches=(4,), ner_batch=4, rounds=1,
+                                predict_texts=48, embed_texts=48, record=False, sst2_rows=speed.sst2_rows()[:64])
+    return figures, before, (_digest(RESULTS), _digest(gpu.RESULTS_MD))
+
+
+def test_gpu_mode_runs_on_the_cpu_and_reports_every_figure(gpu_mode_on_cpu):
+    figures, before, after = gpu_mode_on_cpu
+    train = "gpu/train/sst2/b4/"
+    keys = [train + f"{name}_samples_per_s" for name in ("nlp_transfer", "dynamic_trainer", "padded_trainer", "bare_loop")]
+    keys += [train + "vs_dynamic_trainer_speedup", train + "vs_padded_trainer_speedup", train + "vs_bare_loop"]
+    keys += [f"gpu/predict/sst2/{k}" for k in ("nlp_transfer_texts_per_s", "pipeline_texts_per_s", "vs_pipeline_speedup",
+                                               "agreement_with_pipeline")]
+    keys += [f"gpu/embed/{k}" for k in ("nlp_transfer_texts_per_s", "st_texts_per_s", "vs_sentence_transformers_speedup",
+                                        "mean_cosine", "min_cosine")]
+    for key in keys:
+        assert isinstance(figures.get(key), float) and figures[key] > 0, key
+    assert 0 < figures["gpu/predict/sst2/agreement_with_pipeline"] <= 1  # reported, whatever its value
+    assert figures["gpu/predict/sst2/labels_identical"] in (0.0, 1.0)
+    assert figures["gpu/embed/mean_cosine"] > 0.9999  # both in float32 on the CPU: the same vectors
+    assert not any(k.endswith("float32_vs_pipeline_speedup") for k in figures)  # the CPU computes in float32 only
+    assert after == before  # record=False: results.json and RESULTS.md untouched
+    text = gpu.table(figures)
+    assert "| train SST-2 batch 4, samples/s vs bare PyTorch loop (ceiling) |" in text
+    assert "| predict: label agreement with the pipeline |" in text
+
+
+def test_gpu_mode_trains_ner_on_conll(gpu_mode_on_cpu):
+    figures = gpu_mode_on_cpu[0]
+    if not CONLL.is_file():
+        pytest.skip(f"CoNLL-2003 is not in {CONLL.parent}: the GPU mode's NER part was not exercised")
+    for key in ("nlp_transfer_samples_per_s", "dynamic_trainer_samples_per_s", "vs_dynamic_trainer_speedup"):
+        assert figures[f"gpu/train/conll03/b4/{key}"] > 0
+
+
+def test_gpu_figures_are_recorded_with_the_gpu_name_and_versions(tmp_path):
+    results, results_md = tmp_path / "results.json", tmp_path / "RESULTS.md"
+    results_md.write_text(f"# Results\n\nbefore\n\n{gpu.START}\nunmeasured\n{gpu.END}\n\nafter\n")
+    info = {"device_name": "NVIDIA H200", "precision": "bfloat16", "torch": "2.9", "cuda": "12.8",
+            "transformers": "5.17.0", "tokenizers": "0.23.2"}
+    figures = {"gpu/train/sst2/b128/vs_bare_loop": 0.61234567, "gpu/train/sst2/b128/nlp_transfer_samples_per_s": 3000.0}
+    gpu.save(figures, info, "python -m benchmarks --device cuda --quick", results, results_md)
+    import json
+
+    saved = json.loads(results.read_text())
+    assert saved["bench/gpu/train/sst2/b128/vs_bare_loop"]["value"] == 0.6123
+    assert saved["bench/gpu/device_name"]["value"] == "NVIDIA H200"
+    assert saved["bench/gpu/versions/tokenizers"]["value"] == "0.23.2"
+    assert set(saved["bench/gpu/precision"]) == {"value", "command", "date"}
+    assert saved["bench/gpu/precision"]["command"] == "python -m benchmarks --device cuda --quick"
+    text = results_md.read_text()
+    assert "unmeasured" not in text and "NVIDIA H200" in text and "**0.61x**" in text
+    assert text.startswith("# Results\n\nbefore\n") and text.rstrip().endswith("after")
+
+
+def test_gpu_goals_are_checked_like_the_cpu_ones():
+    figures = {"gpu/train/sst2/b32/vs_dynamic_trainer_speedup": 1.4, "gpu/train/sst2/b128/vs_dynamic_trainer_speedup": 0.88,
+               "gpu/train/sst2/b128/vs_bare_loop": 0.81, "gpu/predict/sst2/vs_pipeline_speedup": 2.1,
+               "gpu/predict/sst2/agreement_with_pipeline": 1.0, "gpu/embed/vs_sentence_transformers_speedup": 1.3,
+               "gpu/embed/mean_cosine": 0.99999}
+    assert gpu.failures(figures) == ["gpu/train/sst2/b128/vs_dynamic_trainer_speedup = 0.88 < 1.3"]
+    figures.update({"gpu/train/sst2/b128/vs_dynamic_trainer_speedup": 1.3, "gpu/predict/sst2/agreement_with_pipeline": 0.99,
+                    "gpu/embed/mean_cosine": 0.9995})
+    assert len(gpu.failures(figures)) == 2  # faster with other labels or other vectors does not count
+
+
+def test_the_command_line_reaches_the_gpu_mode(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(gpu, "gpu_benchmark", lambda **kwargs: seen.update(kwargs) or {})
+    argv = ["--device", "cpu", "--gpu-mode", "--quick", "--model", "tiny", "--steps", "3", "--only", "train"]
+    assert bench.main(argv) == 0  # on the CPU the GPU goals are shown, never checked
+    assert seen["device"] == "cpu" and seen["model"] == "tiny" and seen["steps"] == 3 and seen["only"] == {"train"}
+    assert seen["record"] is False and seen["batches"] == (32, 128) and seen["precision"] is None
+    assert gpu.effective_precision("cuda", None) == "bfloat16" and gpu.effective_precision("cpu", "bfloat16") == "float32"
+    with pytest.raises(SystemExit):
+        bench.main(["--model", "tiny"])  # a GPU-mode option without the GPU mode
+
+
+def test_cuda_without_a_gpu_says_how_to_run_the_mode_on_the_cpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(SystemExit, match="--gpu-mode"):
+        gpu.check_device("cuda")
