@@ -188,9 +188,7 @@ class TokenTagger(WordTagger):
         merger = WindowMerger([len(words) for words in sentences], strategy)
         if any(sentences):
             encoded = tokenize_words(self.tokenizer, [s or [""] for s in sentences], self.max_length, self.stride)
-            keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
-            rows = [{k: encoded[k][i] for k in keys} for i in range(len(encoded["input_ids"]))]
-            owners = encoded["overflow_to_sample_mapping"]
+            rows, owners = encoded.rows, encoded.owners
             bar = _progress(len(rows), progress)
             with torch.inference_mode():
                 for indices in length_sorted_batches([len(r["input_ids"]) for r in rows], batch_size):
@@ -200,7 +198,7 @@ class TokenTagger(WordTagger):
                         logits = self.model(**batch).logits
                     probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
                     for row_probs, window in zip(probs, indices):
-                        word_ids = [-1 if w is None else w for w in encoded.word_ids(int(window))]
+                        word_ids = [-1 if w is None else w for w in encoded.word_ids[int(window)]]
                         if sentences[owners[window]]:
                             merger.add(owners[window], word_ids, row_probs[: len(word_ids)])
                     if bar:

@@ -50,12 +50,15 @@ def test_sliding_windows_average_the_logits_of_each_window(trained):
                          ["but the ending is wonderful , moving and beautifully acted ."] * 4)
     windowed = model.logits([long_text, "bad"], window=True, stride=8)
     truncated = model.logits([long_text, "bad"])
-    encoded = model.tokenizer(long_text, truncation=True, max_length=32, stride=8, return_overflowing_tokens=True)
-    assert len(encoded["input_ids"]) > 2
+    # the windows by hand: 30 content tokens each ([CLS] ... [SEP] around them), the next one starting 8 back
+    content = model.tokenizer(long_text, add_special_tokens=False)["input_ids"]
+    starts = list(range(0, len(content) - 8, 30 - 8))
+    windows = [[model.tokenizer.cls_token_id, *content[s:s + 30], model.tokenizer.sep_token_id] for s in starts]
+    assert len(windows) > 2 and windows[-1][-2] == content[-1]
     with torch.inference_mode():
         device = next(model.model.parameters()).device  # CUDA on a GPU machine: load_model's device="auto"
         per_window = [model.model(input_ids=torch.tensor([ids], device=device)).logits[0].cpu().numpy()
-                      for ids in encoded["input_ids"]]
+                      for ids in windows]
     np.testing.assert_allclose(windowed[0], np.mean(per_window, axis=0), atol=1e-5)
     np.testing.assert_allclose(truncated[0], per_window[0], atol=1e-5)  # without windows only the start counts
     np.testing.assert_allclose(windowed[1], truncated[1], atol=1e-5)  # short texts are one window

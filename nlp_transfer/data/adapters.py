@@ -68,11 +68,14 @@ def encode_for_prediction(tokenizer, texts: list[str], pairs: list[str] | None, 
         encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
         return _rows(encoded), np.arange(len(encoded["input_ids"]))
     # Each window must bring new tokens: the stride has to stay below the room left for the windowed
-    # text (max_length less the special tokens, and less the first text for pairs), else the
-    # tokenizer panics. That room differs per pair, so texts are encoded in groups of equal stride.
-    room = np.full(len(texts), max_length - tokenizer.num_special_tokens_to_add(pair=pairs is not None))
+    # text (max_length less the special tokens, and less the first text for pairs). That room differs per pair.
+    # The windows are cut from the token ids (`windows.text_windows`), not by the tokenizer's overflow option,
+    # whose windows depend on the tokenizers version.
+    from .windows import SpecialTokens, text_windows
+
+    room = np.full(len(texts), max_length - SpecialTokens.of(tokenizer, pair=pairs is not None).count)
     if pairs is not None:
-        firsts = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+        firsts = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         room -= np.asarray([len(ids) for ids in firsts], dtype=room.dtype)
         if len(room) and room.min() < 1:
             i = int(np.argmin(room))
@@ -82,18 +85,8 @@ def encode_for_prediction(tokenizer, texts: list[str], pairs: list[str] | None, 
                 f"text {i + 1}: the first text of the pair leaves no room for the second within "
                 f"max_length={max_length}; raise max_length or put the long text second")
     strides = np.clip(np.minimum(room - 1, min(stride, max_length // 2)), 0, None)
-    rows: list[dict[str, list[int]]] = []
-    owners: list[np.ndarray] = []
-    for value in np.unique(strides):
-        indices = np.flatnonzero(strides == value)
-        encoded = tokenizer([texts[i] for i in indices], [pairs[i] for i in indices] if pairs is not None else None,
-                            truncation="only_second" if pairs is not None else True, max_length=max_length,
-                            return_overflowing_tokens=True, stride=int(value))
-        rows.extend(_rows(encoded))
-        owners.append(indices[np.asarray(encoded["overflow_to_sample_mapping"], dtype=int)])
-    owner = np.concatenate(owners) if owners else np.zeros(0, dtype=int)
-    order = np.argsort(owner, kind="stable")  # back to input order, windows of a text in sequence
-    return [rows[i] for i in order], owner[order]
+    rows, owners = text_windows(tokenizer, texts, pairs, max_length, strides)
+    return rows, np.asarray(owners, dtype=int)
 
 
 def _rows(encoded) -> list[dict[str, list[int]]]:

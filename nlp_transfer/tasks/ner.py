@@ -40,10 +40,11 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
 
 
 def tokenize_words(tokenizer, words_batch: list[list[str]], max_length: int, stride: int):
-    """Tokenize pre-split words into windows of at most max_length subwords, ``stride`` shared."""
-    room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    return tokenizer(words_batch, is_split_into_words=True, truncation=True, max_length=max_length,
-                     stride=max(0, min(stride, room // 2)), return_overflowing_tokens=True)
+    """Tokenize pre-split words into windows of at most max_length subwords, ``stride`` shared (capped at half the
+    room); a `data.windows.WordWindows` (rows, owning sentence and word index per position)."""
+    from ..data.windows import word_windows
+
+    return word_windows(tokenizer, words_batch, max_length, stride)
 
 
 def align_labels(word_ids: Sequence[int | None], word_labels: Sequence[int], label_names: Sequence[str],
@@ -73,13 +74,14 @@ def encode_dataset(dataset, tokenizer, max_length: int, stride: int, label_names
 
     def encode(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         encoded = tokenize_words(tokenizer, batch["tokens"], max_length, stride)
-        out: dict[str, list] = {k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded}
-        out["length"] = [len(ids) for ids in encoded["input_ids"]]
-        owners = encoded["overflow_to_sample_mapping"]
+        out: dict[str, list] = {k: encoded.column(k) for k in ("input_ids", "attention_mask", "token_type_ids")
+                                if encoded.rows and k in encoded.rows[0]}
+        out["length"] = [len(row["input_ids"]) for row in encoded.rows]
+        owners = encoded.owners
         out["sentence"] = [indices[o] for o in owners]
         out["word_ids"], out["labels"] = [], []
         for window, owner in enumerate(owners):
-            word_ids = encoded.word_ids(window)
+            word_ids = encoded.word_ids[window]
             out["word_ids"].append([-1 if w is None else w for w in word_ids])
             if "tags" in batch:
                 out["labels"].append(align_labels(word_ids, batch["tags"][owner], label_names, label_all_subwords))
