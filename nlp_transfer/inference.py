@@ -60,14 +60,17 @@ class TextClassifier:
         window_logits = np.zeros((len(rows), self.model.config.num_labels), dtype=np.float32)
         batches = length_sorted_batches([len(r["input_ids"]) for r in rows], batch_size)
         bar = _progress(len(rows), progress)
+        outputs = []  # kept on the device: one copy to the host at the end, not a sync per batch on a GPU
         with torch.inference_mode():
             for indices in batches:
                 batch = self._collate([rows[i] for i in indices])
-                batch = {k: v.to(self.device) for k, v in batch.items()}
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 with self.runtime.autocast():
-                    window_logits[indices] = self.model(**batch).logits.float().cpu().numpy()
+                    outputs.append(self.model(**batch).logits.float())
                 if bar:
                     bar.update(len(indices))
+            if batches:
+                window_logits[np.concatenate(batches)] = torch.cat(outputs).cpu().numpy()
         if bar:
             bar.close()
         if not window:

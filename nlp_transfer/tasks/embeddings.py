@@ -96,14 +96,16 @@ class Encoder:
         settings.check()
         self._check_layers(settings.layers)
         encoded = self.tokenizer(list(texts), truncation=True, max_length=settings.max_length)
-        ids, masks = encoded["input_ids"], encoded["attention_mask"]
+        ids = encoded["input_ids"]
         types = encoded.get("token_type_ids")
         pad = self.tokenizer.pad_token_id or 0
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         last_only = list(settings.layers) == [-1] or list(settings.layers) == [self.num_layers]
         device = next(self.model.parameters()).device
+        batches = length_sorted_batches([len(i) for i in ids], settings.batch_size)
+        vectors_by_batch = []  # kept on the device: one copy to the host at the end, not a sync per batch on a GPU
         with torch.inference_mode():
-            for batch in length_sorted_batches([len(i) for i in ids], settings.batch_size):
+            for batch in batches:
                 width = max(len(ids[i]) for i in batch)
                 input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -126,9 +128,11 @@ class Encoder:
                 vectors = pool(hidden.float(), inputs["attention_mask"], settings.pooling)
                 if settings.normalize:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
-                out[batch] = vectors.cpu().numpy()
+                vectors_by_batch.append(vectors)
                 if progress is not None:
                     progress.update(len(batch))
+            if batches:
+                out[np.concatenate(batches)] = torch.cat(vectors_by_batch).cpu().numpy()
         return out
 
 
