@@ -359,3 +359,40 @@ def test_without_window_each_text_gives_one_row_truncated_to_max_length(tok):
         ids = row["input_ids"]
         assert len(ids) == min(len(full) + 2, max_length)
         assert ids[0] == first and ids[-1] == sep and ids[1:-1] == full[:len(ids) - 2]
+
+
+@pytest.mark.parametrize("labels", ["single", "multi", "regression", "tokens"])
+@pytest.mark.parametrize("multiple", [None, 8])
+def test_the_padding_collator_gives_what_transformers_collators_give(tok, labels, multiple):
+    """DynamicPaddingCollator fills arrays itself (no tokenizer.pad per batch); its batches equal those of
+    transformers' DataCollatorWithPadding / DataCollatorForTokenClassification, right and left padding."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    kind, tokenizer = tok
+    texts = dev_sentences(12)
+    encoded = tokenizer(texts, truncation=True, max_length=40)
+    features = []
+    for i in range(len(texts)):
+        row = {k: encoded[k][i] for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded}
+        if labels == "single":
+            row["labels"] = i % 3
+        elif labels == "multi":
+            row["labels"] = [float(i % 2), 1.0, 0.0]
+        elif labels == "regression":
+            row["labels"] = i / 7
+        else:
+            row["labels"] = [(i + j) % 5 for j in range(len(row["input_ids"]))]
+        features.append(row)
+    for side in ("right", "left"):
+        tokenizer.padding_side = side
+        try:
+            ours = DynamicPaddingCollator(tokenizer, multiple, token_labels=labels == "tokens")(
+                [{**f, "length": 3} for f in features])
+            theirs = (DataCollatorForTokenClassification if labels == "tokens" else DataCollatorWithPadding)(
+                tokenizer, padding="longest", pad_to_multiple_of=multiple)([dict(f) for f in features])
+        finally:
+            tokenizer.padding_side = "right"
+        assert set(ours) == set(theirs)
+        for key in ours:
+            assert ours[key].dtype == theirs[key].dtype, key
+            assert torch.equal(ours[key], theirs[key]), (side, key)

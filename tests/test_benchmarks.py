@@ -138,3 +138,12 @@ def test_cuda_without_a_gpu_says_how_to_run_the_mode_on_the_cpu():
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(SystemExit, match="--gpu-mode"):
         gpu.check_device("cuda")
+
+
+def test_the_collate_benchmark_times_both_collators(tiny_bert):
+    from benchmarks import collate_speed
+
+    figures = collate_speed.speed(batch_size=8, rounds=1, count=64, model=str(tiny_bert))
+    assert set(figures) == {"b8/nlp_transfer_ms", "b8/data_collator_with_padding_ms",
+                            "b8/vs_data_collator_with_padding_speedup"}
+    assert all(value > 0 for value in figures.values())
