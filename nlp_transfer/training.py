@@ -26,7 +26,7 @@ from .version import __version__
 from .config import Recipe, load_recipe, resolve_path
 from .data.adapters import DynamicPaddingCollator
 from .data.cards import card_from_dict, load_card, merge_cards
-from .data.readers import load_data
+from .data.readers import read_labelled, load_data
 from .errors import NLPTransferError, did_you_mean
 from .io import remove_tree, write_json_atomic
 from .models import load_tokenizer
@@ -222,6 +222,16 @@ def _eval_set_cards(recipe: Recipe, card) -> dict[str, tuple[Any, str]]:
     return out
 
 
+def _check_eval_set_rows(eval_cards: dict[str, tuple[Any, str]], data, label_map) -> None:
+    """Read every eval set now, as final scoring will, so a bad row or an unknown label stops the run before it
+    trains rather than after (NER: entity types the model lacks are left out of the scores then, not errors)."""
+    for eval_card, split in eval_cards.values():
+        if eval_card.task == "token-classification":
+            read_labelled(eval_card, split, label_map=label_map)
+        else:
+            read_labelled(dataclasses.replace(eval_card, problem_type=data.problem_type), split, data.label_names)
+
+
 def _subsample(data, recipe: Recipe) -> None:
     """Keep a seeded random ``train_rows`` of the training split (in file order), the same on every rank."""
     import numpy as np
@@ -289,6 +299,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     splits = [recipe.train_split] + ([recipe.eval_split] if has_eval else [])
     splits += [recipe.test_split] if recipe.test_split and recipe.test_split not in splits else []
     data = load_data(card, splits, recipe.train_split, label_map=recipe.label_map)
+    _check_eval_set_rows(eval_cards, data, recipe.label_map)
     if recipe.train_rows is not None:
         _subsample(data, recipe)
     if static_config is not None:  # GloVe / word2vec / fastText baselines: same cards, same metrics.json

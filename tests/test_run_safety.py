@@ -217,6 +217,17 @@ def test_a_test_split_label_is_checked_before_training(tmp_path, tiny_bert, caps
     assert not (tmp_path / "run").exists()
 
 
+def test_an_eval_set_row_is_checked_before_training(tmp_path, tiny_bert, capsys):
+    """eval_sets are scored at the end, but their rows are read (and a bad label reported) before training."""
+    card = card_with(tmp_path, TRAIN_0_2, "text,label\nfine film,2\n")
+    (tmp_path / "extra.csv").write_text("text,label\nfine film,0\nodd film,1\n", encoding="utf-8")
+    extra = write_card(tmp_path, "extra", splits={"test": "extra.csv"})
+    values = {**tiny_recipe(card, tiny_bert, tmp_path / "run"), "eval_sets": {"more": {"data": str(extra), "split": "test"}}}
+    message = cli_error(capsys, ["train", write_recipe(tmp_path / "recipe.yaml", values)])
+    assert "extra.csv: line 3: label '1' is not one of the labels [0, 2]" in message
+    assert not (tmp_path / "run").exists()
+
+
 def test_evaluate_matches_labels_by_name(workspace, tmp_path, tiny_bert, capsys):
     """A model trained on labels {0, 2}: evaluating data with a 1 is an error, a 2 is class '2'."""
     card = card_with(tmp_path, TRAIN_0_2, "text,label\ngood film,2\nbad film,0\n")
