@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune a model from a YAML recipe")
     train.add_argument("recipe", help="recipe file, e.g. recipes/sst2_demo.yaml")
     train.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. training.learning_rate=3e-5")
+    train.add_argument("--seeds", help="train once per seed, e.g. 1,2,3 (the recipe key seeds): OUTPUT_DIR/seed-N "
+                                       "and OUTPUT_DIR/seeds.json with mean and std")
 
     predict = sub.add_parser("predict", help="predict labels for texts with a trained model")
     predict.add_argument("model", help="a trained output directory")
@@ -94,14 +96,23 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_train(args) -> int:
     from .config import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)  # a bad recipe is reported before torch is imported
+    overrides = list(args.overrides)
+    if args.seeds is not None:
+        parts = [part.strip() for part in args.seeds.split(",") if part.strip()]
+        if not all(part.lstrip("-").isdigit() for part in parts):
+            raise NLPTransferError(f"--seeds '{args.seeds}': give integers separated by commas, e.g. --seeds 1,2,3")
+        overrides.append(f"seeds=[{','.join(parts)}]")
+    recipe = load_recipe(args.recipe, overrides)  # a bad recipe is reported before torch is imported
     from .training import train
 
     result = train(recipe)
     from .runtime import is_main_process
 
     if is_main_process():
-        _print_summary(result.metrics, result.output_dir)
+        if recipe.seeds is not None:  # nlp_transfer.seeds printed each seed and the mean ± std
+            print(f"  saved to {result.output_dir}")
+        else:
+            _print_summary(result.metrics, result.output_dir)
     return 0
 
 

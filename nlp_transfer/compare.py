@@ -8,7 +8,9 @@ or ``nlp-transfer compare runs/sst2-minilm runs/strategies/* --out reports/sst2`
 
 Every run folder holds the ``metrics.json`` that training, the probe or a static baseline wrote; a key an
 older run lacks shows as "—". Rows are grouped by task (then data set and metric name: scores on different
-data or metrics do not compare), best main metric first.
+data or metrics do not compare), best main metric first. Runs that differ only by ``seed`` in their recipe.yaml, and
+the seed folders of a multi-seed run (a folder holding seeds.json, `nlp_transfer.seeds`), make one row showing
+``mean ± std (n seeds)``.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Any
 from .errors import NLPTransferError, did_you_mean
 from .io import atomic_open, check_folder_target, write_text_atomic
 from .rundir import read_record
+from .seeds import SUMMARY, format_spread, mean_std, seed_folder
 from .strategy_configs import describe_saved
 from .tasks.base import greater_is_better
 
@@ -46,6 +49,8 @@ class Run:
     name: str = ""
     subset: int | None = None  # train_rows from the run's recipe.yaml (older metrics.json lack "rows")
     strategy_note: str = ""  # the strategy's non-default options from recipe.yaml, e.g. "lr_decay 0.8"
+    recipe: dict | None = None  # the run's recipe.yaml
+    seeds: list[Run] = field(default_factory=list)  # a row of runs that differ only by seed: its members
 
     def get(self, *keys: str) -> Any:
         """Nested lookup that returns None where any level is missing: ``run.get("eval", "accuracy")``."""
@@ -60,12 +65,21 @@ class Run:
 
     @property
     def score(self) -> float | None:
-        """The main metric on the evaluation split, or None."""
-        return _number(self.get("eval", self.main)) if self.main else None
+        """The main metric on the evaluation split (the mean over seeds for a row of seeds), or None."""
+        spread = self.spread("eval")
+        return spread[0] if spread else _number(self.get("eval", self.main)) if self.main else None
 
     @property
     def test_score(self) -> float | None:
-        return _number(self.get("test", self.main)) if self.main else None
+        spread = self.spread("test")
+        return spread[0] if spread else _number(self.get("test", self.main)) if self.main else None
+
+    def spread(self, section: str) -> tuple[float, float, int] | None:
+        """A row of seeds: mean, std and count of the main metric in ``section`` (eval, test) over its members."""
+        values = [_number(run.get(section, self.main)) for run in self.seeds]
+        if not self.seeds or not self.main or any(v is None for v in values):
+            return None
+        return (*mean_std(values), len(values))
 
     @property
     def group(self) -> tuple[str, str, str]:
@@ -127,7 +141,58 @@ def load_run(folder: str | Path) -> Run:
         raise NLPTransferError(f"{path}: corrupt metrics.json (a JSON {type(metrics).__name__}, expected an object "
                                f"with task, model, eval); rerun the run that wrote it")
     recipe = _read_recipe(folder / "recipe.yaml")
-    return Run(folder, metrics, subset=_recipe_train_rows(recipe), strategy_note=strategy_note(recipe))
+    return Run(folder, metrics, subset=_recipe_train_rows(recipe), strategy_note=strategy_note(recipe), recipe=recipe)
+
+
+def _seed_folders(folder: Path) -> list[Path] | None:
+    """The seed folders a multi-seed run's seeds.json lists, or None when ``folder`` is not one."""
+    path = Path(folder) / SUMMARY
+    if not path.is_file() or (Path(folder) / "metrics.json").is_file():
+        return None
+    try:
+        seeds = json.loads(path.read_text(encoding="utf-8")).get("seeds")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        seeds = None
+    if not isinstance(seeds, list) or not seeds:
+        raise NLPTransferError(f"{path}: corrupt {SUMMARY} (no list of seeds); train the recipe again with "
+                               f"resume=true to rewrite it")
+    return [seed_folder(folder, seed) for seed in seeds]
+
+
+SEED_ONLY_KEYS = ("seed", "seeds", "output_dir", "resume", "overwrite")  # what runs of one recipe may differ by
+
+
+def _group_seeds(runs: list[Run]) -> list[Run]:
+    """Runs whose recipe.yaml differ only by seed (two or more, distinct seeds) become one row, in place of the
+    first; the others keep their rows as they are."""
+    def recipe_key(run: Run) -> str | None:
+        if run.recipe is None:
+            return None
+        return json.dumps({k: v for k, v in run.recipe.items() if k not in SEED_ONLY_KEYS}, sort_keys=True, default=str)
+
+    groups: dict[str | None, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(recipe_key(run), []).append(run)
+    out = []
+    for run in runs:
+        members = groups[recipe_key(run)]
+        seeds = [str(member.recipe.get("seed")) for member in members] if run.recipe is not None else []
+        if len(members) < 2 or run.recipe is None or len(set(seeds)) < len(seeds):
+            out.append(run)
+        elif run is members[0]:
+            parents = {member.path.parent for member in members}
+            parent = next(iter(parents)) if len(parents) == 1 and (next(iter(parents)) / SUMMARY).is_file() else None
+            runtimes = [_number(member.get("train", "runtime_s")) for member in members]
+            metrics = {**run.metrics, "history": []}  # one seed's curves, per-class scores or confusion matrix
+            for section in ("eval", "test"):          # would pass for the row's: only the mean main metric stays
+                if isinstance(metrics.get(section), dict):
+                    spread = Run(run.path, run.metrics, seeds=members).spread(section)
+                    metrics[section] = {run.main: spread[0]} if spread else {}
+            if all(r is not None for r in runtimes):  # the mean training time of one seed
+                metrics["train"] = {**(metrics.get("train") or {}), "runtime_s": mean_std(runtimes)[0]}
+            out.append(Run(parent or run.path, metrics, subset=run.subset, strategy_note=run.strategy_note,
+                           recipe=run.recipe, seeds=members))
+    return out
 
 
 def _read_recipe(path: Path) -> dict | None:
@@ -159,15 +224,22 @@ def load_runs(run_dirs) -> list[Run]:
         run_dirs = [run_dirs]
     runs, seen = [], set()
     for folder in run_dirs:
-        run = load_run(folder)
-        if run.path.resolve() not in seen:
-            seen.add(run.path.resolve())
-            runs.append(run)
+        for one in _seed_folders(Path(folder)) or [folder]:  # a multi-seed run: its seed folders
+            run = load_run(one)
+            if run.path.resolve() not in seen:
+                seen.add(run.path.resolve())
+                runs.append(run)
     if not runs:
         raise NLPTransferError("compare: no run folders given; pass one or more, "
                                "e.g. runs/sst2-minilm runs/strategies/*")
     _name_runs(runs)
-    return runs
+    grouped = _group_seeds(runs)
+    rows = [run for run in grouped if run.seeds]
+    _name_runs(grouped)
+    for run in rows:  # runs of one recipe outside a multi-seed folder: their own names
+        if not (run.path / SUMMARY).is_file():
+            run.name = ", ".join(member.name for member in run.seeds)
+    return grouped
 
 
 def _name_runs(runs: list[Run]) -> None:
@@ -223,6 +295,11 @@ def _fmt_rate(rate: float) -> str:
     return f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
 
 
+def _fmt_spread(run: Run, section: str) -> str | None:
+    spread = run.spread(section)
+    return format_spread(*spread) if spread else None
+
+
 def _split_note(value: str, split: Any, usual: str) -> str:
     return value if value == MISSING or not split or split == usual else f"{value} ({split})"
 
@@ -270,8 +347,10 @@ def row(run: Run) -> dict[str, str]:
     return {
         "run": run.name, **text,
         "metric": run.main or MISSING,
-        "eval": _split_note(_fmt_score(run.score), run.metrics.get("eval_split"), "validation"),
-        "test": _split_note(_fmt_score(run.test_score), run.metrics.get("test_split"), "test"),
+        "eval": _split_note(_fmt_spread(run, "eval") or _fmt_score(run.score), run.metrics.get("eval_split"),
+                            "validation"),
+        "test": _split_note(_fmt_spread(run, "test") or _fmt_score(run.test_score), run.metrics.get("test_split"),
+                            "test"),
         "per-class / per-type F1": per_label_f1(run),
         "trainable params": trainable_params(run),
         "train time": MISSING if runtime is None else _fmt_duration(runtime),

@@ -44,6 +44,7 @@ class Recipe:
     output_dir: str = "runs/default"
     max_length: int = checked(128, low=8)  # and at most the model's positions (checked when the model loads)
     seed: int = checked(42, low=0)
+    seeds: list[int] | None = None  # train once per seed into output_dir/seed-N, summary in seeds.json (nlp_transfer.seeds)
     problem_type: str = checked("auto", choices=PROBLEM_TYPES)  # auto: from the card (multi-label / regression) or single-label
     threshold: float = checked(0.5, low=0, high=1, low_open=True, high_open=True)  # multi-label decision threshold on sigmoid scores
     class_weights: Any = None  # None | "balanced" | list of weights in label order
@@ -81,6 +82,8 @@ class Recipe:
         out = dataclasses.asdict(self)
         out.pop("source")
         out.pop("given")
+        if out["seeds"] is None:  # a single run's saved recipe.yaml stays as it was before seeds existed
+            out.pop("seeds")
         out["strategy"] = self.strategy.to_dict()  # with its name (a class attribute)
         for key in IGNORED_BY_BACKEND[self.backend]:  # what this backend refuses is left out, so the saved
             out.pop(key, None)                       # recipe.yaml trains again as it is
@@ -224,10 +227,24 @@ def validate(recipe: Recipe) -> Recipe:
     if recipe.eval_sets and not task.scored_sets:
         raise NLPTransferError(f"{source}: {task} has no eval_sets; its held-out perplexity is measured on "
                                f"eval_split")
+    _check_seeds(recipe.seeds, source)
     cw = recipe.class_weights
     if cw is not None and cw != "balanced" and not (isinstance(cw, list) and all(isinstance(w, (int, float)) for w in cw)):
         raise NLPTransferError(f"{source}: class_weights must be 'balanced' or a list of numbers, got {cw!r}")
     return recipe
+
+
+def _check_seeds(seeds: list[int] | None, source: str) -> None:
+    """``seeds: [1, 2, 3]``: at least one, each >= 0, no repeats (the list's type is checked with the other keys)."""
+    if seeds is None:
+        return
+    if not seeds:
+        raise NLPTransferError(f"{source}: seeds must list at least one seed, e.g. seeds: [1, 2, 3] (or remove it)")
+    for seed in seeds:
+        if seed < 0:
+            raise NLPTransferError(f"{source}: seeds must be integers >= 0, got {seed}")
+        if seeds.count(seed) > 1:
+            raise NLPTransferError(f"{source}: seeds lists {seed} twice; give each seed once, e.g. seeds: [1, 2, 3]")
 
 
 def _check_label_map(label_map: Any, task: Task, source: str) -> dict[str, str] | None:

@@ -222,11 +222,11 @@ def _eval_set_cards(recipe: Recipe, card) -> dict[str, tuple[Any, str]]:
     return out
 
 
-def _check_eval_set_rows(eval_cards: dict[str, tuple[Any, str]], data, label_map) -> None:
+def _check_eval_set_rows(eval_cards: dict[str, tuple[Any, str]], data, label_map, task) -> None:
     """Read every eval set now, as final scoring will, so a bad row or an unknown label stops the run before it
     trains rather than after (NER: entity types the model lacks are left out of the scores then, not errors)."""
     for eval_card, split in eval_cards.values():
-        if eval_card.task == "token-classification":
+        if task.label_map:  # NER (eval cards hold the recipe's task: checked by _eval_set_cards)
             read_labelled(eval_card, split, label_map=label_map)
         else:
             read_labelled(dataclasses.replace(eval_card, problem_type=data.problem_type), split, data.label_names)
@@ -255,8 +255,13 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
 
     Everything is checked before anything is written: the recipe's values, the data cards, the model's config
     and tokenizer, ``max_length`` against the model's positions, the data itself and the TrainingArguments.
-    Only then does the run folder change (see `nlp_transfer.rundir`)."""
+    Only then does the run folder change (see `nlp_transfer.rundir`). With ``seeds`` it trains once per seed
+    (`nlp_transfer.seeds`) and the result's metrics are the seeds summary (seeds.json)."""
     recipe = load_recipe(recipe, overrides, **kwargs)
+    if recipe.seeds is not None:  # once per seed into output_dir/seed-N, then output_dir/seeds.json
+        from .seeds import train_seeds
+
+        return RunResult(Path(recipe.output_dir), train_seeds(recipe, train))
     card = _load_card_for(recipe)
     task = get_task(recipe.task)
     if card.task not in task.card_tasks:
@@ -299,7 +304,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     splits = [recipe.train_split] + ([recipe.eval_split] if has_eval else [])
     splits += [recipe.test_split] if recipe.test_split and recipe.test_split not in splits else []
     data = load_data(card, splits, recipe.train_split, label_map=recipe.label_map)
-    _check_eval_set_rows(eval_cards, data, recipe.label_map)
+    _check_eval_set_rows(eval_cards, data, recipe.label_map, task)
     if recipe.train_rows is not None:
         _subsample(data, recipe)
     if static_config is not None:  # GloVe / word2vec / fastText baselines: same cards, same metrics.json
