@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from . import rundir
 from .runtime import Runtime, is_main_process, world_size
 from .version import __version__
 from .config import Recipe, load_recipe, resolve_path
 from .data.adapters import DynamicPaddingCollator
 from .data.cards import card_from_dict, load_card, merge_cards
-from .data.readers import read_labelled, load_data
+from .data.readers import load_data, read_labelled
 from .errors import NLPTransferError, did_you_mean
 from .io import remove_tree, write_json_atomic
 from .models import load_tokenizer
