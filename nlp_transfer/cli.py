@@ -27,6 +27,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seeds", help="train once per seed, e.g. 1,2,3 (the recipe key seeds): OUTPUT_DIR/seed-N "
                                        "and OUTPUT_DIR/seeds.json with mean and std")
 
+    curve = sub.add_parser("curve", help="learning curves: each strategy trained per training-set size and seed, "
+                                         "curve.json, curve.md (table and advice) and plots")
+    curve.add_argument("recipe", help="recipe file, e.g. recipes/sst2_minilm.yaml")
+    curve.add_argument("overrides", nargs="*", help="dotted key=value overrides of the recipe, e.g. training.max_steps=50")
+    curve.add_argument("--sizes", required=True, help="training rows per point, e.g. 32,100,300 (a size at or above "
+                                                      "the training split's rows means all of them)")
+    curve.add_argument("--strategies", required=True,
+                       help="e.g. full,lora,feature-extraction; also last-n, gradual, static-average, static-bilstm")
+    curve.add_argument("--seeds", required=True, help="one subset and initialisation per seed, e.g. 1,2,3")
+    curve.add_argument("--out", help="folder for the runs and curve.json (default: the recipe's output_dir)")
+    curve.add_argument("--static-recipe", help="a recipe with static: vectors, for static-average / static-bilstm")
+
     predict = sub.add_parser("predict", help="predict labels for texts with a trained model")
     predict.add_argument("model", help="a trained output directory")
     predict.add_argument("--input", required=True,
@@ -113,6 +125,19 @@ def _cmd_train(args) -> int:
             print(f"  saved to {result.output_dir}")
         else:
             _print_summary(result.metrics, result.output_dir)
+    return 0
+
+
+def _cmd_curve(args) -> int:
+    from .curve import REPORT, advice_line, curve, parse_list
+
+    strategies = [part.strip() for part in args.strategies.split(",") if part.strip()]
+    sizes = parse_list(args.sizes, "--sizes", 1, "32,100,300")
+    seeds = parse_list(args.seeds, "--seeds", 0, "1,2,3")
+    data = curve(args.recipe, sizes, strategies, seeds, args.out, list(args.overrides), args.static_recipe)
+    for item in data["advice"]:
+        print("  " + advice_line(item))
+    print(f"nlp-transfer: wrote {Path(data['output']) / 'curve.json'} and {Path(data['output']) / REPORT}")
     return 0
 
 
@@ -271,7 +296,7 @@ def _cmd_neighbours(args) -> int:
 
 
 COMMANDS = {"export": _cmd_export, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "embed": _cmd_embed,
-            "cards": _cmd_cards, "compare": _cmd_compare}
+            "cards": _cmd_cards, "compare": _cmd_compare, "curve": _cmd_curve}
 
 COMMANDS["neighbours"] = _cmd_neighbours
 

@@ -52,6 +52,7 @@ class Recipe:
     eval_split: str = "validation"  # evaluated during training; selects the best checkpoint
     test_split: str | None = None  # scored once by the final model, never used for selection
     train_rows: int | None = checked(None, low=1)  # train on a random subset of this many rows (seeded), e.g. for comparisons
+    train_rows_stratified: bool = False  # single-label classification: the train_rows subset keeps the label shares
     eval_sets: Any = None  # extra sets scored once by the final model: {name: {data: CARD, split: test}} or a list
     label_map: dict[str, str] | None = None  # NER: entity type -> type or O, applied on reading ({MISC: O})
     stride: int = checked(32, low=0)  # subwords shared by overlapping windows of long inputs (NER training and prediction)
@@ -84,6 +85,8 @@ class Recipe:
         out.pop("given")
         if out["seeds"] is None:  # a single run's saved recipe.yaml stays as it was before seeds existed
             out.pop("seeds")
+        if not out["train_rows_stratified"]:  # likewise for the plain random subset
+            out.pop("train_rows_stratified")
         out["strategy"] = self.strategy.to_dict()  # with its name (a class attribute)
         for key in IGNORED_BY_BACKEND[self.backend]:  # what this backend refuses is left out, so the saved
             out.pop(key, None)                       # recipe.yaml trains again as it is

@@ -232,13 +232,35 @@ def _check_eval_set_rows(eval_cards: dict[str, tuple[Any, str]], data, label_map
 
 
 def _subsample(data, recipe: Recipe) -> None:
-    """Keep a seeded random ``train_rows`` of the training split (in file order), the same on every rank."""
+    """Keep a seeded random ``train_rows`` of the training split (in file order), the same on every rank. With
+    ``train_rows_stratified`` and single-label data each label keeps its share of the split (`stratified_choice`)."""
     import numpy as np
 
     rows = data.splits[recipe.train_split]  # train_rows is a positive integer (config checks it)
     if recipe.train_rows < len(rows):
-        chosen = np.sort(np.random.default_rng(recipe.seed).choice(len(rows), recipe.train_rows, replace=False))
+        rng = np.random.default_rng(recipe.seed)
+        if recipe.train_rows_stratified and data.problem_type == "single_label" and "label" in rows.column_names:
+            chosen = stratified_choice(rows["label"], recipe.train_rows, rng)
+        else:
+            chosen = np.sort(rng.choice(len(rows), recipe.train_rows, replace=False))
         data.splits[recipe.train_split] = rows.select(chosen)
+
+
+def stratified_choice(labels, count: int, rng):
+    """``count`` row indices (sorted) drawn per label in proportion to the label's rows: each label gets the floor
+    of its share, the rows left over go to the largest remainders (ties in a seeded random order)."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    classes, sizes = np.unique(labels, return_counts=True)
+    shares = sizes * count / len(labels)
+    quota = np.floor(shares).astype(int)
+    order = rng.permutation(len(classes))
+    order = order[np.argsort(-(shares - quota)[order], kind="stable")]
+    quota[order[:count - int(quota.sum())]] += 1
+    chosen = [rng.choice(np.flatnonzero(labels == label), size, replace=False)
+              for label, size in zip(classes, quota) if size]
+    return np.sort(np.concatenate(chosen))
 
 
 def _with_problem_type(recipe: Recipe, card):
