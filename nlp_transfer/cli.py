@@ -301,8 +301,20 @@ COMMANDS = {"export": _cmd_export, "train": _cmd_train, "predict": _cmd_predict,
 COMMANDS["neighbours"] = _cmd_neighbours
 
 
+def _parse(argv: list[str] | None):
+    """Arguments, with ``key=value`` overrides allowed after options too (``train R --seeds 1,2 key=value``): argparse
+    stops filling a positional list at the first option, so what it leaves over joins the overrides."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(item.startswith("-") or "=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return COMMANDS[args.command](args)
     except NLPTransferError as exc:

@@ -93,10 +93,17 @@ def test_resume_retrains_only_the_missing_seed(bilstm_recipe, tmp_path):
     (["--seeds", "1,2,1"], "seeds lists 1 twice"),
     (["seeds=3"], "seeds must be a list of integers or null, got 3"),
     (["seeds=[1, 2.5]"], "seeds must be a list of integers or null"),
+    (["--seeds", "1,2", "max_lenght=64"], "unknown key 'max_lenght'"),  # overrides after an option still count
 ])
 def test_bad_seeds_are_one_line_errors(bilstm_recipe, tmp_path, capsys, argv, expected):
     assert expected in cli_error(capsys, ["train", bilstm_recipe, *argv])
     assert not (tmp_path / "seeds").exists()
+
+
+def test_an_unknown_option_after_the_overrides_is_still_refused(bilstm_recipe, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", str(bilstm_recipe), "max_length=64", "--seeds", "1", "--bogus"])
+    assert stop.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 def test_a_folder_holding_other_files_is_refused(bilstm_recipe, tmp_path, capsys):
