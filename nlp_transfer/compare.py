@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 from .errors import NLPTransferError, did_you_mean
 from .io import atomic_open, check_folder_target, write_text_atomic
+from . import plots
 from .rundir import read_record
 from .seeds import SUMMARY, format_spread, mean_std, seed_folder
 from .strategy_configs import describe_saved
@@ -377,22 +377,6 @@ def html_table(runs: list[Run]) -> str:
 
 # ---------------------------------------------------------------------------------------------- plots
 
-def _figure(width: float, height: float):
-    """A figure on the Agg canvas, without pyplot: no GUI backend, no global state to leak between calls."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
-    return buffer.getvalue()
-
-
 def _colours(runs: list[Run]) -> dict[str, Any]:
     from matplotlib import colormaps
 
@@ -409,7 +393,7 @@ def metrics_plot(runs: list[Run]) -> bytes | None:
 
     groups = list(dict.fromkeys(run.group for run in scored))
     palette = colormaps["Set2"]
-    figure = _figure(8.5, 1.2 + 0.42 * len(scored) + 0.3 * len(groups))
+    figure = plots.figure(8.5, 1.2 + 0.42 * len(scored) + 0.3 * len(groups))
     axes = figure.add_subplot()
     positions, y = [], 0.0
     for index, group in enumerate(groups):
@@ -432,7 +416,7 @@ def metrics_plot(runs: list[Run]) -> bytes | None:
     axes.set_xlabel("main metric on the evaluation split")
     figure.legend(fontsize=8, loc="outside lower center", ncol=min(2, len(groups) + 1), frameon=False)
     axes.grid(axis="x", alpha=0.3)
-    return _png(figure)
+    return plots.png(figure)
 
 
 def _curve(history: Any, key: str) -> tuple[list[float], list[float]]:
@@ -451,7 +435,7 @@ def learning_curves_plot(runs: list[Run]) -> bytes | None:
     if not curves:
         return None
     colours = _colours(ordered)
-    figure = _figure(12, 4.5)
+    figure = plots.figure(12, 4.5)
     loss_axes, eval_axes = figure.subplots(1, 2)
     metric_names = {run.main for run, _, _ in curves.values()}
     for name, (run, (loss_x, loss_y), (eval_x, eval_y)) in curves.items():
@@ -477,7 +461,7 @@ def learning_curves_plot(runs: list[Run]) -> bytes | None:
         axes.grid(alpha=0.3)
         if axes.lines:
             axes.legend(fontsize=7)
-    return _png(figure)
+    return plots.png(figure)
 
 
 def best_confusion_run(runs: list[Run]) -> Run | None:
@@ -502,7 +486,7 @@ def confusion_plot(run: Run) -> bytes:
     labels = [str(label) for label in table.get("labels") or range(len(counts))]
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = 2.5 + 0.55 * len(labels)
-    figure = _figure(size + 1.2, size)
+    figure = plots.figure(size + 1.2, size)
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(counts):
@@ -514,7 +498,7 @@ def confusion_plot(run: Run) -> bytes:
     axes.set(xlabel="predicted", ylabel="gold",
              title=f"{run.name}: {run.metrics.get('eval_split') or 'eval'} ({run.main} {run.score:.4f})")
     figure.colorbar(image, ax=axes, shrink=0.8, label="share of gold row")
-    return _png(figure)
+    return plots.png(figure)
 
 
 # ---------------------------------------------------------------------------------------------- the report

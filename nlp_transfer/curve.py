@@ -20,7 +20,6 @@ when it holds ``static:``).
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from .config import IGNORED_BY_BACKEND, Recipe, load_recipe, resolve_path
 from .errors import NLPTransferError, did_you_mean
 from .io import atomic_open, write_json_atomic, write_text_atomic
+from .plots import figure, png
 from .rundir import is_finished, is_run_folder
 from .seeds import mean_std, seed_folder
 from .strategy_configs import strategy_names
@@ -273,16 +273,6 @@ def markdown(curve_data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(width: float, height: float):
-    """A figure on the Agg canvas, without pyplot (no GUI backend, no global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    made = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(made)
-    return made
-
-
 def write_plots(curve_data: dict[str, Any], out: Path) -> list[Path]:
     """Score against labelled rows (log x, mean ± std band) and score against mean train time, one line per
     strategy; nothing when no point has finished."""
@@ -312,9 +302,7 @@ def write_plots(curve_data: dict[str, Any], out: Path) -> list[Path]:
         ax.legend(fontsize="small")
     paths = []
     for made, name in zip((by_size, by_time), PLOTS):
-        buffer = io.BytesIO()
-        made.savefig(buffer, format="png", metadata={"Software": None})
         with atomic_open(out / name, binary=True) as handle:
-            handle.write(buffer.getvalue())
+            handle.write(png(made))
         paths.append(out / name)
     return paths
