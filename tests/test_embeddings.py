@@ -1,7 +1,6 @@
 """Embedding extraction: pooling, layers, order, agreement with sentence-transformers, resumable output."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import torch
 from conftest import SAMPLE_DEV
 
 from nlp_transfer import NLPTransferError, embed
-from nlp_transfer.tasks.embeddings import Encoder, EmbedSettings, load_embeddings
+from nlp_transfer.tasks.embeddings import Encoder, load_embeddings
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "bad", "the plot is nothing but boilerplate clichés from start to end",
          "it 's a charming and often affecting journey .", "Москва — столица России", "東京は日本の首都です"]
