@@ -23,15 +23,15 @@ from .data.adapters import DynamicPaddingCollator, encode_for_prediction, length
 from .errors import NLPTransferError
 from .io import read_run_json
 from .models import load_config, load_pretrained, load_tokenizer, resolve
-from .tasks.classification import scores_from_logits, short_problem_type
+from .tasks.classification import LabelPredictor, short_problem_type
 from .runtime import Runtime
 from .tasks.base import TASKS, get_task
 from .tasks.ner import WordTagger
 from .tasks.embeddings import EmbedSettings, Encoder
 
 
-class TextClassifier:
-    """A fine-tuned sequence classifier with its tokenizer and label names."""
+class TextClassifier(LabelPredictor):
+    """A fine-tuned sequence classifier with its tokenizer and label names (`predict` from `LabelPredictor`)."""
 
     task = "sequence-classification"  # the registry entry (tasks.TASKS) this predictor serves
 
@@ -79,26 +79,6 @@ class TextClassifier:
         np.add.at(summed, owner, window_logits)
         counts = np.bincount(owner, minlength=len(firsts))[:, None]
         return (summed / counts).astype(np.float32)
-
-    def predict(self, texts: Sequence[str] | Sequence[tuple[str, str]] | str, batch_size: int = 32,
-                window: bool = False, stride: int = 64, progress: bool = False) -> list[dict[str, Any]]:
-        """One dict per text: ``label`` (a name; a list of names for multi-label; a number for
-        regression), ``score`` (its probability) and ``scores`` (every label's probability)."""
-        single = isinstance(texts, str)
-        logits = self.logits([texts] if single else texts, batch_size, window, stride, progress)
-        scores = scores_from_logits(torch.from_numpy(logits), self.problem_type).numpy()
-        results = [self._describe(row) for row in scores]
-        return results[0] if single else results
-
-    def _describe(self, row: np.ndarray) -> dict[str, Any]:
-        if self.problem_type == "regression":
-            return {"label": float(row), "score": float(row)}
-        named = {name: round(float(p), 6) for name, p in zip(self.label_names, row)}
-        if self.problem_type == "multi_label":
-            chosen = [name for name, p in named.items() if p >= self.threshold]
-            return {"label": chosen, "score": max(named.values()), "scores": named}
-        best = int(np.argmax(row))
-        return {"label": self.label_names[best], "score": float(row[best]), "scores": named}
 
 
 class ProbeClassifier(TextClassifier):

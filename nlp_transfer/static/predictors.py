@@ -30,7 +30,7 @@ import torch
 from ..errors import NLPTransferError
 from ..io import read_run_json
 from ..runtime import resolve_device
-from ..tasks.classification import scores_from_logits
+from ..tasks.classification import LabelPredictor
 from ..tasks.ner import WordTagger
 from .models import (BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder, average_features,
                      classifier_logits, pair_features, tagger_inputs, tagger_logits)
@@ -99,7 +99,7 @@ def progress_bar(total: int, enabled: bool, what: str = "text"):
     return tqdm(total=total, desc="predicting", unit=what)
 
 
-class StaticClassifier:
+class StaticClassifier(LabelPredictor):
     """A static baseline's text classifier (BiLSTM, or averaged vectors + a linear model) with its label names;
     `predict` and `logits` behave as `nlp_transfer.inference.TextClassifier`'s."""
 
@@ -152,26 +152,6 @@ class StaticClassifier:
         finally:
             if bar is not None:
                 bar.close()
-
-    def predict(self, texts: Sequence[str] | Sequence[tuple[str, str]] | str, batch_size: int = 32,
-                window: bool = False, stride: int = 64, progress: bool = False) -> list[dict[str, Any]] | dict:
-        """One dict per text: ``label`` (a name; a list of names for multi-label; a number for regression),
-        ``score`` (its probability) and ``scores`` (every label's probability)."""
-        single = isinstance(texts, str)
-        logits = self.logits([texts] if single else texts, batch_size, window, stride, progress)
-        scores = scores_from_logits(torch.from_numpy(logits), self.problem_type).numpy()
-        results = [self.describe(row) for row in scores]
-        return results[0] if single else results
-
-    def describe(self, row: np.ndarray) -> dict[str, Any]:
-        if self.problem_type == "regression":
-            return {"label": float(row), "score": float(row)}
-        named = {name: round(float(p), 6) for name, p in zip(self.label_names, row)}
-        if self.problem_type == "multi_label":
-            chosen = [name for name, p in zip(self.label_names, row) if p >= self.threshold]
-            return {"label": chosen, "score": max(named.values()), "scores": named}
-        best = int(np.argmax(row))
-        return {"label": self.label_names[best], "score": float(row[best]), "scores": named}
 
     def split_pairs(self, texts: list) -> tuple[list[str], list[str] | None]:
         is_pair = [isinstance(t, (tuple, list)) for t in texts]

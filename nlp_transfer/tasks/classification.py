@@ -273,3 +273,40 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
         loss=partial(weighted_loss, weights=weights, problem_type=problem_type) if weights is not None else None,
         prediction_rows=prediction_rows if has_eval else None,
     )
+
+
+class LabelPredictor:
+    """What every text classifier predicts from its `logits` (one row per text): label names with their
+    probabilities. Shared by the fine-tuned `inference.TextClassifier` (and the probe) and the static baselines'
+    `static.predictors.StaticClassifier`, which each supply ``logits``, ``problem_type``, ``label_names`` and
+    ``threshold``."""
+
+    problem_type: str
+    label_names: list[str]
+    threshold: float
+
+    def logits(self, texts, batch_size: int = 32, window: bool = False, stride: int = 64,
+               progress: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, texts, batch_size: int = 32, window: bool = False, stride: int = 64,
+                progress: bool = False) -> list[dict[str, Any]] | dict[str, Any]:
+        """One dict per text: ``label`` (a name; a list of names for multi-label; a number for regression),
+        ``score`` (its probability) and ``scores`` (every label's probability); one dict for one string."""
+        single = isinstance(texts, str)
+        logits = self.logits([texts] if single else texts, batch_size, window, stride, progress)
+        scores = scores_from_logits(torch.from_numpy(logits), self.problem_type).numpy()
+        results = [self.describe(row) for row in scores]
+        return results[0] if single else results
+
+    def describe(self, row: np.ndarray) -> dict[str, Any]:
+        """One text's scores as names: the multi-label threshold applies to the probabilities themselves."""
+        if self.problem_type == "regression":
+            return {"label": float(row), "score": float(row)}
+        named = {name: round(float(p), 6) for name, p in zip(self.label_names, row)}
+        if self.problem_type == "multi_label":
+            chosen = [name for name, p in zip(self.label_names, row) if p >= self.threshold]
+            return {"label": chosen, "score": max(named.values()), "scores": named}
+        best = int(np.argmax(row))
+        return {"label": self.label_names[best], "score": float(row[best]), "scores": named}
+
