@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="fine-tune a model from a YAML recipe")
     train.add_argument("recipe", help="recipe file, e.g. recipes/sst2_demo.yaml")
     train.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. training.learning_rate=3e-5")
-    train.add_argument("--seeds", help="train once per seed, e.g. 1,2,3 (the recipe key seeds): OUTPUT_DIR/seed-N "
+    train.add_argument("--seeds", help="train once per seed: a count (3: seeds 1,2,3) or a list (4,5,6); the recipe "
+                                       "key seeds: OUTPUT_DIR/seed-N "
                                        "and OUTPUT_DIR/seeds.json with mean and std")
 
     curve = sub.add_parser("curve", help="learning curves: each strategy trained per training-set size and seed, "
@@ -35,7 +36,16 @@ def _parser() -> argparse.ArgumentParser:
                                                       "the training split's rows means all of them)")
     curve.add_argument("--strategies", required=True,
                        help="e.g. full,lora,feature-extraction; also last-n, gradual, static-average, static-bilstm")
-    curve.add_argument("--seeds", required=True, help="one subset and initialisation per seed, e.g. 1,2,3")
+    curve.add_argument("--seeds", required=True, help="one subset and initialisation per seed: a count (3: seeds "
+                                                      "1,2,3) or a list (4,5,6)")
+    curve.add_argument("--per-class", action="store_true", help="sizes are rows of each label (single-label "
+                                                                "classification), e.g. --sizes 8,16 --per-class")
+    curve.add_argument("--min-steps", type=int, default=0,
+                       help="fine-tuning points train at least this many optimizer steps (training.max_steps when "
+                            "the epochs give fewer), so small sizes are not left untrained; default 0: the recipe's")
+    curve.add_argument("--strategy-override", action="append", default=[], metavar="STRATEGY:KEY=VALUE",
+                       help="an override for one strategy's points, e.g. lora:training.learning_rate=5e-4 "
+                            "(repeatable)")
     curve.add_argument("--out", help="folder for the runs and curve.json (default: the recipe's output_dir)")
     curve.add_argument("--static-recipe", help="a recipe with static: vectors, for static-average / static-bilstm")
 
@@ -110,10 +120,9 @@ def _cmd_train(args) -> int:
 
     overrides = list(args.overrides)
     if args.seeds is not None:
-        parts = [part.strip() for part in args.seeds.split(",") if part.strip()]
-        if not all(part.lstrip("-").isdigit() for part in parts):
-            raise NLPTransferError(f"--seeds '{args.seeds}': give integers separated by commas, e.g. --seeds 1,2,3")
-        overrides.append(f"seeds=[{','.join(parts)}]")
+        from .seeds import parse_seeds
+
+        overrides.append(f"seeds=[{','.join(map(str, parse_seeds(args.seeds)))}]")
     recipe = load_recipe(args.recipe, overrides)  # a bad recipe is reported before torch is imported
     from .training import train
 
@@ -129,12 +138,15 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_curve(args) -> int:
-    from .curve import REPORT, advice_line, curve, parse_list
+    from .curve import REPORT, advice_line, curve, parse_list, parse_strategy_overrides
+    from .seeds import parse_seeds
 
     strategies = [part.strip() for part in args.strategies.split(",") if part.strip()]
     sizes = parse_list(args.sizes, "--sizes", 1, "32,100,300")
-    seeds = parse_list(args.seeds, "--seeds", 0, "1,2,3")
-    data = curve(args.recipe, sizes, strategies, seeds, args.out, list(args.overrides), args.static_recipe)
+    seeds = parse_seeds(args.seeds)
+    data = curve(args.recipe, sizes, strategies, seeds, args.out, list(args.overrides), args.static_recipe,
+                 per_class=args.per_class, min_steps=args.min_steps,
+                 strategy_overrides=parse_strategy_overrides(args.strategy_override))
     for item in data["advice"]:
         print("  " + advice_line(item))
     print(f"nlp-transfer: wrote {Path(data['output']) / 'curve.json'} and {Path(data['output']) / REPORT}")

@@ -53,6 +53,7 @@ class Recipe:
     test_split: str | None = None  # scored once by the final model, never used for selection
     train_rows: int | None = checked(None, low=1)  # train on a random subset of this many rows (seeded), e.g. for comparisons
     train_rows_stratified: bool = False  # single-label classification: the train_rows subset keeps the label shares
+    train_rows_per_class: int | None = checked(None, low=1)  # single-label: this many rows of each label (seeded)
     eval_sets: Any = None  # extra sets scored once by the final model: {name: {data: CARD, split: test}} or a list
     label_map: dict[str, str] | None = None  # NER: entity type -> type or O, applied on reading ({MISC: O})
     stride: int = checked(32, low=0)  # subwords shared by overlapping windows of long inputs (NER training and prediction)
@@ -87,6 +88,8 @@ class Recipe:
             out.pop("seeds")
         if not out["train_rows_stratified"]:  # likewise for the plain random subset
             out.pop("train_rows_stratified")
+        if out["train_rows_per_class"] is None:
+            out.pop("train_rows_per_class")
         out["strategy"] = self.strategy.to_dict()  # with its name (a class attribute)
         for key in IGNORED_BY_BACKEND[self.backend]:  # what this backend refuses is left out, so the saved
             out.pop(key, None)                       # recipe.yaml trains again as it is
@@ -231,6 +234,9 @@ def validate(recipe: Recipe) -> Recipe:
         raise NLPTransferError(f"{source}: {task} has no eval_sets; its held-out perplexity is measured on "
                                f"eval_split")
     _check_seeds(recipe.seeds, source)
+    if recipe.train_rows is not None and recipe.train_rows_per_class is not None:
+        raise NLPTransferError(f"{source}: train_rows and train_rows_per_class both choose the training subset; keep "
+                               f"one (train_rows_per_class: N draws N rows of each label)")
     cw = recipe.class_weights
     if cw is not None and cw != "balanced" and not (isinstance(cw, list) and all(isinstance(w, (int, float)) for w in cw)):
         raise NLPTransferError(f"{source}: class_weights must be 'balanced' or a list of numbers, got {cw!r}")

@@ -14,7 +14,12 @@ at or above the training split's rows trains on all of them. After each point ``
 the run folders' metrics.json (mean, sample std and each seed's value of the main metric, mean train time), and
 ``OUT/curve.md`` with the table and the advice; the plots (``curve.png``, ``curve-time.png``) come at the end.
 
-Strategies are the registered strategy names (``feature-extraction``: the scikit-learn probe) and ``static-average``
+``per_class`` makes sizes rows of each label (``train_rows_per_class``: the few-shot setting, e.g. 8 per label);
+``min_steps`` gives fine-tuning points at least that many optimizer steps; ``strategy_overrides`` sets recipe keys
+for one strategy's points (e.g. a higher learning rate for LoRA). curve.json records all three.
+
+Strategies are the registered strategy names (``feature-extraction``: the scikit-learn probe; ``contrastive``:
+the SetFit-style pair-trained encoder + probe) and ``static-average``
 / ``static-bilstm``: the static-embedding baselines of a second recipe (``static_recipe``, or the recipe itself
 when it holds ``static:``).
 """
@@ -31,7 +36,7 @@ from .io import atomic_open, write_json_atomic, write_text_atomic
 from .plots import figure, png
 from .rundir import is_finished, is_run_folder
 from .seeds import mean_std, seed_folder
-from .strategy_configs import strategy_names
+from .strategy_configs import build_strategy, strategy_names
 from .tasks.base import greater_is_better
 
 SUMMARY = "curve.json"
@@ -85,8 +90,9 @@ def point_folder(output: str | Path, strategy: str, size: int, seed: int) -> Pat
     return seed_folder(Path(output) / strategy / str(size), seed)
 
 
-def training_rows(recipe: Recipe) -> int:
-    """Rows of the recipe's training split, read as training reads them."""
+def training_rows(recipe: Recipe) -> tuple[int, dict[str, int] | None]:
+    """Rows of the recipe's training split, read as training reads them, and the rows of each label (single-label
+    data; None otherwise)."""
     from .data.cards import card_from_dict, load_card, merge_cards
     from .data.readers import load_data
 
@@ -99,22 +105,53 @@ def training_rows(recipe: Recipe) -> int:
     if recipe.train_split not in card.splits:
         raise NLPTransferError(f"{card.source}: no '{recipe.train_split}' split{did_you_mean(recipe.train_split, card.splits)}")
     data = load_data(card, [recipe.train_split], recipe.train_split, label_map=recipe.label_map)
-    return len(data.splits[recipe.train_split])
+    rows = data.splits[recipe.train_split]
+    if data.problem_type != "single_label" or "label" not in rows.column_names:
+        return len(rows), None
+    labels = list(rows["label"])
+    return len(rows), {name: labels.count(index) for index, name in enumerate(data.label_names)}
+
+
+def parse_strategy_overrides(items: list[str]) -> dict[str, list[str]]:
+    """``["lora:training.learning_rate=5e-4", ...]`` -> {"lora": ["training.learning_rate=5e-4"], ...}."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        strategy, sep, override = item.partition(":")
+        if not sep or "=" not in override or not strategy.strip():
+            raise NLPTransferError(f"--strategy-override '{item}': give STRATEGY:KEY=VALUE, e.g. --strategy-override "
+                                   f"lora:training.learning_rate=5e-4")
+        out.setdefault(strategy.strip(), []).append(override.strip())
+    return out
+
+
+def _at_least(point: Recipe, rows: int, min_steps: int) -> list[str]:
+    """``training.max_steps=min_steps`` when a Trainer point's epochs over ``rows`` give fewer optimizer steps (and
+    the recipe sets no max_steps); nothing otherwise."""
+    if not min_steps or point.backend != "trainer":
+        return []
+    training = point.training or {}
+    if (training.get("max_steps") or -1) > 0:
+        return []
+    batch = training.get("per_device_train_batch_size", 8) * training.get("gradient_accumulation_steps", 1)
+    steps = math.ceil(rows / batch) * training.get("num_train_epochs", 3)
+    return [f"training.max_steps={min_steps}"] if steps < min_steps else []
 
 
 def _strategy_overrides(base: Recipe, strategy: str) -> list[str]:
     """What turns the recipe into one of ``strategy``: the strategy's name (its options kept when the recipe already
-    trains it), the static baseline variant, and null for the keys the probe refuses that hold a mapping."""
+    trains it), the static baseline variant, and null for the keys the probe (feature-extraction, contrastive)
+    refuses that hold a mapping."""
     if strategy in STATIC:
         return [f"static.baseline={STATIC[strategy]}"]
     overrides = [] if base.strategy.name == strategy else [f"strategy={strategy}"]
-    if strategy == "feature-extraction":
+    if build_strategy(strategy).backend == "probe":
         overrides += [f"{key}=null" for key in IGNORED_BY_BACKEND["probe"]
                       if key in base.given and isinstance(getattr(base, key), dict)]
     return overrides
 
 
-def plan_points(recipe, sizes, strategies, seeds, output, overrides, static_recipe) -> tuple[list, dict]:
+def plan_points(recipe, sizes, strategies, seeds, output, overrides, static_recipe, per_class: bool = False,
+                min_steps: int = 0, strategy_overrides: dict[str, list[str]] | None = None) -> tuple[list, dict]:
     """Every point's recipe, built (and so checked) before anything trains, in the order they train: strategy, then
     size, then seed. Returns the points ``(strategy, size, seed, Recipe)`` and the curve's description."""
     base = load_recipe(recipe, overrides)
@@ -127,24 +164,45 @@ def plan_points(recipe, sizes, strategies, seeds, output, overrides, static_reci
         raise NLPTransferError(f"curve output '{out}' is a file; give a folder for the curve's runs")
     if out.is_dir() and is_run_folder(out):
         raise NLPTransferError(f"curve output '{out}' holds a single run; choose another folder (--out)")
-    available = training_rows(base)
-    # a size at or above the split's rows trains on all of them: one point, named by the row count
-    effective = list(dict.fromkeys(min(size, available) for size in sizes))
+    strategy_overrides = dict(strategy_overrides or {})
+    for name in strategy_overrides:
+        if name not in strategies:
+            raise NLPTransferError(f"--strategy-override {name}:...: '{name}' is not one of --strategies "
+                                   f"({', '.join(strategies)}){did_you_mean(name, strategies, '')}")
+    if isinstance(min_steps, bool) or not isinstance(min_steps, int) or min_steps < 0:
+        raise NLPTransferError(f"--min-steps {min_steps!r}: give a number of optimizer steps >= 0")
+    available, per_label = training_rows(base)
+    if per_class:
+        if per_label is None:
+            raise NLPTransferError(f"--per-class: sizes per label need single-label classification data; "
+                                   f"{base.data} is not; leave --per-class out")
+        smallest = min(per_label, key=per_label.get)
+        if max(sizes) > per_label[smallest]:
+            raise NLPTransferError(f"--sizes {max(sizes)} --per-class: label '{smallest}' has {per_label[smallest]} "
+                                   f"training rows; give sizes up to {per_label[smallest]}")
+        effective = list(sizes)
+    else:  # a size at or above the split's rows trains on all of them: one point, named by the row count
+        effective = list(dict.fromkeys(min(size, available) for size in sizes))
     points = []
     for strategy in strategies:
         source = static_base if strategy in STATIC else base
         if strategy in STATIC and static_base is not base:
             _check_same_data(base, static_base)
         for rows in effective:
+            subset = [f"train_rows_per_class={rows}"] if per_class else [
+                f"train_rows={'null' if rows >= available else rows}", "train_rows_stratified=true"]
             for seed in seeds:
-                every = _strategy_overrides(source, strategy) + [
-                    f"train_rows={'null' if rows >= available else rows}", "train_rows_stratified=true",
+                every = _strategy_overrides(source, strategy) + subset + [
                     f"seed={seed}", "resume=true", f"output_dir={point_folder(out, strategy, rows, seed)}"]
                 every += ["seeds=null"] if source.seeds is not None else []
-                points.append((strategy, rows, seed, load_recipe(source, every)))
+                every += strategy_overrides.get(strategy, [])
+                point = load_recipe(source, every)
+                extra = _at_least(point, rows * len(per_label) if per_class else rows, min_steps)
+                points.append((strategy, rows, seed, load_recipe(point, extra) if extra else point))
     description = {"task": base.task, "data": base.data, "model": base.model, "eval_split": base.eval_split,
-                   "training_rows": available, "sizes": effective, "requested_sizes": sizes,
-                   "strategies": strategies, "seeds": seeds}
+                   "training_rows": available, "unit": "rows per label" if per_class else "rows",
+                   "sizes": effective, "requested_sizes": sizes, "strategies": strategies, "seeds": seeds,
+                   "min_steps": min_steps, "strategy_overrides": strategy_overrides}
     return points, {"output": out, **description}
 
 
@@ -162,12 +220,18 @@ def _check_same_data(base: Recipe, static: Recipe) -> None:
 
 def curve(recipe: Recipe | str | Path | dict, sizes: list[int], strategies: list[str], seeds: list[int],
           output: str | Path | None = None, overrides: list[str] | None = None,
-          static_recipe: Recipe | str | Path | dict | None = None) -> dict[str, Any]:
+          static_recipe: Recipe | str | Path | dict | None = None, per_class: bool = False, min_steps: int = 0,
+          strategy_overrides: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Train every point not finished yet (printing one line each), rewriting ``curve.json`` and ``curve.md`` after
-    each; then the plots. Returns curve.json's contents."""
+    each; then the plots. Returns curve.json's contents.
+
+    ``per_class``: sizes are rows of each label (``train_rows_per_class``). ``min_steps``: a fine-tuning point
+    trains at least this many optimizer steps (few rows at the recipe's epochs may give only a handful).
+    ``strategy_overrides``: recipe overrides for one strategy's points, e.g. {"lora": ["training.learning_rate=5e-4"]}."""
     from .training import train
 
-    points, description = plan_points(recipe, sizes, strategies, seeds, output, overrides, static_recipe)
+    points, description = plan_points(recipe, sizes, strategies, seeds, output, overrides, static_recipe,
+                                      per_class, min_steps, strategy_overrides)
     out = description["output"]
     description["output"] = str(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +242,7 @@ def curve(recipe: Recipe | str | Path | dict, sizes: list[int], strategies: list
         shown = f"{main} {value:.4f}" if isinstance(value, (int, float)) else "no main metric"
         seconds = (metrics.get("train") or {}).get("runtime_s")
         took = f", {seconds:.1f} s training" if isinstance(seconds, (int, float)) else ""
-        print(f"nlp-transfer: curve [{count}/{len(points)}] {strategy} {size} rows seed {seed}: {shown}{took} "
+        print(f"nlp-transfer: curve [{count}/{len(points)}] {strategy} {size} {description['unit']} seed {seed}: {shown}{took} "
               f"({point.output_dir})", flush=True)
         data = summarise(out, description)
         write_json_atomic(out / SUMMARY, data)
@@ -241,7 +305,8 @@ def advice(curve_data: dict[str, Any]) -> list[dict[str, Any]]:
         best_name, best = max(cells, key=lambda item: item[1]["mean"] if higher else -item[1]["mean"])
         close = [(name, cell) for name, cell in cells if abs(cell["mean"] - best["mean"]) <= best["std"]]
         cheap_name, cheap = min(close, key=lambda item: item[1]["train_time_s"])
-        out.append({"size": size, "metric": metric, "best": _entry(best_name, best),
+        out.append({"size": size, "unit": curve_data.get("unit", "rows"), "metric": metric,
+                    "best": _entry(best_name, best),
                     "cheapest": _entry(cheap_name, cheap)})
     return out
 
@@ -252,7 +317,7 @@ def advice_line(item: dict[str, Any]) -> str:
     def shown(entry):
         return (f"{entry['strategy']} {entry['mean']:.4f} ± {entry['std']:.4f} (n={entry['n']}, "
                 f"{entry['train_time_s']:.1f} s training)")
-    line = f"{item['size']} rows: best {shown(best)}"
+    line = f"{item['size']} {item.get('unit', 'rows')}: best {shown(best)}"
     if cheap["strategy"] == best["strategy"]:
         return line + "; it is also the cheapest within one std"
     return line + f"; cheapest within one std of it: {shown(cheap)}"
@@ -263,7 +328,11 @@ def markdown(curve_data: dict[str, Any]) -> str:
     metric = curve_data.get("main_metric") or "main metric"
     lines = [f"# Learning curve: {curve_data['model']} on {curve_data['data']}", "",
              f"{metric} on {curve_data['eval_split']} (mean ± sample std over seeds {curve_data['seeds']}); "
-             f"training split: {curve_data['training_rows']} rows.", "",
+             f"training split: {curve_data['training_rows']} rows; sizes are {curve_data.get('unit', 'rows')}."
+             + (f" Fine-tuning points train at least {curve_data['min_steps']} optimizer steps."
+                if curve_data.get("min_steps") else "")
+             + "".join(f" {name}: {', '.join(items)}." for name, items in
+                       (curve_data.get("strategy_overrides") or {}).items()), "",
              "| strategy | " + " | ".join(str(size) for size in sizes) + " |",
              "|---|" + "---:|" * len(sizes)]
     for strategy, table in curve_data["points"].items():
@@ -293,7 +362,7 @@ def write_plots(curve_data: dict[str, Any], out: Path) -> list[Path]:
         ax_size.fill_between(sizes, mean - std, mean + std, alpha=0.2, color=line.get_color())
         ax_time.plot([table[str(s)]["train_time_s"] for s in sizes], mean, marker="o", label=strategy)
     ax_size.set_xscale("log")
-    ax_size.set_xlabel("labelled training rows (log)")
+    ax_size.set_xlabel(f"labelled training {curve_data.get('unit', 'rows')} (log)")
     ax_time.set_xscale("symlog")
     ax_time.set_xlabel("mean train time (s)")
     for ax in (ax_size, ax_time):

@@ -93,7 +93,9 @@ class ProbeClassifier(TextClassifier):
         tensors = load_file(str(folder / PROBE_FILE))
         self.weight, self.bias = tensors["weight"], tensors["bias"]
         self.runtime = runtime or Runtime()
-        self.encoder = Encoder(sidecar["encoder"], trust_remote_code, self.runtime)
+        # the encoder: the base model's name, or (contrastive) the one trained for this run, inside the folder
+        encoder = str(folder / sidecar["encoder"]) if sidecar.get("encoder_in_folder") else sidecar["encoder"]
+        self.encoder = Encoder(encoder, trust_remote_code, self.runtime)
         self.settings = EmbedSettings(**sidecar["embedding"])
         self.problem_type = sidecar["problem_type"]
         self.threshold = sidecar.get("threshold", 0.5)
@@ -295,7 +297,7 @@ def load_model(path: str | Path, device: str | None = "auto", trust_remote_code:
     import transformers
 
     sidecar = read_sidecar(path)
-    if sidecar.get("strategy") == "feature-extraction":  # a probe folder: weights + the encoder's name
+    if sidecar.get("backend") == "probe" or sidecar.get("strategy") == "feature-extraction":  # probe weights + encoder
         return ProbeClassifier(Path(path), sidecar, trust_remote_code, runtime)
     location = resolve(str(path))
     task = get_task(_task_of(path, location, sidecar, trust_remote_code))  # refuses a folder without a task head

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .contrastive import ENCODER_DIR
 from .linear import GRID, PROBE_FILE, fit_linear, linear_weights, logits
 from .tasks import classification as cls_task
 from .tasks.embeddings import Encoder, EmbedSettings, save_array_atomic
@@ -27,9 +28,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NLP_TRANSFER_CACHE", Path.home() / ".cache" / "nlp_transfer")) / "features"
 
 
-def features(encoder: Encoder, texts: list[str], pairs: list[str] | None, settings: EmbedSettings) -> np.ndarray:
-    """Pooled features (cached by model, settings and texts); sentence pairs become [u, v, |u-v|, u*v]."""
+def features(encoder: Encoder, texts: list[str], pairs: list[str] | None, settings: EmbedSettings,
+             cache: bool = True) -> np.ndarray:
+    """Pooled features (cached by model, settings and texts unless ``cache`` is off: an encoder trained for this
+    run is never met again); sentence pairs become [u, v, |u-v|, u*v]."""
     from .models import weights_fingerprint
+
+    if not cache:
+        return _pooled(encoder, texts, pairs, settings)
 
     key = {"model": encoder.name, "weights": weights_fingerprint(encoder.name), "settings": settings.__dict__}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
@@ -38,12 +44,17 @@ def features(encoder: Encoder, texts: list[str], pairs: list[str] | None, settin
     path = cache_dir() / f"{digest.hexdigest()}.npy"
     if path.is_file():
         return np.load(path)
+    pooled = _pooled(encoder, texts, pairs, settings)
+    save_array_atomic(path, pooled)
+    return pooled
+
+
+def _pooled(encoder: Encoder, texts: list[str], pairs: list[str] | None, settings: EmbedSettings) -> np.ndarray:
     first = encoder.encode(texts, settings)
-    if pairs is not None:
-        second = encoder.encode(pairs, settings)
-        first = np.concatenate([first, second, np.abs(first - second), first * second], axis=1)
-    save_array_atomic(path, first)
-    return first
+    if pairs is None:
+        return first
+    second = encoder.encode(pairs, settings)
+    return np.concatenate([first, second, np.abs(first - second), first * second], axis=1)
 
 
 def _texts(dataset) -> tuple[list[str], list[str] | None]:
@@ -54,7 +65,9 @@ def _texts(dataset) -> tuple[list[str], list[str] | None]:
 def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = None,
                 eval_cards: dict | None = None) -> dict[str, Any]:
     """Fit a probe and save it into ``out`` (the run folder `nlp_transfer.rundir` chose); returns metrics in the
-    same shape as a fine-tuning run's (`nlp_transfer.outputs` scores the test split and eval sets and writes them)."""
+    same shape as a fine-tuning run's (`nlp_transfer.outputs` scores the test split and eval sets and writes them).
+    The probe's encoder is the strategy's `probe_encoder`: the recipe's model frozen (feature-extraction), or
+    one trained for this run and saved into the folder (contrastive)."""
     import torch
     from safetensors.numpy import save_file
 
@@ -65,14 +78,20 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
     from .runtime import Runtime
 
     problem_type = data.problem_type
-    settings = settings or EmbedSettings(pooling=recipe.strategy.pooling, layers=list(recipe.strategy.layers),
-                                         normalize=recipe.strategy.normalize, max_length=recipe.max_length)
+    strategy = recipe.strategy
+    settings = settings or EmbedSettings(**strategy.embedding(), max_length=recipe.max_length)
     started = time.perf_counter()
     runtime = Runtime.resolve("auto")  # CUDA when present
-    encoder = Encoder(recipe.model, recipe.trust_remote_code, runtime.device)
-    train_x = features(encoder, *_texts(data.splits[recipe.train_split]), settings)
-    eval_x = features(encoder, *_texts(data.splits[recipe.eval_split]), settings)
-    feature_seconds = time.perf_counter() - started
+    staging = staging_folder(out)
+    train_rows = data.splits[recipe.train_split]
+    encoder_name, encoder_training = strategy.probe_encoder(
+        recipe, list(train_rows["text"]), list(train_rows["label"]), staging / ENCODER_DIR, runtime.device)
+    trained = encoder_training is not None
+    encoder = Encoder(encoder_name, recipe.trust_remote_code, runtime.device)
+    train_x = features(encoder, *_texts(train_rows), settings, cache=not trained)
+    eval_x = features(encoder, *_texts(data.splits[recipe.eval_split]), settings, cache=not trained)
+    feature_seconds = time.perf_counter() - started - (encoder_training or {}).get("seconds", 0.0)
+    encoder_params = sum(p.numel() for p in encoder.model.parameters())
     train_y = np.asarray(data.splits[recipe.train_split]["label"])
     eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
     main = cls_task.MAIN_METRIC[problem_type]
@@ -95,16 +114,18 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
                             "score": scores if problem_type == "regression" else scores.max(axis=-1)}
     metrics = run_record(
         recipe, card, backend="probe", problem_type=problem_type, main_metric=main, model=recipe.model,
-        strategy="feature-extraction", eval_scores=result, eval_split=recipe.eval_split,
+        strategy=strategy.name, eval_scores=result, eval_split=recipe.eval_split,
         train={"runtime_s": round(train_seconds, 2), "feature_seconds": round(feature_seconds, 2),
                "probe": "ridge" if problem_type == "regression" else "logistic-regression", "C": strength,
-               "search": search, "global_step": 0},
-        params={"trainable": int(weight.size + bias.size),
-                "total": int(weight.size + bias.size + sum(p.numel() for p in encoder.model.parameters()))},
+               "search": search, "global_step": 0,
+               **({"contrastive": encoder_training} if trained else {})},
+        params={"trainable": int(weight.size + bias.size) + (encoder_params if trained else 0),
+                "total": int(weight.size + bias.size) + encoder_params},
         rows={split: len(rows) for split, rows in data.splits.items()})
-    staging = staging_folder(out)
     save_file({"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}, str(staging / PROBE_FILE))
-    sidecar = {"task": recipe.task, "strategy": "feature-extraction", "encoder": recipe.model,
+    sidecar = {"task": recipe.task, "strategy": strategy.name, "backend": "probe",
+               "encoder": ENCODER_DIR if trained else recipe.model, "encoder_in_folder": trained,
+               "base_model": recipe.model,
                "problem_type": problem_type, "threshold": recipe.threshold, "label_names": data.label_names,
                "pairs": "text_pair" in data.splits[recipe.train_split].column_names,
                "embedding": settings.__dict__, "nlp_transfer_version": __version__}

@@ -1,4 +1,4 @@
-"""Multi-seed runs: ``seeds: [1, 2, 3]`` (or ``nlp-transfer train RECIPE --seeds 1,2,3``) trains the recipe once per
+"""Multi-seed runs: ``seeds: [1, 2, 3]`` (or ``nlp-transfer train RECIPE --seeds 3``, or ``--seeds 1,2,3``) trains the recipe once per
 seed into ``OUTPUT_DIR/seed-N`` (each an ordinary run folder: resumable, replaced by ``overwrite=true`` as usual), then
 writes ``OUTPUT_DIR/seeds.json``: for the main metric and every other scalar metric of ``eval`` (and ``test``) the
 mean, the sample standard deviation (ddof=1; 0 for one seed) and each seed's value.
@@ -23,6 +23,26 @@ from .runtime import is_main_process
 SUMMARY = "seeds.json"
 SUMMARY_SCHEMA = 1
 SCORED = ("eval", "test")  # the metrics.json sections summarised
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: ``"3"`` is a count (seeds 1, 2, 3); ``"4,5,6"`` (with a comma) lists the seeds themselves, and
+    ``"7,"`` is the single seed 7. A one-line error otherwise."""
+    text = str(text).strip()
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise NLPTransferError(f"--seeds '{text}': give a count (--seeds 3: seeds 1, 2, 3) or seeds separated by "
+                               f"commas (--seeds 4,5,6; --seeds 7, for seed 7 alone)")
+    if "," not in text:
+        count = int(parts[0])
+        if count < 1:
+            raise NLPTransferError("--seeds 0: give a count of at least 1, e.g. --seeds 3 (seeds 1, 2, 3)")
+        return list(range(1, count + 1))
+    seeds = [int(part) for part in parts]
+    for seed in seeds:
+        if seeds.count(seed) > 1:
+            raise NLPTransferError(f"--seeds '{text}' lists {seed} twice; give each seed once")
+    return seeds
 
 
 def seed_folder(output_dir: str | Path, seed: int) -> Path:

@@ -87,6 +87,10 @@ class Strategy:
     def check(self, source: str) -> None:
         """Checks across options, after each option's own type and range; raises NLPTransferError."""
 
+    def check_data(self, problem_type: str, pairs: bool, source: str) -> None:
+        """Refuse data this strategy cannot train on (``problem_type`` of the card; ``pairs``: sentence pairs),
+        before anything trains; raises NLPTransferError."""
+
     def to_dict(self) -> dict[str, Any]:
         """The ``strategy:`` mapping of a saved recipe.yaml."""
         values = dataclasses.asdict(self)
@@ -147,6 +151,15 @@ class FeatureExtraction(Strategy):
     @property
     def backend(self) -> str:
         return "probe" if self.probe == "logistic" else "trainer"
+
+    def embedding(self) -> dict[str, Any]:
+        """The probe's feature settings (`tasks.embeddings.EmbedSettings` fields)."""
+        return {"pooling": self.pooling, "layers": list(self.layers), "normalize": self.normalize}
+
+    def probe_encoder(self, recipe, texts: list[str], labels: list[int], folder, device: str):
+        """The encoder the probe's features come from: the recipe's model, frozen. Returns (name or path, what
+        metrics.json records of its training: None, as nothing trains)."""
+        return recipe.model, None
 
     def adapt(self, model, peft_task_type: str | None):
         from .strategies import freeze_encoder
@@ -214,6 +227,51 @@ class Lora(Strategy):
         from .strategies import apply_lora
 
         return apply_lora(model, self, peft_task_type)
+
+
+@register("contrastive")
+@dataclass
+class Contrastive(Strategy):
+    """Few-shot contrastive fine-tuning (the SetFit recipe): the encoder trains on pairs of the labelled rows (same
+    label = similar) with sentence-transformers, then a scikit-learn probe fits on its pooled features
+    (`nlp_transfer.contrastive`). Single-label classification of single texts."""
+
+    shown: ClassVar[tuple[str, ...]] = ("iterations", "max_pairs")
+
+    iterations: int = checked(20, low=1)  # per iteration every row gets one same-label and one other-label pair
+    max_pairs: int | None = checked(2000, low=1)  # a seeded sample of the pairs when there are more (null: all)
+    epochs: int = checked(1, low=1)
+    batch_size: int = checked(16, low=1)  # pairs per step
+    learning_rate: float = checked(2e-5, low=0, low_open=True)
+    pooling: str = checked("mean", choices=POOLINGS)
+    normalize: bool = False  # L2-normalise the probe's features
+
+    @property
+    def backend(self) -> str:
+        return "probe"
+
+    def check(self, source: str) -> None:
+        from .contrastive import check_installed
+
+        check_installed()
+
+    def check_data(self, problem_type: str, pairs: bool, source: str) -> None:
+        if problem_type != "single_label" or pairs:
+            what = "sentence pairs" if pairs else f"{problem_type.replace('_', '-')} data"
+            raise NLPTransferError(f"{source}: strategy contrastive draws same-label / other-label pairs from "
+                                   f"single-label rows of one text; this is {what}: use feature-extraction or full")
+
+    def embedding(self) -> dict[str, Any]:
+        return {"pooling": self.pooling, "layers": [-1], "normalize": self.normalize}
+
+    def probe_encoder(self, recipe, texts: list[str], labels: list[int], folder, device: str):
+        """Fine-tune the recipe's encoder on pairs of ``texts`` and save it to ``folder``; returns (its path,
+        what metrics.json records of the pair training)."""
+        from .contrastive import fine_tune_encoder
+
+        info = fine_tune_encoder(recipe.model, texts, labels, self, recipe.seed, recipe.max_length, folder,
+                                 recipe.trust_remote_code, device)
+        return str(folder), info
 
 
 def build_strategy(value: Any, source: str = "recipe", where: str = "strategy.", lenient: bool = False) -> Strategy:

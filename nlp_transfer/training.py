@@ -233,17 +233,41 @@ def _check_eval_set_rows(eval_cards: dict[str, tuple[Any, str]], data, label_map
 
 def _subsample(data, recipe: Recipe) -> None:
     """Keep a seeded random ``train_rows`` of the training split (in file order), the same on every rank. With
-    ``train_rows_stratified`` and single-label data each label keeps its share of the split (`stratified_choice`)."""
+    ``train_rows_stratified`` and single-label data each label keeps its share of the split (`stratified_choice`);
+    ``train_rows_per_class`` keeps that many rows of each label."""
     import numpy as np
 
     rows = data.splits[recipe.train_split]  # train_rows is a positive integer (config checks it)
-    if recipe.train_rows < len(rows):
-        rng = np.random.default_rng(recipe.seed)
-        if recipe.train_rows_stratified and data.problem_type == "single_label" and "label" in rows.column_names:
+    rng = np.random.default_rng(recipe.seed)
+    single_label = data.problem_type == "single_label" and "label" in rows.column_names
+    if recipe.train_rows_per_class is not None:
+        if not single_label:
+            raise NLPTransferError(f"{recipe.source or 'recipe'}: train_rows_per_class draws rows per label of "
+                                   f"single-label data; this is {data.problem_type} data: use train_rows")
+        data.splits[recipe.train_split] = rows.select(
+            per_class_choice(rows["label"], recipe.train_rows_per_class, rng, data.label_names, recipe.source))
+    elif recipe.train_rows < len(rows):
+        if recipe.train_rows_stratified and single_label:
             chosen = stratified_choice(rows["label"], recipe.train_rows, rng)
         else:
             chosen = np.sort(rng.choice(len(rows), recipe.train_rows, replace=False))
         data.splits[recipe.train_split] = rows.select(chosen)
+
+
+def per_class_choice(labels, count: int, rng, label_names: list[str], source: str | None = None):
+    """``count`` row indices of every label (sorted), drawn without replacement; a label with fewer rows is an
+    error naming it."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    chosen = []
+    for label, name in enumerate(label_names):
+        members = np.flatnonzero(labels == label)
+        if len(members) < count:
+            raise NLPTransferError(f"{source or 'recipe'}: train_rows_per_class is {count} but label '{name}' has "
+                                   f"{len(members)} training rows; lower it to at most {len(members)}")
+        chosen.append(rng.choice(members, count, replace=False))
+    return np.sort(np.concatenate(chosen))
 
 
 def stratified_choice(labels, count: int, rng):
@@ -326,7 +350,9 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     splits += [recipe.test_split] if recipe.test_split and recipe.test_split not in splits else []
     data = load_data(card, splits, recipe.train_split, label_map=recipe.label_map)
     _check_eval_set_rows(eval_cards, data, recipe.label_map, task)
-    if recipe.train_rows is not None:
+    recipe.strategy.check_data(data.problem_type, "text_pair" in data.splits[recipe.train_split].column_names,
+                               recipe.source or "recipe")
+    if recipe.train_rows is not None or recipe.train_rows_per_class is not None:
         _subsample(data, recipe)
     if static_config is not None:  # GloVe / word2vec / fastText baselines: same cards, same metrics.json
         from .static.baselines import train_static

@@ -85,6 +85,98 @@ def test_an_interrupted_curve_resumes_without_retraining_finished_points(recipe_
     assert data["points"]["feature-extraction"]["120"] == partial["points"]["feature-extraction"]["120"]
 
 
+def test_a_killed_curve_process_resumes_without_retraining_finished_points(recipe_file, tmp_path):
+    """The real interruption: the curve's process is killed (SIGKILL) once five of its eight points have printed,
+    whatever it is doing then; the re-run leaves those five as they were and completes curve.json."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "curve"
+    argv = [sys.executable, "-m", "nlp_transfer", "curve", str(recipe_file), "--sizes", "24,48", "--strategies",
+            "feature-extraction,full", "--seeds", "2", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    finished = []
+    for line in process.stdout:
+        if "nlp-transfer: curve [" in line:
+            finished.append(line)
+        if len(finished) == 5:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert len(finished) == 5, "the curve ended before it could be interrupted"
+    done = [point_folder(out, s, size, seed) for s in ("feature-extraction", "full") for size in (24, 48)
+            for seed in (1, 2)][:5]
+    stamps = {folder: (folder / "metrics.json").stat().st_mtime_ns for folder in done}
+    partial = json.loads((out / SUMMARY).read_text())  # rewritten after each point's line: the kill may beat the 5th
+    assert sum(cell["n"] for table in partial["points"].values() for cell in table.values()) in (4, 5)
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("resume=true has nothing to do") == 5
+    for folder, stamp in stamps.items():
+        assert (folder / "metrics.json").stat().st_mtime_ns == stamp, folder  # not retrained
+    data = json.loads((out / SUMMARY).read_text())
+    assert all(cell["n"] == 2 for table in data["points"].values() for cell in table.values())
+    assert sorted(data["points"]) == ["feature-extraction", "full"] and data["sizes"] == [24, 48]
+
+
+def test_per_class_sizes_min_steps_and_strategy_overrides_shape_the_points(tmp_path, tiny_bert):
+    from nlp_transfer.curve import plan_points
+
+    card = write_sst2_card(tmp_path / "data", train_rows=120, dev_rows=40)
+    values = tiny_recipe(card, tiny_bert, tmp_path / "unused")  # 2 epochs at batch 16, no max_steps
+    points, description = plan_points(values, [4, 40], ["full", "lora", "feature-extraction"], [1], tmp_path / "c",
+                                      None, None, per_class=True, min_steps=10,
+                                      strategy_overrides={"lora": ["training.learning_rate=5e-4"]})
+    by = {(strategy, size): recipe for strategy, size, _, recipe in points}
+    assert description["unit"] == "rows per label" and description["min_steps"] == 10
+    assert by["full", 4].train_rows_per_class == 4 and by["full", 4].train_rows is None
+    assert by["full", 4].training["max_steps"] == 10  # 8 rows, 2 epochs at batch 16: 2 steps, raised to 10
+    assert "max_steps" not in by["full", 40].training  # 80 rows: 5 steps x 2 epochs = 10, enough
+    assert by["lora", 4].training["learning_rate"] == 5e-4 and by["full", 4].training["learning_rate"] == 1e-3
+    assert by["feature-extraction", 4].backend == "probe"  # the probe has no steps to raise
+    result = train_point(by["full", 4])
+    assert result["rows"]["train"] == 8 and result["train"]["global_step"] == 10
+    predictions = (Path(by["full", 4].output_dir) / "predictions_validation.jsonl").read_text().splitlines()
+    assert len(predictions) == 40  # scored on the whole evaluation split, whatever the subset
+
+
+def train_point(recipe) -> dict:
+    from nlp_transfer import train
+
+    return train(recipe).metrics
+
+
+def test_per_class_subsets_hold_that_many_rows_of_each_label(tmp_path, tiny_bert):
+    from nlp_transfer import train
+
+    card = write_sst2_card(tmp_path / "data", train_rows=120, dev_rows=40)
+    values = tiny_recipe(card, tiny_bert, tmp_path / "run", max_steps=1)
+    values["train_rows_per_class"] = 5
+    out = train(values).output_dir
+    used = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert used["train_rows_per_class"] == 5
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows"]["train"] == 10
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--sizes", "8", "--per-class", "--strategies", "full", "--seeds", "1", "train_rows=10"],
+     "train_rows and train_rows_per_class both"),
+    (["--sizes", "500", "--per-class", "--strategies", "full", "--seeds", "1"], "give sizes up to"),
+    (["--sizes", "8", "--strategies", "full", "--seeds", "1", "--strategy-override", "lora:training.x=1"],
+     "'lora' is not one of --strategies"),
+    (["--sizes", "8", "--strategies", "full", "--seeds", "1", "--strategy-override", "full=1"],
+     "give STRATEGY:KEY=VALUE"),
+])
+def test_bad_curve_options_are_one_line(recipe_file, tmp_path, capsys, extra, expected):
+    line = cli_error(capsys, ["curve", recipe_file, *extra, "--out", tmp_path / "bad"])
+    assert expected in line
+    assert not (tmp_path / "bad").exists()
+
+
 def fabricated(metric: str = "accuracy") -> dict:
     def cell(mean, std, seconds):
         return {"mean": mean, "std": std, "n": 3, "values": [mean] * 3, "train_time_s": seconds}

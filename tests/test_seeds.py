@@ -86,11 +86,20 @@ def test_resume_retrains_only_the_missing_seed(bilstm_recipe, tmp_path):
     assert json.loads((out / "seeds.json").read_text()) == result.metrics
 
 
+def test_seeds_is_a_count_or_a_list():
+    from nlp_transfer.seeds import parse_seeds
+
+    assert parse_seeds("3") == [1, 2, 3]
+    assert parse_seeds("4,5,6") == [4, 5, 6]
+    assert parse_seeds("7,") == [7]
+
+
 @pytest.mark.parametrize("argv, expected", [
-    (["--seeds", "1,x"], "--seeds '1,x': give integers"),
-    (["--seeds", ""], "seeds must list at least one seed"),
-    (["--seeds", "1,-2"], "seeds must be integers >= 0, got -2"),
-    (["--seeds", "1,2,1"], "seeds lists 1 twice"),
+    (["--seeds", "1,x"], "--seeds '1,x': give a count (--seeds 3: seeds 1, 2, 3) or seeds separated by commas"),
+    (["--seeds", ""], "--seeds '': give a count"),
+    (["--seeds", "1,-2"], "--seeds '1,-2': give a count"),
+    (["--seeds", "0"], "--seeds 0: give a count of at least 1"),
+    (["--seeds", "1,2,1"], "--seeds '1,2,1' lists 1 twice"),
     (["seeds=3"], "seeds must be a list of integers or null, got 3"),
     (["seeds=[1, 2.5]"], "seeds must be a list of integers or null"),
     (["--seeds", "1,2", "max_lenght=64"], "unknown key 'max_lenght'"),  # overrides after an option still count

@@ -1,0 +1,104 @@
+"""Few-shot contrastive fine-tuning of the sentence encoder (the SetFit recipe), before a probe fits on it.
+
+    strategy: {name: contrastive, iterations: 20}
+
+From the few labelled rows, `sentence_pairs` draws pairs: per iteration, every row once with another row of its
+label (target similarity 1) and once with a row of another label (0). sentence-transformers trains the encoder
+with its own trainer (`SentenceTransformerTrainer`) and cosine-similarity loss; the encoder is then saved
+(safetensors) into the run folder, and `nlp_transfer.probe` fits its linear probe on that encoder's pooled
+features, as it does on a frozen one. The trained folder loads with `load_model` like any probe run.
+
+sentence-transformers is an optional dependency (``pip install 'nlp_transfer[fewshot]'``): a recipe naming this
+strategy without it fails before training with that command.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import NLPTransferError
+
+ENCODER_DIR = "encoder"  # the fine-tuned encoder, inside the run folder
+
+
+def check_installed() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise NLPTransferError("strategy contrastive trains with sentence-transformers, which is not installed: "
+                               "pip install 'nlp_transfer[fewshot]' (or pip install sentence-transformers)")
+
+
+def sentence_pairs(labels: list[int], iterations: int, max_pairs: int | None,
+                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row-index pairs and their targets: per iteration, each row with a random other row of its label (1.0; none
+    when its label has a single row) and with a random row of another label (0.0). Shuffled; when there are more
+    than ``max_pairs``, a seeded sample of them. Returns (first, second, target)."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise NLPTransferError(f"strategy contrastive needs rows of at least two labels to draw pairs; the training "
+                               f"rows all have label {classes.tolist()}")
+    rng = np.random.default_rng(seed)
+    members = {label: np.flatnonzero(labels == label) for label in classes.tolist()}
+    others = {label: np.flatnonzero(labels != label) for label in classes.tolist()}
+    first, second, target = [], [], []
+    for _ in range(iterations):
+        for row, label in enumerate(labels.tolist()):
+            same = members[label][members[label] != row]
+            if len(same):
+                first.append(row), second.append(int(rng.choice(same))), target.append(1.0)
+            first.append(row), second.append(int(rng.choice(others[label]))), target.append(0.0)
+    order = rng.permutation(len(first))
+    if max_pairs is not None and len(order) > max_pairs:
+        order = order[:max_pairs]
+    return np.asarray(first)[order], np.asarray(second)[order], np.asarray(target, dtype=np.float32)[order]
+
+
+def fine_tune_encoder(model: str, texts: list[str], labels: list[int], options, seed: int, max_length: int,
+                      out: Path, trust_remote_code: bool, device: str) -> dict[str, Any]:
+    """Train ``model``'s encoder on pairs of ``texts`` (`sentence_pairs`) with ``options`` (the `Contrastive`
+    strategy: iterations, max_pairs, epochs, batch_size, learning_rate, pooling) and save it to ``out``
+    (safetensors + tokenizer). Returns what metrics.json records of it."""
+    check_installed()
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.base.modules.transformer import Transformer
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+    from sentence_transformers.sentence_transformer.modules.pooling import Pooling
+    from transformers.utils import logging as hf_logging
+
+    from .models import resolve
+
+    first, second, target = sentence_pairs(labels, options.iterations, options.max_pairs, seed)
+    pairs = Dataset.from_dict({"sentence1": [texts[i] for i in first], "sentence2": [texts[i] for i in second],
+                               "label": target.tolist()})
+    started = time.perf_counter()
+    word = Transformer(resolve(model), max_seq_length=max_length,
+                       model_kwargs={"trust_remote_code": trust_remote_code, "use_safetensors": True},
+                       processor_kwargs={"trust_remote_code": trust_remote_code},
+                       config_kwargs={"trust_remote_code": trust_remote_code})
+    encoder = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), options.pooling)],
+                                  device=device)
+    with tempfile.TemporaryDirectory(prefix="nlp-transfer-contrastive-") as scratch:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=scratch, num_train_epochs=options.epochs, per_device_train_batch_size=options.batch_size,
+            learning_rate=options.learning_rate, warmup_ratio=0.1, seed=seed, data_seed=seed, save_strategy="no",
+            report_to="none", logging_strategy="no", disable_tqdm=not hf_logging.is_progress_bar_enabled(),
+            use_cpu=device == "cpu")
+        trainer = SentenceTransformerTrainer(model=encoder, args=args, train_dataset=pairs,
+                                             loss=CosineSimilarityLoss(encoder))
+        result = trainer.train()
+    out.mkdir(parents=True, exist_ok=True)
+    word.model.save_pretrained(out, safe_serialization=True)
+    word.processor.save_pretrained(out)
+    return {"pairs": len(target), "positive_pairs": int(target.sum()), "steps": int(result.global_step),
+            "loss": round(float(result.training_loss), 6), "seconds": round(time.perf_counter() - started, 2),
+            "iterations": options.iterations, "epochs": options.epochs, "batch_size": options.batch_size,
+            "learning_rate": options.learning_rate, "loss_function": "CosineSimilarityLoss",
+            "trainer": "sentence_transformers.SentenceTransformerTrainer"}
