@@ -54,6 +54,7 @@ class Recipe:
     train_rows: int | None = checked(None, low=1)  # train on a random subset of this many rows (seeded), e.g. for comparisons
     train_rows_stratified: bool = False  # single-label classification: the train_rows subset keeps the label shares
     train_rows_per_class: int | None = checked(None, low=1)  # single-label: this many rows of each label (seeded)
+    eval_rows: int | None = checked(None, low=1)  # score (and select on) a fixed sample of the eval split: same rows for every seed
     eval_sets: Any = None  # extra sets scored once by the final model: {name: {data: CARD, split: test}} or a list
     label_map: dict[str, str] | None = None  # NER: entity type -> type or O, applied on reading ({MISC: O})
     stride: int = checked(32, low=0)  # subwords shared by overlapping windows of long inputs (NER training and prediction)
@@ -88,8 +89,9 @@ class Recipe:
             out.pop("seeds")
         if not out["train_rows_stratified"]:  # likewise for the plain random subset
             out.pop("train_rows_stratified")
-        if out["train_rows_per_class"] is None:
-            out.pop("train_rows_per_class")
+        for key in ("train_rows_per_class", "eval_rows"):  # keys newer than most saved runs: only when set
+            if out[key] is None:
+                out.pop(key)
         out["strategy"] = self.strategy.to_dict()  # with its name (a class attribute)
         for key in IGNORED_BY_BACKEND[self.backend]:  # what this backend refuses is left out, so the saved
             out.pop(key, None)                       # recipe.yaml trains again as it is

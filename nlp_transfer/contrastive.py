@@ -25,12 +25,23 @@ from .errors import NLPTransferError
 ENCODER_DIR = "encoder"  # the fine-tuned encoder, inside the run folder
 
 
-def check_installed() -> None:
-    import importlib.util
+MIN_VERSION = (6, 2)  # the module layout used below (sentence_transformers.base.modules)
 
-    if importlib.util.find_spec("sentence_transformers") is None:
-        raise NLPTransferError("strategy contrastive trains with sentence-transformers, which is not installed: "
-                               "pip install 'nlp_transfer[fewshot]' (or pip install sentence-transformers)")
+
+def check_installed() -> None:
+    """A one-line error, without importing it, when sentence-transformers is missing or older than 6.2."""
+    import importlib.metadata
+    import re
+
+    try:
+        version = importlib.metadata.version("sentence-transformers")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version or "")[:2])
+    if version is None or numbers < MIN_VERSION:
+        found = f"{version} is installed" if version else "it is not installed"
+        raise NLPTransferError(f"strategy contrastive trains with sentence-transformers >= 6.2 ({found}): "
+                               f"pip install 'nlp_transfer[fewshot]'")
 
 
 def sentence_pairs(labels: list[int], iterations: int, max_pairs: int | None,

@@ -207,7 +207,7 @@ def plan_points(recipe, sizes, strategies, seeds, output, overrides, static_reci
 
 
 def _check_same_data(base: Recipe, static: Recipe) -> None:
-    for key in ("task", "train_split", "eval_split"):
+    for key in ("task", "train_split", "eval_split", "eval_rows"):
         if getattr(base, key) != getattr(static, key):
             raise NLPTransferError(f"{static.source}: the static recipe's {key} is {getattr(static, key)!r} but the "
                                    f"curve's recipe has {getattr(base, key)!r}; a curve compares one data set")

@@ -254,6 +254,25 @@ def _subsample(data, recipe: Recipe) -> None:
         data.splits[recipe.train_split] = rows.select(chosen)
 
 
+EVAL_SAMPLE_SEED = 0  # eval_rows: one sample for every run and seed, so their scores compare
+
+
+def _sample_eval(data, recipe: Recipe) -> None:
+    """Keep ``eval_rows`` rows of the evaluation split (in file order), drawn with a fixed seed (not the run's) and,
+    for single-label data, keeping the label shares; every run of the recipe is scored on the same rows."""
+    import numpy as np
+
+    rows = data.splits[recipe.eval_split]
+    if recipe.eval_rows >= len(rows):
+        return
+    rng = np.random.default_rng(EVAL_SAMPLE_SEED)
+    if data.problem_type == "single_label" and "label" in rows.column_names:
+        chosen = stratified_choice(rows["label"], recipe.eval_rows, rng)
+    else:
+        chosen = np.sort(rng.choice(len(rows), recipe.eval_rows, replace=False))
+    data.splits[recipe.eval_split] = rows.select(chosen)
+
+
 def per_class_choice(labels, count: int, rng, label_names: list[str], source: str | None = None):
     """``count`` row indices of every label (sorted), drawn without replacement; a label with fewer rows is an
     error naming it."""
@@ -354,6 +373,8 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
                                recipe.source or "recipe")
     if recipe.train_rows is not None or recipe.train_rows_per_class is not None:
         _subsample(data, recipe)
+    if recipe.eval_rows is not None and has_eval:
+        _sample_eval(data, recipe)
     if static_config is not None:  # GloVe / word2vec / fastText baselines: same cards, same metrics.json
         from .static.baselines import train_static
 

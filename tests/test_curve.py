@@ -162,6 +162,21 @@ def test_per_class_subsets_hold_that_many_rows_of_each_label(tmp_path, tiny_bert
     assert metrics["rows"]["train"] == 10
 
 
+def test_eval_rows_scores_every_seed_on_the_same_sample(tmp_path, tiny_bert):
+    from nlp_transfer import train
+
+    card = write_sst2_card(tmp_path / "data", train_rows=120, dev_rows=40)
+    texts = []
+    for seed in (1, 2):
+        values = tiny_recipe(card, tiny_bert, tmp_path / f"run-{seed}", max_steps=1)
+        values.update(eval_rows=10, seed=seed)
+        out = train(values).output_dir
+        rows = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
+        texts.append([row["text"] for row in rows])
+        assert json.loads((out / "metrics.json").read_text())["rows"]["validation"] == 10
+    assert len(texts[0]) == 10 and texts[0] == texts[1]  # the same ten dev rows whatever the run's seed
+
+
 @pytest.mark.parametrize("extra, expected", [
     (["--sizes", "8", "--per-class", "--strategies", "full", "--seeds", "1", "train_rows=10"],
      "train_rows and train_rows_per_class both"),

@@ -1,5 +1,5 @@
 """Every kind of run folder the package writes opens with `load_model` and predicts through the CLI: Trainer
-classification and NER, LoRA, the scikit-learn probe, the static BiLSTM classifier and tagger. A masked-LM run is
+classification and NER, LoRA, the scikit-learn probe (on a frozen or a pair-trained encoder), the static BiLSTM classifier and tagger. A masked-LM run is
 refused with a clear message (it has no task head to predict with). Every backend ends the same way
 (`nlp_transfer.outputs`): one run record schema, the test split and eval sets scored by the saved model."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from nlp_transfer import NLPTransferError, evaluate, load_model, train
 from nlp_transfer.cli import main
 from nlp_transfer.static.words import words
 
-KINDS = ("trainer-classifier", "trainer-ner", "lora", "probe", "static-classifier", "static-tagger")
+KINDS = ("trainer-classifier", "trainer-ner", "lora", "probe", "contrastive", "static-classifier", "static-tagger")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,8 @@ def train_every_kind(root: Path, tiny_bert: Path) -> dict[str, Path]:
     probe = tiny_recipe(card, tiny_bert, out["probe"])
     probe.pop("training")
     train(scored({**probe, "strategy": {"name": "feature-extraction"}}, card))
+    train(scored({**probe, "output_dir": str(out["contrastive"]),
+                  "strategy": {"name": "contrastive", "iterations": 1, "max_pairs": 32}}, card))
     texts = [line.rsplit("\t", 1)[0] for name in ("train.tsv", "dev.tsv", "test.tsv")
              for line in (card.parent / name).read_text(encoding="utf-8").splitlines()[1:]]
     vectors = write_vectors(root / "vectors.txt", {w for t in texts for w in words(t)} | POSITIVE | NEGATIVE)
@@ -102,7 +104,7 @@ def test_every_backend_writes_one_record_and_scores_the_saved_model(runs, kind):
     assert list(metrics)[:len(RECORD_KEYS) - 3] == list(RECORD_KEYS[:-3])
     assert set(RECORD_KEYS) <= set(metrics)
     assert metrics["schema"] == 1
-    assert metrics["backend"] == {"probe": "probe", "static-classifier": "static", "static-tagger": "static"}.get(kind, "trainer")
+    assert metrics["backend"] == {"probe": "probe", "contrastive": "probe", "static-classifier": "static", "static-tagger": "static"}.get(kind, "trainer")
     main = metrics["main_metric"]
     data = json.loads((runs[kind] / "run.json").read_text())
     assert data["backend"] == metrics["backend"]

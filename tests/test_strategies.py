@@ -267,20 +267,24 @@ def test_head_warmup_is_refused_where_it_has_no_meaning(sst2_toy, tiny_bert, tmp
 ROOT = Path(__file__).parents[1]
 
 
-def test_the_registry_holds_the_five_strategies_each_with_only_its_own_options():
-    assert list(strategy_configs.STRATEGIES) == ["full", "feature-extraction", "last-n", "gradual", "lora"]
+def test_the_registry_holds_the_six_strategies_each_with_only_its_own_options():
+    assert list(strategy_configs.STRATEGIES) == ["full", "feature-extraction", "last-n", "gradual", "lora",
+                                                 "contrastive"]
     rates = ("lr_decay", "group_lrs")
     warmup = ("head_warmup_steps", "head_warmup_epochs", "head_lr")
     options = {name: cls.options() for name, cls in strategy_configs.STRATEGIES.items()}
     assert options == {"full": rates + warmup, "feature-extraction": ("probe", "pooling", "layers", "normalize"),
                        "last-n": ("n",) + rates + warmup, "gradual": ("every",) + rates,
-                       "lora": ("r", "alpha", "dropout", "target_modules")}
+                       "lora": ("r", "alpha", "dropout", "target_modules"),
+                       "contrastive": ("iterations", "max_pairs", "epochs", "batch_size", "learning_rate", "pooling",
+                                       "normalize")}
     lora = build_strategy({"name": "lora", "r": 4})
     assert lora.name == "lora" and lora.to_dict() == {"name": "lora", "r": 4, "alpha": 16, "dropout": 0.1,
                                                       "target_modules": None}
     assert build_strategy("last-n").n == 2  # a bare name takes the defaults
     assert build_strategy({"name": "feature-extraction"}).backend == "probe"
     assert build_strategy({"name": "feature-extraction", "probe": "head"}).backend == "trainer"
+    assert build_strategy("contrastive").backend == "probe"
 
 
 @pytest.mark.parametrize("values, text", [

@@ -1,0 +1,104 @@
+"""The measured learning curves: each grid's `nlp-transfer curve` command, run and recorded in results.json.
+
+    python -m benchmarks.curves run sst2         # train the grid (resumable), then record it
+    python -m benchmarks.curves record sst2      # record an existing OUT/curve.json only
+    python -m benchmarks.curves list
+
+Each grid writes ``curve/<grid>/<strategy>/<size>/mean``, ``.../std``, ``.../n`` and ``.../train_time_s`` (per-label
+grids: ``<size>pc``), and per size ``curve/<grid>/advice/<size>/best`` and ``.../cheapest`` (the strategy's index in
+the grid's strategy list is not a number worth keeping, so these are the means of the picked strategies; the names
+are in RESULTS.md and curve.md). The command recorded is the grid's command line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GRIDS = {
+    # SST-2, 32 to 10,000 stratified rows, 3 seeds; fine-tuning gets at least 100 steps; LoRA at 5e-4; the
+    # contrastive encoder trains on at most 1,000 pairs (63 steps) per point.
+    "sst2": ["recipes/sst2_curve.yaml", "--sizes", "32,100,300,1000,3000,10000", "--strategies",
+             "static-bilstm,feature-extraction,contrastive,lora,full", "--static-recipe", "recipes/sst2_glove.yaml",
+             "--seeds", "3", "--min-steps", "100", "--strategy-override", "lora:training.learning_rate=5e-4",
+             "--strategy-override", "contrastive:strategy.max_pairs=1000", "--out", "runs/curve-sst2"],
+    # SST-2 few-shot: 8 and 16 rows of each label, 5 seeds: the probe against contrastive fine-tuning (SetFit's
+    # setting: 20 pair iterations, all pairs).
+    "sst2-fewshot": ["recipes/sst2_minilm_contrastive.yaml", "--sizes", "8,16", "--per-class", "--strategies",
+                     "feature-extraction,contrastive", "--strategy-override",
+                     "feature-extraction:strategy.normalize=true", "--seeds", "5", "--out", "runs/fewshot-sst2"],
+    # AG News (4 topics), 32 to 1,000 stratified rows, 3 seeds, scored on a fixed 1,000-row sample of the test
+    # split (data_cards/agnews_curve.md); no model selection uses anything else.
+    "agnews": ["recipes/agnews_curve.yaml", "--sizes", "32,100,300,1000", "--strategies",
+               "static-average,static-bilstm,feature-extraction,contrastive,full", "--static-recipe",
+               "recipes/agnews_glove.yaml", "--seeds", "3", "--min-steps", "100", "--strategy-override",
+               "contrastive:strategy.max_pairs=1000", "--out", "runs/curve-agnews"],
+}
+
+
+def command_line(grid: str) -> str:
+    return "nlp-transfer curve " + " ".join(shlex.quote(part) for part in GRIDS[grid])
+
+
+def output_of(grid: str) -> Path:
+    args = GRIDS[grid]
+    return ROOT / args[args.index("--out") + 1]
+
+
+def entries(curve_data: dict, grid: str) -> dict[str, float]:
+    """results.json figures of one curve.json."""
+    suffix = "pc" if curve_data.get("unit") == "rows per label" else ""
+    out: dict[str, float] = {}
+    for strategy, table in curve_data["points"].items():
+        for size, cell in table.items():
+            key = f"curve/{grid}/{strategy}/{size}{suffix}"
+            out[f"{key}/mean"] = round(cell["mean"], 4)
+            out[f"{key}/std"] = round(cell["std"], 4)
+            out[f"{key}/n"] = float(cell["n"])
+            out[f"{key}/train_time_s"] = round(cell["train_time_s"], 2)
+    for item in curve_data.get("advice", []):
+        key = f"curve/{grid}/advice/{item['size']}{suffix}"
+        out[f"{key}/best_mean"] = round(item["best"]["mean"], 4)
+        out[f"{key}/cheapest_mean"] = round(item["cheapest"]["mean"], 4)
+    return out
+
+
+def record_grid(grid: str) -> dict[str, float]:
+    from benchmarks.record_run import record
+
+    summary = output_of(grid) / "curve.json"
+    if not summary.is_file():
+        raise SystemExit(f"{summary}: no curve.json; run: python -m benchmarks.curves run {grid}")
+    figures = entries(json.loads(summary.read_text(encoding="utf-8")), grid)
+    record(figures, command_line(grid))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.curves", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "record", "list"])
+    parser.add_argument("grid", nargs="?", choices=sorted(GRIDS))
+    args = parser.parse_args(argv)
+    if args.action == "list" or args.grid is None:
+        for name in GRIDS:
+            print(f"{name}: {command_line(name)}")
+        return 0
+    if args.action == "run":
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "nlp_transfer", "curve", *GRIDS[args.grid]], cwd=ROOT)
+        print(f"curve {args.grid}: {time.perf_counter() - started:.0f} s wall clock")
+        if done.returncode:
+            return done.returncode
+    figures = record_grid(args.grid)
+    print(f"recorded {len(figures)} figures of {args.grid} in benchmarks/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
