@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -25,7 +26,7 @@ GRIDS = {
     # SST-2, 32 to 10,000 stratified rows, 3 seeds; fine-tuning gets at least 100 steps; LoRA at 5e-4; the
     # contrastive encoder trains on at most 1,000 pairs (63 steps) per point.
     "sst2": ["recipes/sst2_curve.yaml", "--sizes", "32,100,300,1000,3000,10000", "--strategies",
-             "static-bilstm,feature-extraction,contrastive,lora,full", "--static-recipe", "recipes/sst2_glove.yaml",
+             "static-bilstm,feature-extraction,lora,full,contrastive", "--static-recipe", "recipes/sst2_glove.yaml",
              "--seeds", "3", "--min-steps", "100", "--strategy-override", "lora:training.learning_rate=5e-4",
              "--strategy-override", "contrastive:strategy.max_pairs=1000", "--out", "runs/curve-sst2"],
     # SST-2 few-shot: 8 and 16 rows of each label, 5 seeds: the probe against contrastive fine-tuning (SetFit's
@@ -42,8 +43,14 @@ GRIDS = {
 }
 
 
+# One thread per grid: two grids run side by side on the two cores, and every point of a grid is timed alike (a
+# MiniLM-L6 SST-2 epoch takes no longer on one thread than on two here: 1,168 s vs 1,303 s, RESULTS.md).
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
 def command_line(grid: str) -> str:
-    return "nlp-transfer curve " + " ".join(shlex.quote(part) for part in GRIDS[grid])
+    env = " ".join(f"{key}={value}" for key, value in ENV.items())
+    return f"{env} nlp-transfer curve " + " ".join(shlex.quote(part) for part in GRIDS[grid])
 
 
 def output_of(grid: str) -> Path:
@@ -91,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.action == "run":
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "nlp_transfer", "curve", *GRIDS[args.grid]], cwd=ROOT)
+        done = subprocess.run([sys.executable, "-m", "nlp_transfer", "curve", *GRIDS[args.grid]], cwd=ROOT,
+                              env={**os.environ, **ENV})
         print(f"curve {args.grid}: {time.perf_counter() - started:.0f} s wall clock")
         if done.returncode:
             return done.returncode

@@ -17,7 +17,7 @@ def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compute precision: bf16/fp16 autocast on a GPU (float32 on the CPU)")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlp-transfer", description="Transfer learning for NLP: fine-tune pretrained encoders from recipes.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -316,7 +316,7 @@ COMMANDS["neighbours"] = _cmd_neighbours
 def _parse(argv: list[str] | None):
     """Arguments, with ``key=value`` overrides allowed after options too (``train R --seeds 1,2 key=value``): argparse
     stops filling a positional list at the first option, so what it leaves over joins the overrides."""
-    parser = _parser()
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
         if not hasattr(args, "overrides") or any(item.startswith("-") or "=" not in item for item in extra):

@@ -147,3 +147,22 @@ def test_the_collate_benchmark_times_both_collators(tiny_bert):
     assert set(figures) == {"b8/nlp_transfer_ms", "b8/data_collator_with_padding_ms",
                             "b8/vs_data_collator_with_padding_speedup"}
     assert all(value > 0 for value in figures.values())
+
+
+def test_curve_figures_come_from_curve_json_and_every_grid_command_parses():
+    from benchmarks import curves
+    from nlp_transfer.cli import build_parser
+
+    cell = {"mean": 0.81234, "std": 0.0123, "n": 3, "values": [0.8, 0.81, 0.82], "train_time_s": 12.345}
+    data = {"unit": "rows per label", "points": {"contrastive": {"8": cell}},
+            "advice": [{"size": 8, "best": {"mean": 0.81234}, "cheapest": {"mean": 0.80011}}]}
+    figures = curves.entries(data, "sst2-fewshot")
+    assert figures == {"curve/sst2-fewshot/contrastive/8pc/mean": 0.8123, "curve/sst2-fewshot/contrastive/8pc/std": 0.0123,
+                       "curve/sst2-fewshot/contrastive/8pc/n": 3.0,
+                       "curve/sst2-fewshot/contrastive/8pc/train_time_s": 12.35,
+                       "curve/sst2-fewshot/advice/8pc/best_mean": 0.8123,
+                       "curve/sst2-fewshot/advice/8pc/cheapest_mean": 0.8001}
+    for grid, argv in curves.GRIDS.items():  # the recorded commands are ones the CLI accepts
+        args = build_parser().parse_args(["curve", *argv])
+        assert args.out == str(curves.output_of(grid).relative_to(curves.ROOT))
+        assert curves.command_line(grid).startswith("OMP_NUM_THREADS=1 nlp-transfer curve recipes/")
