@@ -172,7 +172,7 @@ def failures(figures: dict[str, float]) -> list[str]:
 
 
 def update_results(text: str, command: str) -> None:
-    from benchmarks.gpu import replace_section
+    from benchmarks.record_run import replace_section
 
     section = (f"{START}\n## Speed and memory against the usual alternatives\n\n`{command}` on {date.today().isoformat()}; "
                f"{machine()}.\n\n{text}\n{END}")

@@ -1,7 +1,8 @@
 """The measured learning curves: each grid's `nlp-transfer curve` command, run and recorded in results.json.
 
     python -m benchmarks.curves run sst2         # train the grid (resumable), then record it
-    python -m benchmarks.curves record sst2      # record an existing OUT/curve.json only
+    python -m benchmarks.curves record sst2      # record an existing OUT/curve.json only (results.json, RESULTS.md
+                                                 # section between <!-- curve:sst2:start/end -->, figures/)
     python -m benchmarks.curves list
 
 Each grid writes ``curve/<grid>/<strategy>/<size>/mean``, ``.../std``, ``.../n`` and ``.../train_time_s`` (per-label
@@ -15,12 +16,19 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
+from nlp_transfer.io import write_json_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
+FIGURES = ROOT / "benchmarks" / "figures"
+WALL_CLOCK = "wall-clock.json"  # in the grid's output: the seconds of each `run` (a resumed grid has several)
 
 GRIDS = {
     # SST-2, 32 to 10,000 stratified rows, 3 seeds; fine-tuning gets at least 100 steps; LoRA at 5e-4; the
@@ -76,14 +84,35 @@ def entries(curve_data: dict, grid: str) -> dict[str, float]:
     return out
 
 
-def record_grid(grid: str) -> dict[str, float]:
-    from benchmarks.record_run import record
+def section(grid: str, curve_data: dict, report: str, wall_s: float | None) -> str:
+    """RESULTS.md's section of a grid: its command, curve.md's table and advice, and the two plots."""
+    body = report.split("\n", 2)[2].strip()  # curve.md without its title line
+    took = f", {wall_s / 60:.0f} min wall clock on 2 cores" if wall_s else ""
+    return (f"<!-- curve:{grid}:start -->\n`{command_line(grid)}` ({date.today().isoformat()}{took}; "
+            f"`python -m benchmarks.curves run {grid}` runs and records it)\n\n{body}\n\n"
+            f"![{grid}: score against labelled {curve_data.get('unit', 'rows')}](figures/curve-{grid}.png)\n"
+            f"![{grid}: score against train time](figures/curve-{grid}-time.png)\n<!-- curve:{grid}:end -->")
 
-    summary = output_of(grid) / "curve.json"
+
+def record_grid(grid: str) -> dict[str, float]:
+    """results.json figures, the plots copied to benchmarks/figures/ and the grid's section of RESULTS.md."""
+    from benchmarks.record_run import record, replace_section
+
+    out = output_of(grid)
+    summary = out / "curve.json"
     if not summary.is_file():
         raise SystemExit(f"{summary}: no curve.json; run: python -m benchmarks.curves run {grid}")
-    figures = entries(json.loads(summary.read_text(encoding="utf-8")), grid)
+    data = json.loads(summary.read_text(encoding="utf-8"))
+    figures = entries(data, grid)
     record(figures, command_line(grid))
+    FIGURES.mkdir(exist_ok=True)
+    for name, target in (("curve.png", f"curve-{grid}.png"), ("curve-time.png", f"curve-{grid}-time.png")):
+        if (out / name).is_file():
+            shutil.copyfile(out / name, FIGURES / target)
+    wall = out / WALL_CLOCK
+    wall_s = sum(json.loads(wall.read_text(encoding="utf-8"))) if wall.is_file() else None
+    replace_section(RESULTS_MD, f"<!-- curve:{grid}:start -->", f"<!-- curve:{grid}:end -->",
+                    section(grid, data, (out / "curve.md").read_text(encoding="utf-8"), wall_s))
     return figures
 
 
@@ -100,9 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "nlp_transfer", "curve", *GRIDS[args.grid]], cwd=ROOT,
                               env={**os.environ, **ENV})
-        print(f"curve {args.grid}: {time.perf_counter() - started:.0f} s wall clock")
+        seconds = time.perf_counter() - started
+        print(f"curve {args.grid}: {seconds:.0f} s wall clock")
         if done.returncode:
             return done.returncode
+        wall = output_of(args.grid) / WALL_CLOCK
+        write_json_atomic(wall, (json.loads(wall.read_text()) if wall.is_file() else []) + [round(seconds, 1)])
     figures = record_grid(args.grid)
     print(f"recorded {len(figures)} figures of {args.grid} in benchmarks/results.json")
     return 0

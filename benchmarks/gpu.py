@@ -480,18 +480,6 @@ def failures(figures: dict[str, float]) -> list[str]:
     return missed
 
 
-def replace_section(path: Path, start: str, end: str, section: str) -> None:
-    """Replace the text between the ``start`` and ``end`` markers of ``path`` (or append it), atomically."""
-    from nlp_transfer.io import write_text_atomic
-
-    current = path.read_text(encoding="utf-8") if path.is_file() else "# Results\n"
-    if start in current and end in current:
-        current = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: section, current, flags=re.S)
-    else:
-        current = current.rstrip() + "\n\n" + section + "\n"
-    write_text_atomic(path, current)
-
-
 def section(text: str, command: str, info: dict[str, str]) -> str:
     return (f"{START}\n## GPU speed\n\n{textwrap.fill(ABOUT, 115)}\n\n`{command}` on {date.today().isoformat()}; {info['device_name']}, "
             f"{info['precision']}, torch {info['torch']} (CUDA {info['cuda']}), transformers {info['transformers']}, "
@@ -501,7 +489,7 @@ def section(text: str, command: str, info: dict[str, str]) -> str:
 def save(figures: dict[str, float], info: dict[str, str], command: str, results: Path | None = None,
          results_md: Path | None = None) -> None:
     """results.json: every figure as ``bench/gpu/...`` plus the GPU's name and the versions; RESULTS.md: the section."""
-    from benchmarks.record_run import RESULTS, record
+    from benchmarks.record_run import RESULTS, record, replace_section
 
     entries: dict[str, Any] = {f"bench/{key}": round(value, 4) for key, value in figures.items()}
     for name, value in info.items():  # strings: the GPU's name, the precision and the versions measured with

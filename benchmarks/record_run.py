@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from datetime import date
 from pathlib import Path
 
-from nlp_transfer.io import write_json_atomic
+from nlp_transfer.io import write_json_atomic, write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -26,6 +27,16 @@ def record(entries: dict[str, float], command: str, results: Path = RESULTS) -> 
         current[key] = {"value": value, "command": command, "date": today}
     write_json_atomic(results, dict(sorted(current.items())))
     return current
+
+
+def replace_section(path: Path, start: str, end: str, section: str) -> None:
+    """Replace the text between the ``start`` and ``end`` markers of ``path`` (or append it), atomically."""
+    current = path.read_text(encoding="utf-8") if path.is_file() else "# Results\n"
+    if start in current and end in current:
+        current = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: section, current, flags=re.S)
+    else:
+        current = current.rstrip() + "\n\n" + section + "\n"
+    write_text_atomic(path, current)
 
 
 def run_entries(run_dir: Path, key: str, split_name: str = "dev") -> dict[str, float]:

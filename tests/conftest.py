@@ -154,6 +154,13 @@ def write_sst2_card(folder: Path, train_rows: int = 160, dev_rows: int = 64, nam
 
 
 @pytest.fixture()
+def feature_cache(tmp_path, monkeypatch) -> Path:
+    """NLP_TRANSFER_CACHE in tmp_path, so the probe's cached features stay in the test; returns the features folder."""
+    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "features"
+
+
+@pytest.fixture()
 def sst2_toy(tmp_path) -> Path:
     """A small real SST-2 card: 160 training rows from the shipped sample, 64 dev sentences."""
     return write_sst2_card(tmp_path / "data")

@@ -14,10 +14,7 @@ from nlp_transfer.config import load_recipe
 from nlp_transfer.contrastive import sentence_pairs
 
 
-@pytest.fixture(autouse=True)
-def feature_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "features"
+pytestmark = pytest.mark.usefixtures("feature_cache")  # conftest: the features cache in tmp_path
 
 
 def contrastive_recipe(card, model, out, **strategy):

@@ -9,10 +9,7 @@ from conftest import tiny_recipe, write_card
 from nlp_transfer import evaluate, load_model, train
 
 
-@pytest.fixture(autouse=True)
-def feature_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "features"
+pytestmark = pytest.mark.usefixtures("feature_cache")  # conftest: the features cache in tmp_path
 
 
 def probe_recipe(card, model, out, **extra):
