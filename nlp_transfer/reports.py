@@ -76,12 +76,23 @@ def model_card(recipe, card, metrics: dict[str, Any], label_names: list[str],
     header = {k: v for k, v in header.items() if v is not None}
     split = metrics.get("eval_split")
     train = metrics["train"]
+    probe = metrics.get("backend") == "probe"
+    if probe:  # a linear probe on pooled features: nlp_transfer loads it, a transformers pipeline cannot
+        header["library_name"] = "nlp_transfer"
+        pairs = train.get("contrastive")
+        how = (f"the encoder trained on {pairs['pairs']:,} sentence pairs of the labelled rows ({pairs['steps']} steps, "
+               f"sentence-transformers, saved in `encoder/`), then a linear probe fitted on its pooled features"
+               if pairs else "a linear probe fitted on the frozen encoder's pooled features")
+        done = (f"{how} (C={train.get('C')}, chosen on `{split}`) in {train['runtime_s']:.0f} s; "
+                f"{metrics['params']['trainable']:,} of {metrics['params']['total']:,} parameters trained.")
+    else:
+        done = (f"{train['global_step']} steps in {train['runtime_s']:.0f} s on {metrics['world_size']} process(es); "
+                f"{metrics['params']['trainable']:,} of {metrics['params']['total']:,} parameters trained.")
     lines = [
         "---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).strip(), "---", "",
         f"# {card.name} classifier ({recipe.task}, {metrics['problem_type']})", "",
-        f"Fine-tuned with nlp_transfer from **{base}** on the `{card.name}` data card, strategy `{recipe.strategy.name}`, "
-        f"{train['global_step']} steps in {train['runtime_s']:.0f} s on {metrics['world_size']} process(es); "
-        f"{metrics['params']['trainable']:,} of {metrics['params']['total']:,} parameters trained.", "",
+        f"Trained with nlp_transfer from **{base}** on the `{card.name}` data card, strategy `{recipe.strategy.name}`: "
+        + done, "",
     ]
     if getattr(recipe, "label_map", None):
         lines += ["Entity types mapped as every split was read (`label_map`): "
@@ -97,9 +108,10 @@ def model_card(recipe, card, metrics: dict[str, Any], label_names: list[str],
     lines += [
         "## Labels", "", ", ".join(f"`{i}`: {name}" for i, name in enumerate(label_names)), "",
         "## Use", "", "```python",
-        "from transformers import pipeline",
-        *USAGE.get(pipeline_tag, []),
-        "# or: from nlp_transfer import load_model; load_model(\"PATH\").predict([...])",
+        *(["from nlp_transfer import load_model", "load_model(\"PATH/TO/THIS/FOLDER\").predict([...])",
+           "# the probe's weights are probe.safetensors: a transformers pipeline does not read them"] if probe else
+          ["from transformers import pipeline", *USAGE.get(pipeline_tag, []),
+           "# or: from nlp_transfer import load_model; load_model(\"PATH\").predict([...])"]),
         "```", "",
         "The training recipe is in `recipe.yaml`; metrics in `metrics.json`; predictions on the evaluation split in "
         "`predictions_*.jsonl`; TensorBoard logs in `logs/`.", "",

@@ -64,6 +64,8 @@ def test_contrastive_trains_the_encoder_saves_it_and_the_folder_reloads(sst2_toy
     moved = [k for k in tuned if k in base and k.endswith(".weight") and not np.allclose(base[k], tuned[k])]
     assert any("encoder.layer.0" in k for k in moved)  # the pair loss moved the encoder's weights
     assert not list(feature_cache.glob("*.npy"))  # features of a run's own encoder are not cached
+    card = (out / "README.md").read_text()
+    assert "library_name: nlp_transfer" in card and "200 sentence pairs" in card and "pipeline(" not in card
     sidecar = json.loads((out / "nlp_transfer.json").read_text())
     assert sidecar["encoder"] == "encoder" and sidecar["encoder_in_folder"] and sidecar["base_model"] == str(tiny_bert)
     rows = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
