@@ -31,7 +31,8 @@ FIGURES = ROOT / "benchmarks" / "figures"
 WALL_CLOCK = "wall-clock.json"  # in the grid's output: the seconds of each `run` (a resumed grid has several)
 
 GRIDS = {
-    # SST-2, 32 to 10,000 stratified rows, 3 seeds; fine-tuning gets at least 100 steps; LoRA at 5e-4; the
+    # SST-2, 32 to 10,000 stratified rows, 3 seeds; fine-tuning gets at least 100 steps; LoRA at 5e-4 (as in the
+    # strategy table) with the pooler trained (strategy.pooler, the default); the
     # contrastive encoder trains on at most 1,000 pairs (63 steps) per point.
     "sst2": ["recipes/sst2_curve.yaml", "--sizes", "32,100,300,1000,3000,10000", "--strategies",
              "static-bilstm,feature-extraction,lora,full,contrastive", "--static-recipe", "recipes/sst2_glove.yaml",

@@ -259,7 +259,8 @@ def two_stage_schedule(optimizer, stage_steps: int, total_steps: int, warmup_ste
 
 def apply_lora(model, strategy, peft_task_type: str | None):
     """Wrap ``model`` with LoRA adapters (peft). Target modules default to peft's choice for the architecture
-    (e.g. query/value for BERT-family); the task head is trained fully and saved with the adapter."""
+    (e.g. query/value for BERT-family); the task head, and the encoder's pooler when it has one and
+    ``strategy.pooler`` is on, are trained fully and saved with the adapter."""
     try:
         from peft import LoraConfig, TaskType, get_peft_model
     except ImportError:
@@ -267,8 +268,11 @@ def apply_lora(model, strategy, peft_task_type: str | None):
     if peft_task_type is None:
         raise NLPTransferError("this task has no LoRA form; use strategy full, last-n or gradual")
     task_type = getattr(TaskType, peft_task_type)
+    # peft adds the task head (classifier / score) to modules_to_save itself; the pooler trains with it on request
+    pooler = getattr(getattr(model, getattr(model, "base_model_prefix", ""), None), "pooler", None)
+    extra = ["pooler"] if getattr(strategy, "pooler", False) and pooler is not None else None
     config = LoraConfig(task_type=task_type, r=strategy.r, lora_alpha=strategy.alpha, lora_dropout=strategy.dropout,
-                        target_modules=strategy.target_modules)
+                        target_modules=strategy.target_modules, modules_to_save=extra)
     try:
         return get_peft_model(model, config)
     except ValueError as exc:

@@ -210,7 +210,7 @@ class Gradual(LayerRates, Strategy):
 @register("lora")
 @dataclass
 class Lora(Strategy):
-    """Low-rank adapters (peft) and a fully trained head."""
+    """Low-rank adapters (peft) and a fully trained head (with the encoder's pooler, ``pooler: true``)."""
 
     shown: ClassVar[tuple[str, ...]] = ("r",)
     adapter: ClassVar[bool] = True
@@ -219,6 +219,9 @@ class Lora(Strategy):
     alpha: float = checked(16, low=0, low_open=True)  # scaling (alpha / r)
     dropout: float = checked(0.1, low=0, high=1, high_open=True)  # dropout on the adapter input
     target_modules: list[str] | None = None  # module names; None = peft's default for the architecture
+    # train the encoder's pooler with the head (BERT-family models have one): sentence-transformers checkpoints such
+    # as all-MiniLM-L6-v2 ship an untrained pooler, and through it frozen LoRA stayed at the majority class
+    pooler: bool = True
 
     def fits(self, task) -> bool:
         return task.peft_task_type is not None
@@ -242,7 +245,9 @@ class Contrastive(Strategy):
     max_pairs: int | None = checked(2000, low=1)  # a seeded sample of the pairs when there are more (null: all)
     epochs: int = checked(1, low=1)
     batch_size: int = checked(16, low=1)  # pairs per step
-    learning_rate: float = checked(2e-5, low=0, low_open=True)
+    # SetFit's 2e-5 barely moves MiniLM-L6 in 40 steps (pair loss 0.23); 1e-4 gave +2 points at 8 rows per label
+    # on SST-2 (benchmarks/RESULTS.md, few-shot section)
+    learning_rate: float = checked(1e-4, low=0, low_open=True)
     pooling: str = checked("mean", choices=POOLINGS)
     normalize: bool = False  # L2-normalise the probe's features
 

@@ -164,7 +164,7 @@ def test_lora_trains_adapters_and_head_and_merged_export_gives_the_same_logits(s
     recipe["strategy"] = {"name": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
     metrics = train(recipe).metrics
     lora = 2 * 2 * (4 * 32 + 32 * 4)  # 2 layers x (query, value) x (A: r x in + B: out x r)
-    assert metrics["params"]["trainable"] == lora + 32 * 2 + 2  # adapters + the classification head
+    assert metrics["params"]["trainable"] == lora + 32 * 32 + 32 + 32 * 2 + 2  # adapters + pooler + classifier
     texts = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés"]
     reloaded = load_model(out)
     adapter_logits = reloaded.logits(texts)
@@ -275,12 +275,12 @@ def test_the_registry_holds_the_six_strategies_each_with_only_its_own_options():
     options = {name: cls.options() for name, cls in strategy_configs.STRATEGIES.items()}
     assert options == {"full": rates + warmup, "feature-extraction": ("probe", "pooling", "layers", "normalize"),
                        "last-n": ("n",) + rates + warmup, "gradual": ("every",) + rates,
-                       "lora": ("r", "alpha", "dropout", "target_modules"),
+                       "lora": ("r", "alpha", "dropout", "target_modules", "pooler"),
                        "contrastive": ("iterations", "max_pairs", "epochs", "batch_size", "learning_rate", "pooling",
                                        "normalize")}
     lora = build_strategy({"name": "lora", "r": 4})
     assert lora.name == "lora" and lora.to_dict() == {"name": "lora", "r": 4, "alpha": 16, "dropout": 0.1,
-                                                      "target_modules": None}
+                                                      "target_modules": None, "pooler": True}
     assert build_strategy("last-n").n == 2  # a bare name takes the defaults
     assert build_strategy({"name": "feature-extraction"}).backend == "probe"
     assert build_strategy({"name": "feature-extraction", "probe": "head"}).backend == "trainer"
@@ -317,11 +317,11 @@ def test_old_flat_strategy_mappings_still_load_and_describe():
 
 @pytest.mark.parametrize("recipe_text, overrides, expected", [
     ("strategy: {name: lora, n: 2}\n", [],
-     "strategy.n: strategy lora has no option 'n' (its options: r, alpha, dropout, target_modules); "
+     "strategy.n: strategy lora has no option 'n' (its options: r, alpha, dropout, target_modules, pooler); "
      "'n' is an option of last-n"),
     ("strategy: full\n", ["strategy.name=lora", "strategy.rr=4"],
      "unknown key 'strategy.rr'; did you mean 'strategy.r'? (strategy lora has no option 'rr'; its options: r, "
-     "alpha, dropout, target_modules)"),
+     "alpha, dropout, target_modules, pooler)"),
     ("strategy: {name: full, n: 2}\n", [], "strategy.n: strategy full has no option 'n'"),
     ("strategy: {name: feature-extraction, probe: head}\n", ["strategy.lr_decay=0.9"],
      "strategy.lr_decay: strategy feature-extraction does not take lr_decay or group_lrs; use full, last-n or gradual"),
