@@ -362,6 +362,8 @@ def write_plots(curve_data: dict[str, Any], out: Path) -> list[Path]:
         ax_size.fill_between(sizes, mean - std, mean + std, alpha=0.2, color=line.get_color())
         ax_time.plot([table[str(s)]["train_time_s"] for s in sizes], mean, marker="o", label=strategy)
     ax_size.set_xscale("log")
+    ax_size.set_xticks(curve_data["sizes"], [f"{size:,}" for size in curve_data["sizes"]])  # the sizes, not 10^k
+    ax_size.minorticks_off()
     ax_size.set_xlabel(f"labelled training {curve_data.get('unit', 'rows')} (log)")
     ax_time.set_xscale("symlog")
     ax_time.set_xlabel("mean train time (s)")
