@@ -396,6 +396,20 @@ def _given_keys(values: dict) -> set[str]:
     return given
 
 
+# The TrainingArguments nlp_transfer sets when a recipe's training: does not (nlp_transfer.training adds the ones that
+# depend on the run: output_dir, seed, evaluation, reporting); the curve reads them to count a point's steps.
+TRAINING_DEFAULTS = {
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "learning_rate": 5e-5,
+    "num_train_epochs": 3,
+    "weight_decay": 0.01,
+    "warmup_steps": 0.06,  # a float below 1 is a fraction of the total steps
+    "logging_steps": 50,
+    "save_total_limit": 2,
+}
+
+
 # Recipe keys each backend has no use for; setting one is an error naming the key and the backend (the static
 # baselines have their own settings under static:, the probe fits scikit-learn without TrainingArguments).
 IGNORED_BY_BACKEND = {

@@ -30,7 +30,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .config import IGNORED_BY_BACKEND, Recipe, load_recipe, resolve_path
+from .config import IGNORED_BY_BACKEND, TRAINING_DEFAULTS, Recipe, load_recipe, resolve_path
 from .errors import NLPTransferError, did_you_mean
 from .io import atomic_open, write_json_atomic, write_text_atomic
 from .plots import figure, png
@@ -132,8 +132,9 @@ def _at_least(point: Recipe, rows: int, min_steps: int) -> list[str]:
     training = point.training or {}
     if (training.get("max_steps") or -1) > 0:
         return []
-    batch = training.get("per_device_train_batch_size", 8) * training.get("gradient_accumulation_steps", 1)
-    steps = math.ceil(rows / batch) * training.get("num_train_epochs", 3)
+    settings = {**TRAINING_DEFAULTS, **training}
+    batch = settings["per_device_train_batch_size"] * settings.get("gradient_accumulation_steps", 1)
+    steps = math.ceil(rows / batch) * settings["num_train_epochs"]
     return [f"training.max_steps={min_steps}"] if steps < min_steps else []
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from . import rundir
 from .runtime import Runtime, is_main_process, world_size
 from .version import __version__
-from .config import Recipe, load_recipe, resolve_path
+from .config import TRAINING_DEFAULTS, Recipe, load_recipe, resolve_path
 from .data.adapters import DynamicPaddingCollator
 from .data.cards import card_from_dict, load_card, merge_cards
 from .data.readers import load_data, read_labelled
@@ -127,15 +127,8 @@ def training_arguments(recipe: Recipe, main_metric: str, has_eval: bool, output_
     user = dict(recipe.training)
     values: dict[str, Any] = {
         "output_dir": str(output_dir or recipe.output_dir),
-        "per_device_train_batch_size": 32,
-        "per_device_eval_batch_size": 64,
-        "learning_rate": 5e-5,
-        "num_train_epochs": 3,
-        "weight_decay": 0.01,
-        "warmup_steps": 0.06,  # a float below 1 is a fraction of the total steps
+        **TRAINING_DEFAULTS,
         "eval_strategy": "epoch" if has_eval else "no",
-        "logging_steps": 50,
-        "save_total_limit": 2,
         "seed": recipe.seed,
         "train_sampling_strategy": "group_by_length",
         "length_column_name": "length",

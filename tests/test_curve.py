@@ -137,6 +137,9 @@ def test_per_class_sizes_min_steps_and_strategy_overrides_shape_the_points(tmp_p
     assert "max_steps" not in by["full", 40].training  # 80 rows: 5 steps x 2 epochs = 10, enough
     assert by["lora", 4].training["learning_rate"] == 5e-4 and by["full", 4].training["learning_rate"] == 1e-3
     assert by["feature-extraction", 4].backend == "probe"  # the probe has no steps to raise
+    values.pop("training")  # nlp_transfer's own defaults count: batch 32, 3 epochs -> 80 rows are 9 steps
+    points, _ = plan_points(values, [40], ["full"], [1], tmp_path / "d", None, None, per_class=True, min_steps=10)
+    assert points[0][3].training["max_steps"] == 10
     result = train_point(by["full", 4])
     assert result["rows"]["train"] == 8 and result["train"]["global_step"] == 10
     predictions = (Path(by["full", 4].output_dir) / "predictions_validation.jsonl").read_text().splitlines()
