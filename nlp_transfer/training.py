@@ -240,11 +240,8 @@ def _subsample(data, recipe: Recipe) -> None:
         data.splits[recipe.train_split] = rows.select(
             per_class_choice(rows["label"], recipe.train_rows_per_class, rng, data.label_names, recipe.source))
     elif recipe.train_rows < len(rows):
-        if recipe.train_rows_stratified and single_label:
-            chosen = stratified_choice(rows["label"], recipe.train_rows, rng)
-        else:
-            chosen = np.sort(rng.choice(len(rows), recipe.train_rows, replace=False))
-        data.splits[recipe.train_split] = rows.select(chosen)
+        data.splits[recipe.train_split] = rows.select(
+            _draw(rows, recipe.train_rows, rng, recipe.train_rows_stratified and single_label))
 
 
 EVAL_SAMPLE_SEED = 0  # eval_rows: one sample for every run and seed, so their scores compare
@@ -258,12 +255,18 @@ def _sample_eval(data, recipe: Recipe) -> None:
     rows = data.splits[recipe.eval_split]
     if recipe.eval_rows >= len(rows):
         return
-    rng = np.random.default_rng(EVAL_SAMPLE_SEED)
-    if data.problem_type == "single_label" and "label" in rows.column_names:
-        chosen = stratified_choice(rows["label"], recipe.eval_rows, rng)
-    else:
-        chosen = np.sort(rng.choice(len(rows), recipe.eval_rows, replace=False))
-    data.splits[recipe.eval_split] = rows.select(chosen)
+    stratified = data.problem_type == "single_label" and "label" in rows.column_names
+    data.splits[recipe.eval_split] = rows.select(
+        _draw(rows, recipe.eval_rows, np.random.default_rng(EVAL_SAMPLE_SEED), stratified))
+
+
+def _draw(rows, count: int, rng, stratified: bool):
+    """``count`` sorted row indices of ``rows``: keeping each label's share (`stratified_choice`) or plain random."""
+    import numpy as np
+
+    if stratified:
+        return stratified_choice(rows["label"], count, rng)
+    return np.sort(rng.choice(len(rows), count, replace=False))
 
 
 def per_class_choice(labels, count: int, rng, label_names: list[str], source: str | None = None):
