@@ -1,4 +1,4 @@
-"""The ``nlp-transfer`` command: train, predict, evaluate, embed, export, compare, cards.
+"""The ``nlp-transfer`` command: train, predict, calibrate, evaluate, errors, embed, export, compare, cards.
 
 Errors in the user's input print one line (``error: file: line N: what; fix``) and exit with 2.
 """
@@ -62,7 +62,31 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--strategy", default="first", choices=("first", "average", "max"),
                          help="NER: how subword scores make a word's tag")
     predict.add_argument("--tag-column", default="-1", help="NER .conll input: tag column to ignore (index)")
+    predict.add_argument("--raw-scores", action="store_true",
+                         help="classifiers: the raw softmax/sigmoid scores, without the run's calibration")
     _add_runtime_arguments(predict)
+
+    calibrate = sub.add_parser("calibrate", help="fit a trained classifier's temperature (and thresholds) on its "
+                                                 "validation split, into calibration.json")
+    calibrate.add_argument("model", help="a trained output directory")
+    calibrate.add_argument("--data", help="data card (default: the run's own, from its recipe.yaml)")
+    calibrate.add_argument("--split", help="split to fit on (default: the run's eval_split); never a test split")
+    calibrate.add_argument("--binary-target", help="binary: tune the positive label's threshold for f1, "
+                                                   "precision>=P or recall>=R")
+    _add_runtime_arguments(calibrate)
+
+    errors = sub.add_parser("errors", help="error analysis of a trained model: confident mistakes, confusions, NER "
+                                           "entity errors by kind, likely mislabelled training rows")
+    errors.add_argument("model", help="a trained output directory")
+    errors.add_argument("--data", help="data card (default: the run's own, from its recipe.yaml)")
+    errors.add_argument("--split", help="split to analyse (default: the run's eval_split)")
+    errors.add_argument("--out", help="folder for errors.md and the JSONL files (default: MODEL/errors)")
+    errors.add_argument("--top", type=int, default=50, help="rows listed in errors.md per table")
+    errors.add_argument("--label-issues", action="store_true",
+                        help="also rank the training rows by how likely their label is wrong (needs cleanlab)")
+    errors.add_argument("--train-rows", type=int, help="--label-issues on a seeded sample of this many training rows")
+    errors.add_argument("--folds", type=int, default=5, help="--label-issues: cross-validation folds")
+    _add_runtime_arguments(errors)
 
     evaluate = sub.add_parser("evaluate", help="score a trained model on a data card split")
     evaluate.add_argument("model", help="a trained output directory")
@@ -194,7 +218,7 @@ def _cmd_predict(args) -> int:
         if conll_input:
             raise NLPTransferError(f"{args.input}: a CoNLL file is NER input, but {args.model} is a text classifier")
         predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride,
-                                    progress=True)
+                                    progress=True, calibrated=not args.raw_scores)
         count = write_jsonl_atomic(args.output, ({"text": t, **p} for t, p in zip(texts, predictions)))
     elif conll_input:
         results = model.predict_tokens(sentences, args.strategy, args.batch_size, progress=True)
@@ -223,6 +247,64 @@ def _cmd_evaluate(args) -> int:
     scalars = {k: v for k, v in result.items() if isinstance(v, float)}
     print(f"nlp-transfer: {args.model} on {result['data']}/{args.split} ({result['rows']} rows): "
           + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    """Fit on the run's evaluation split (or --data/--split), save calibration.json, add the report to metrics.json."""
+    import dataclasses
+    import json
+
+    from .config import load_recipe, resolve_path
+    from .evaluation import calibrate
+    from .io import write_json_atomic
+
+    folder = Path(args.model)
+    saved = folder / "recipe.yaml"
+    if args.data is None and not saved.is_file():
+        raise NLPTransferError(f"{folder}: no recipe.yaml to find its data card in; pass --data CARD (and --split)")
+    recipe = load_recipe(saved) if saved.is_file() else None
+    data = args.data or (recipe.data if isinstance(recipe.data, list) else str(resolve_path(recipe.data, recipe)))
+    split = args.split or (recipe.eval_split if recipe else "validation")
+    if recipe is not None and split == recipe.test_split:
+        raise NLPTransferError(f"--split {split}: is the run's test split; calibrate on its validation split so the "
+                               f"test scores stay honest")
+    config = recipe.calibration if recipe else None
+    if args.binary_target:
+        from .config import CalibrationConfig
+
+        config = dataclasses.replace(config or CalibrationConfig(), binary_target=args.binary_target)
+    report = calibrate(folder, data, split, config, device=args.device, precision=args.precision)
+    metrics_path = folder / "metrics.json"
+    if metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        metrics["calibration"] = report
+        write_json_atomic(metrics_path, metrics)
+    before, after = report["before"], report["after"]
+    print(f"nlp-transfer: {folder} calibrated on {split} ({report['rows']} rows): temperature "
+          f"{report['temperature']:.3f}; ECE {before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> "
+          f"{after['brier']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f}"
+          + (f" (fitted on one half, scored on the other: ECE {report['crossfit']['ece']:.4f})"
+             if report.get("crossfit") else "") + f"; saved {folder / 'calibration.json'}")
+    return 0
+
+
+def _cmd_errors(args) -> int:
+    from .error_analysis import analyse
+
+    for option, value, low in (("--top", args.top, 1), ("--train-rows", args.train_rows, 10), ("--folds", args.folds, 2)):
+        if value is not None and value < low:
+            raise NLPTransferError(f"{option} {value}: must be at least {low}")
+    result = analyse(args.model, args.data, args.split, args.out, args.top, args.label_issues, args.train_rows,
+                     args.folds, device=args.device)
+    summary = result.summary
+    if summary["kind"] == "classification":
+        what = f"{summary['mistakes']} mistakes in {summary['rows']} rows"
+    else:
+        what = f"{summary['errors']} entity errors (" + ", ".join(f"{k} {n}" for k, n in summary["by_kind"].items()) + ")"
+    if "label_issues" in summary:
+        what += f"; {summary['label_issues']['flagged']} training rows flagged as likely mislabelled"
+    print(f"nlp-transfer: {what}; wrote " + ", ".join(str(path) for path in result.files))
     return 0
 
 
@@ -308,7 +390,8 @@ def _cmd_neighbours(args) -> int:
 
 
 COMMANDS = {"export": _cmd_export, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "embed": _cmd_embed,
-            "cards": _cmd_cards, "compare": _cmd_compare, "curve": _cmd_curve}
+            "cards": _cmd_cards, "compare": _cmd_compare, "curve": _cmd_curve, "calibrate": _cmd_calibrate,
+            "errors": _cmd_errors}
 
 COMMANDS["neighbours"] = _cmd_neighbours
 

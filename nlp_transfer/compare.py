@@ -2,7 +2,7 @@
 
     from nlp_transfer import compare
     folder = compare(["runs/sst2-minilm", "runs/sst2-minilm-probe"], output="reports/sst2")
-    # folder/report.md, report.html, metrics.png, learning_curves.png, confusion.png
+    # folder/report.md, report.html, metrics.png, learning_curves.png, confusion.png, reliability.png, groups.png
 
 or ``nlp-transfer compare runs/sst2-minilm runs/strategies/* --out reports/sst2``.
 
@@ -33,7 +33,7 @@ from .tasks.base import greater_is_better
 
 MISSING = "—"
 MAX_LABELS = 8  # per-class F1 cell: more labels than this are cut with "… (+N)"
-PLOTS = ("metrics.png", "learning_curves.png", "confusion.png")
+PLOTS = ("metrics.png", "learning_curves.png", "confusion.png", "reliability.png", "groups.png")
 COLUMNS = ("run", "task", "data", "model", "strategy", "metric", "eval", "test", "per-class / per-type F1",
            "trainable params", "train time", "predict samples/s")
 
@@ -501,6 +501,125 @@ def confusion_plot(run: Run) -> bytes:
     return plots.png(figure)
 
 
+def reliability_plot(runs: list[Run]) -> bytes | None:
+    """Reliability diagram: accuracy against confidence per bin, raw (dashed) and calibrated (solid), per run with a
+    calibration report in its metrics.json."""
+    calibrated = [run for run in sort_runs(runs) if run.get("calibration", "reliability")]
+    if not calibrated:
+        return None
+    colours = _colours(calibrated)
+    figure = plots.figure(6.5, 5.5)
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="perfect calibration")
+    for run in calibrated:
+        report = run.metrics["calibration"]
+        for stage, style in (("before", "--"), ("after", "-")):
+            bins = report["reliability"][stage]
+            label = (f"{run.name}: ECE {report['before']['ece']:.3f} raw" if stage == "before" else
+                     f"{run.name}: ECE {report['after']['ece']:.3f} at T={report['temperature']:.2f}")
+            axes.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], style, marker="o",
+                      markersize=3, color=colours[run.name], label=label, linewidth=1.2)
+    axes.set_xlabel("confidence (mean predicted probability in the bin)")
+    axes.set_ylabel("accuracy in the bin")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    axes.legend(fontsize=7, loc="upper left")
+    return plots.png(figure)
+
+
+def groups_plot(runs: list[Run]) -> bytes | None:
+    """Per-group bars: the main metric of each group (card groups, languages) on the evaluation split, per run."""
+    grouped = [run for run in sort_runs(runs) if run.get("eval", "per_group")]
+    if not grouped:
+        return None
+    columns = list(dict.fromkeys(column for run in grouped for column in run.metrics["eval"]["per_group"]))
+    colours = _colours(grouped)
+    figure = plots.figure(4.5 * len(columns) + 1, 4)
+    for axes, column in zip(figure.subplots(1, len(columns), squeeze=False)[0], columns):
+        members = [run for run in grouped if column in run.metrics["eval"]["per_group"]]
+        values = list(dict.fromkeys(v for run in members for v in run.metrics["eval"]["per_group"][column]["groups"]))
+        width = 0.8 / len(members)
+        for k, run in enumerate(members):
+            block = run.metrics["eval"]["per_group"][column]
+            heights = [block["groups"].get(v, {}).get(block["metric"], 0.0) for v in values]
+            axes.bar([i + k * width for i in range(len(values))], heights, width, color=colours[run.name],
+                     label=f"{run.name} (gap {block['gap']:.3f})")
+        axes.set_xticks([i + width * (len(members) - 1) / 2 for i in range(len(values))], values, fontsize=8)
+        axes.set_title(f"by {column}", fontsize=10)
+        axes.set_ylabel(members[0].metrics["eval"]["per_group"][column]["metric"])
+        axes.legend(fontsize=7, loc="lower right")
+    return plots.png(figure)
+
+
+def trust_lines(runs: list[Run], output: Path) -> list[str]:
+    """Markdown: calibration per run, the worst group per group column, links to each run's error analysis."""
+    lines = []
+    calibrated = [run for run in sort_runs(runs) if run.get("calibration", "after")]
+    if calibrated:
+        lines += ["## Calibration (evaluation split)", "",
+                  "| run | temperature | ECE raw | ECE calibrated | ECE, T fitted on the other half | Brier raw | "
+                  "Brier calibrated |", "|---|---|---|---|---|---|---|"]
+        for run in calibrated:
+            c = run.metrics["calibration"]
+            cross = f"{c['crossfit']['ece']:.4f}" if c.get("crossfit") else MISSING
+            lines.append(f"| {run.name} | {c['temperature']:.3f} | {c['before']['ece']:.4f} | {c['after']['ece']:.4f} "
+                         f"| {cross} | {c['before']['brier']:.4f} | {c['after']['brier']:.4f} |")
+        lines.append("")
+    grouped = [run for run in sort_runs(runs) if run.get("eval", "per_group")]
+    if grouped:
+        lines += ["## Worst groups (evaluation split)", "", "| run | grouped by | metric | worst group | best group | gap |",
+                  "|---|---|---|---|---|---|"]
+        for run in grouped:
+            for column, block in run.metrics["eval"]["per_group"].items():
+                worst, best = block["groups"][block["worst"]], block["groups"][block["best"]]
+                lines.append(f"| {run.name} | {column} | {block['metric']} | {block['worst']} "
+                             f"({worst[block['metric']]:.4f}, {worst['rows']} rows) | {block['best']} "
+                             f"({best[block['metric']]:.4f}) | {block['gap']:.4f} |")
+        lines.append("")
+    analysed = [run for run in sort_runs(runs) if (run.path / "errors" / "errors.md").is_file()]
+    if analysed:
+        lines += ["## Error analysis", "", *(f"- `{run.name}`: [errors.md]({_relative(run.path / 'errors' / 'errors.md', output)})"
+                                             for run in analysed), ""]
+    return lines
+
+
+def _lines_html(lines: list[str]) -> list[str]:
+    """`trust_lines` as HTML: headings, tables (pipe rows), links in list items."""
+    import re
+
+    out, table = [], []
+
+    def flush():
+        if table:
+            rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table if not line.startswith("|---")]
+            head, body = rows[0], rows[1:]
+            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead><tbody>"
+                       + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</tbody></table>")
+            table.clear()
+
+    for line in lines:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("- "):
+            link = re.search(r"\[(.+?)\]\((.+?)\)", line)
+            text = html.escape(line[2:link.start()].replace("`", "")) if link else html.escape(line[2:])
+            out.append(f"<p>{text}<a href=\"{html.escape(link.group(2))}\">{html.escape(link.group(1))}</a></p>"
+                       if link else f"<p>{text}</p>")
+    flush()
+    return out
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
 # ---------------------------------------------------------------------------------------------- the report
 
 @dataclass
@@ -519,7 +638,9 @@ th{background:#f2f2f2}tbody tr:nth-child(even){background:#fafafa}img{max-width:
 
 CAPTIONS = {"metrics.png": "Main metric per run",
             "learning_curves.png": "Learning curves",
-            "confusion.png": "Confusion matrix of the best classification run"}
+            "confusion.png": "Confusion matrix of the best classification run",
+            "reliability.png": "Reliability diagram (evaluation split)",
+            "groups.png": "Main metric per group (evaluation split)"}
 
 
 def _notes(runs: list[Run]) -> str:
@@ -528,8 +649,9 @@ def _notes(runs: list[Run]) -> str:
             "evaluation throughput of the trained model. Rows grouped by task, data set and metric; best first.")
 
 
-def _markdown(title: str, runs: list[Run], table: str, plots: dict[str, bytes], confusion: Run | None) -> str:
-    lines = [f"# {title}", "", _notes(runs), "", table, ""]
+def _markdown(title: str, runs: list[Run], table: str, plots: dict[str, bytes], confusion: Run | None,
+              output: Path) -> str:
+    lines = [f"# {title}", "", _notes(runs), "", table, "", *trust_lines(runs, output)]
     for name in plots:
         caption = CAPTIONS[name] + (f" ({confusion.name})" if name == "confusion.png" and confusion else "")
         lines += [f"## {caption}", "", f"![{caption}]({name})", ""]
@@ -538,11 +660,12 @@ def _markdown(title: str, runs: list[Run], table: str, plots: dict[str, bytes], 
     return "\n".join(lines)
 
 
-def _html(title: str, runs: list[Run], plots: dict[str, bytes], confusion: Run | None) -> str:
+def _html(title: str, runs: list[Run], plots: dict[str, bytes], confusion: Run | None, output: Path) -> str:
     parts = ["<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">",
              f"<title>{html.escape(title)}</title>",
              f"<style>\n{CSS}\n</style>\n</head>\n<body>", f"<h1>{html.escape(title)}</h1>",
-             f"<p class=\"note\">{html.escape(_notes(runs).replace('*', ''))}</p>", html_table(runs)]
+             f"<p class=\"note\">{html.escape(_notes(runs).replace('*', ''))}</p>", html_table(runs),
+             *_lines_html(trust_lines(runs, output))]
     for name, png in plots.items():
         caption = CAPTIONS[name] + (f" ({confusion.name})" if name == "confusion.png" and confusion else "")
         encoded = base64.b64encode(png).decode("ascii")
@@ -565,7 +688,8 @@ def write_report(runs: list[Run], output: str | Path = "reports/compare", title:
     title = title or default_title(runs)
     confusion = best_confusion_run(runs)
     rendered = {"metrics.png": metrics_plot(runs), "learning_curves.png": learning_curves_plot(runs),
-                "confusion.png": confusion_plot(confusion) if confusion else None}
+                "confusion.png": confusion_plot(confusion) if confusion else None,
+                "reliability.png": reliability_plot(runs), "groups.png": groups_plot(runs)}
     plots = {name: png for name, png in rendered.items() if png is not None}
     report = Report(output, markdown_table(runs))
     for name in PLOTS:
@@ -575,8 +699,8 @@ def write_report(runs: list[Run], output: str | Path = "reports/compare", title:
             report.files.append(output / name)
         else:
             (output / name).unlink(missing_ok=True)
-    write_text_atomic(output / "report.html", _html(title, runs, plots, confusion))
-    write_text_atomic(output / "report.md", _markdown(title, runs, report.table, plots, confusion))
+    write_text_atomic(output / "report.html", _html(title, runs, plots, confusion, output))
+    write_text_atomic(output / "report.md", _markdown(title, runs, report.table, plots, confusion, output))
     report.files[:0] = [output / "report.md", output / "report.html"]
     return report
 

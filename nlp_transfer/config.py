@@ -35,6 +35,21 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """Fitted on the evaluation split once training ends (classification; `nlp_transfer.calibration`), stored in
+    the run folder's calibration.json and applied by predict / evaluate; the test split is scored with it."""
+
+    temperature: bool = True  # temperature scaling of the logits (minimum validation NLL)
+    thresholds: bool = True  # multi-label: a threshold per label maximising its validation F1 (else `threshold`)
+    binary_target: str | None = None  # binary: tune label 1's threshold for f1 | precision>=P | recall>=R
+    bins: int = checked(15, low=2)  # equal-width confidence bins of the expected calibration error
+
+    @property
+    def enabled(self) -> bool:
+        return self.temperature or self.thresholds or self.binary_target is not None
+
+
+@dataclass
 class Recipe:
     """One experiment. Paths are relative to the working directory (or to the recipe file)."""
 
@@ -68,6 +83,7 @@ class Recipe:
     trust_remote_code: bool = False
     strategy: Strategy = field(default_factory=Full)  # a registered strategy and its options (strategy_configs)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # fitted on eval_split after training
     training: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments
     static: dict[str, Any] | None = None  # a static-embedding baseline instead of a transformer (nlp_transfer.static)
     source: str | None = field(default=None, repr=False)  # the recipe file, for messages
@@ -92,6 +108,8 @@ class Recipe:
         for key in ("train_rows_per_class", "eval_rows"):  # keys newer than most saved runs: only when set
             if out[key] is None:
                 out.pop(key)
+        if out["calibration"] == dataclasses.asdict(CalibrationConfig()):
+            out.pop("calibration")
         out["strategy"] = self.strategy.to_dict()  # with its name (a class attribute)
         for key in IGNORED_BY_BACKEND[self.backend]:  # what this backend refuses is left out, so the saved
             out.pop(key, None)                       # recipe.yaml trains again as it is
@@ -174,7 +192,7 @@ def _build(cls, values: dict, where: str, source: str):
         default = fields_by_name[name].default_factory if fields_by_name[name].default is dataclasses.MISSING else None
         if hints[name] is Strategy:
             value = build_strategy(value, source, f"{where}{name}.")
-        elif default is EarlyStoppingConfig:
+        elif default in (EarlyStoppingConfig, CalibrationConfig):
             value = _build(default, value or {}, f"{where}{name}.", source)
         elif name == "training":
             value = value or {}
@@ -236,6 +254,12 @@ def validate(recipe: Recipe) -> Recipe:
         raise NLPTransferError(f"{source}: {task} has no eval_sets; its held-out perplexity is measured on "
                                f"eval_split")
     _check_seeds(recipe.seeds, source)
+    from .calibration import parse_target
+
+    parse_target(recipe.calibration.binary_target, f"{source}: calibration.binary_target")
+    if recipe.test_split and recipe.test_split == recipe.eval_split:
+        raise NLPTransferError(f"{source}: test_split and eval_split are both '{recipe.test_split}': the model would be "
+                               f"selected and calibrated on the rows it is tested on; use another split for one")
     if recipe.train_rows is not None and recipe.train_rows_per_class is not None:
         raise NLPTransferError(f"{source}: train_rows and train_rows_per_class both choose the training subset; keep "
                                f"one (train_rows_per_class: N draws N rows of each label)")

@@ -4,8 +4,9 @@
     evaluate("runs/conll03-e5", "data_cards/wikiann_de.md", "test")          # label_map from the run
     evaluate("runs/x", ["data_cards/wikiann_de.md", "data_cards/wikiann_nl.md"], "test")["per_language"]
 
-When the rows carry more than one language (a card's ``language_column``, or several cards), the result
-has a ``per_language`` block with the main scores of each language.
+When the rows carry groups (a card's ``groups``: columns or length buckets) or more than one language (a card's
+``language_column``, or several cards), the result has a ``per_group`` block: per column, the scores of each group,
+the worst group and the best-worst gap of the main metric (``per_language`` repeats the language table).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .data.cards import DataCard, load_cards
 from .data.labels import entity_types
@@ -22,6 +22,7 @@ from .data.readers import read_labelled
 from .inference import load_model, read_sidecar
 from .tasks import classification as cls_task
 from .tasks import get_task
+from .tasks.base import row_groups
 
 
 def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: str = "validation", batch_size: int = 64,
@@ -43,14 +44,60 @@ def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: s
     rows = read_labelled(card, split, label_names).rows  # labels in the model's order, matched by name
     texts = [(r["text"], r["text_pair"]) if "text_pair" in r else r["text"] for r in rows]
     logits = model.logits(texts, batch_size=batch_size, window=window, progress=True)
-    scores = cls_task.scores_from_logits(torch.from_numpy(logits), model.problem_type).numpy()
+    scores = model.calibration.probabilities(logits, model.problem_type)
     gold = np.asarray([r["label"] for r in rows])
-    predicted = cls_task.decide(scores, model.problem_type, model.threshold)
+    predicted = model.calibration.decide(scores, model.problem_type, model.threshold)  # thresholds tuned on validation
     result = cls_task.metrics_for(model.problem_type, predicted, gold, label_names)
-    by_language = cls_task.per_language_metrics(model.problem_type, predicted, gold, label_names,
-                                                [r.get("language") for r in rows])
+    if model.problem_type != "regression":
+        result["calibration"] = _calibration_scores(logits, gold, model)
+    by_group = cls_task.group_metrics(model.problem_type, predicted, gold, label_names, row_groups(rows))
     return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(rows), **result,
-            **({"per_language": by_language} if by_language else {})}
+            **by_group}
+
+
+def _calibration_scores(logits, gold, model) -> dict[str, Any]:
+    """ECE / Brier / NLL of the probabilities predict gives (the folder's temperature) and of the raw ones."""
+    from .calibration import scores
+
+    bins = 15
+    return {**scores(logits, gold, model.problem_type, model.calibration.temperature, bins),
+            "temperature": model.calibration.temperature,
+            "raw": scores(logits, gold, model.problem_type, 1.0, bins)}
+
+
+def calibrate(model_dir: str | Path, data: str | Path | DataCard | list, split: str = "validation",
+              config: Any = None, batch_size: int = 64, device: str | None = "auto",
+              precision: str = "float32") -> dict[str, Any]:
+    """Fit the temperature and thresholds of a trained classifier on ``split`` of ``data`` (as `evaluate` reads
+    it) and store them in the folder's calibration.json; returns the report (ECE, Brier, NLL before and after).
+    ``config``: a `config.CalibrationConfig` (default: temperature, and per-label thresholds for multi-label)."""
+    model = load_model(model_dir, device, precision=precision)
+    card = data if isinstance(data, DataCard) else load_cards(data)
+    card = dataclasses.replace(card, problem_type=getattr(model, "problem_type", card.problem_type))
+    rows = read_labelled(card, split, getattr(model, "label_names", None)).rows
+    texts = [(r["text"], r["text_pair"]) if "text_pair" in r else r["text"] for r in rows]
+    return fit_calibration(model_dir, texts, [r["label"] for r in rows], split, config, batch_size, model=model)
+
+
+def fit_calibration(model_dir: str | Path, texts: list, gold: list, split: str, config: Any = None,
+                    batch_size: int = 64, device: str | None = "auto", precision: str = "float32",
+                    model: Any = None) -> dict[str, Any]:
+    """`calibrate` on given texts and gold label ids (multi-hot rows for multi-label): the rows a run evaluated on."""
+    from .calibration import fit
+    from .config import CalibrationConfig
+    from .errors import NLPTransferError
+    from .tasks.classification import LabelPredictor
+
+    model = model or load_model(model_dir, device, precision=precision)
+    if not isinstance(model, LabelPredictor) or model.problem_type == "regression":
+        raise NLPTransferError(f"{model_dir}: calibration applies to classifiers (single- or multi-label); this "
+                               f"folder holds a {getattr(model, 'problem_type', None) or model.task} model")
+    logits = model.logits(texts, batch_size=batch_size, progress=len(texts) > 2000)
+    calibration, report = fit(logits, np.asarray(gold), model.problem_type, config or CalibrationConfig(), split,
+                              model.label_names, model.threshold)
+    calibration.save(model_dir)
+    model.calibration = calibration
+    return report.to_dict()
 
 
 def _trained_label_map(model_dir) -> dict[str, str] | None:
@@ -60,7 +107,7 @@ def _trained_label_map(model_dir) -> dict[str, str] | None:
 def _evaluate_tagger(tagger, model_dir, card: DataCard, split: str, batch_size: int,
                      label_map: dict[str, str] | None = None, where: str | None = None) -> dict[str, Any]:
     """Entity-level scores of a token tagger on a split, every word tagged (windows merged)."""
-    from .tasks.ner import entity_metrics, per_language_entity_metrics, score_on_shared_types
+    from .tasks.ner import entity_metrics, group_entity_metrics, score_on_shared_types
 
     # IOB2 tags as strings after the label_map: types only the data or only the model has are scored below
     sentences = read_labelled(card, split, label_map=label_map).rows
@@ -72,7 +119,6 @@ def _evaluate_tagger(tagger, model_dir, card: DataCard, split: str, batch_size: 
     data_types = entity_types(sentences) | declared
     gold, predicted, types = score_on_shared_types(gold, predicted, data_types, tagger.label_names,
                                                    where or f"{card.name} ({split})")
-    by_language = per_language_entity_metrics(gold, predicted, [s.get("language") for s in sentences], tagger.strict)
     return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(sentences),
             **entity_metrics(gold, predicted, tagger.strict), **({"types": types} if types else {}),
-            **({"per_language": by_language} if by_language else {})}
+            **group_entity_metrics(gold, predicted, row_groups(sentences), tagger.strict)}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .calibration import Calibration
 from .data.adapters import DynamicPaddingCollator, encode_for_prediction, length_sorted_batches
 from .errors import NLPTransferError
 from .io import read_run_json
@@ -285,10 +286,19 @@ def _task_of(path: str | Path, location: str, sidecar: dict[str, Any], trust_rem
 def load_model(path: str | Path, device: str | None = "auto", trust_remote_code: bool = False,
                precision: str = "float32"):
     """Load a directory written by ``nlp-transfer train``: a `TextClassifier` or a `TokenTagger` (or a
-    probe). A folder without a task head (a masked-LM run, a bare encoder) raises NLPTransferError.
+    probe). A folder without a task head (a masked-LM run, a bare encoder) raises NLPTransferError. A classifier
+    applies the folder's calibration.json (temperature, tuned thresholds); ``predict(..., calibrated=False)`` and
+    ``logits`` give the raw scores.
 
     ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda[:N]`` or ``mps``; ``precision``:
     ``float32``, or ``bfloat16`` / ``float16`` autocast on an accelerator."""
+    model = _load(path, device, trust_remote_code, precision)
+    if isinstance(model, LabelPredictor):  # the temperature and thresholds fitted on validation, if any
+        model.calibration = Calibration.read(path)
+    return model
+
+
+def _load(path: str | Path, device: str | None, trust_remote_code: bool, precision: str):
     from .static.predictors import SIDECAR as STATIC_SIDECAR, load_static
 
     if (Path(path) / STATIC_SIDECAR).is_file():  # a static-embedding baseline's run (nlp_transfer.static)

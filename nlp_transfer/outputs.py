@@ -3,6 +3,7 @@
 A backend trains and stages its model files in ``OUT/.final-staging`` (weights, ``nlp_transfer.json``), then hands
 over its part of the run record; `finish` does the rest the same way for all of them:
 
+0. calibration (`calibrate_staged`, classifiers): temperature and thresholds fitted on the evaluation split;
 1. final scoring (`score_final`): the recipe's ``test_split`` and ``eval_sets`` are scored once by the staged model,
    opened with `load_model` like any user would open it, on the device and in the precision training used;
 2. the run record ``metrics.json`` (`run_record`: one versioned schema, ``schema`` = `RECORD_SCHEMA`), the
@@ -83,14 +84,43 @@ def score_final(folder: Path, recipe, card, metrics: dict[str, Any], eval_cards:
             metrics["eval_sets"][name] = {k: v for k, v in scores.items() if k != "model"}
 
 
+def calibrates(recipe, metrics: dict[str, Any]) -> bool:
+    """A classifier with an evaluation split whose recipe asks for calibration (the default)."""
+    from .tasks import get_task
+
+    return (get_task(recipe.task).calibrated and recipe.calibration.enabled and bool(metrics.get("eval_split"))
+            and metrics.get("problem_type") in ("single_label", "multi_label"))
+
+
+def calibrate_staged(staging: Path, recipe, metrics: dict[str, Any], rows: tuple[list, list], device: str,
+                     precision: str) -> dict[str, Any]:
+    """Fit `recipe.calibration` on the evaluation rows with the staged model; calibration.json joins the folder."""
+    from .evaluation import fit_calibration
+
+    texts, gold = rows
+    report = fit_calibration(staging, texts, gold, metrics["eval_split"], recipe.calibration, device=device,
+                             precision=precision)
+    before, after = report["before"], report["after"]
+    print(f"nlp-transfer: calibrated on {metrics['eval_split']} ({report['rows']} rows): temperature "
+          f"{report['temperature']:.3f}, ECE {before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> "
+          f"{after['brier']:.4f}", flush=True)
+    return report
+
+
 def finish(out: Path, recipe, card, metrics: dict[str, Any], readme: Callable[[dict[str, Any]], str], *,
            eval_cards: dict[str, tuple[Any, str]] | None = None, device: str = "auto", precision: str = "float32",
-           predictions: Iterable[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Score, write the record, the recipe, the predictions and the model card beside the staged model, then move
-    the staging folder's contents into ``out``. Returns the final metrics."""
+           predictions: Iterable[dict[str, Any]] | None = None,
+           calibration_rows: tuple[list, list] | None = None) -> dict[str, Any]:
+    """Calibrate, score, write the record, the recipe, the predictions and the model card beside the staged model,
+    then move the staging folder's contents into ``out``. Returns the final metrics.
+
+    ``calibration_rows``: the evaluation split's (texts, gold labels) of a classifier; the temperature and
+    thresholds (`recipe.calibration`) are fitted on them before the test split and eval sets are scored."""
     import yaml
 
     staging = staging_folder(out)
+    if calibration_rows is not None and calibrates(recipe, metrics):
+        metrics["calibration"] = calibrate_staged(staging, recipe, metrics, calibration_rows, device, precision)
     score_final(staging, recipe, card, metrics, eval_cards, device, precision)
     write_json_atomic(staging / "metrics.json", metrics)
     write_text_atomic(staging / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))

@@ -20,6 +20,7 @@ import numpy as np
 from .contrastive import ENCODER_DIR
 from .linear import GRID, PROBE_FILE, fit_linear, linear_weights, logits
 from .tasks import classification as cls_task
+from .tasks.base import row_groups
 from .tasks.embeddings import Encoder, EmbedSettings, save_array_atomic
 
 
@@ -108,6 +109,8 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
         if best is None or result[main] > best[0][main]:
             best = (result, weight, bias, predicted, scores, strength)
     result, weight, bias, predicted, scores, strength = best
+    result.update(cls_task.group_metrics(problem_type, predicted, eval_y, data.label_names,
+                                         row_groups(data.splits[recipe.eval_split])))
     train_seconds = time.perf_counter() - started
     metrics_fn = cls_task.StreamingMetrics(problem_type, data.label_names, recipe.threshold)
     metrics_fn.decisions = {"predicted": predicted, "gold": eval_y,
@@ -134,4 +137,5 @@ def train_probe(recipe, card, data, out: Path, settings: EmbedSettings | None = 
     rows = ({"line": line, "text": text, **row}
             for line, text, row in zip(source["line"], source["text"], metrics_fn.decision_rows()))
     return finish(out, recipe, card, metrics, lambda final: model_card(recipe, card, final, data.label_names),
-                  eval_cards=eval_cards, device=runtime.device, predictions=rows)
+                  eval_cards=eval_cards, device=runtime.device, predictions=rows,
+                  calibration_rows=cls_task.texts_and_labels(source))

@@ -18,14 +18,25 @@ def _per_class_rows(scores: dict[str, Any]) -> list[str]:
             for name, v in per_class.items()]
 
 
-def _per_language_rows(scores: dict[str, Any]) -> list[str]:
-    per_language = scores.get("per_language") or {}
-    names = [k for k in next(iter(per_language.values()), {}) if k != "rows"]
-    if not names:
-        return []
-    return [f"| language | rows | {' | '.join(names)} |", "|---|---|" + "---|" * len(names),
-            *(f"| {language} | {v['rows']} | " + " | ".join(f"{v[n]:.4f}" for n in names) + " |"
-              for language, v in per_language.items()), ""]
+def _per_group_rows(scores: dict[str, Any]) -> list[str]:
+    """One table per group column (the card's groups, languages), then its worst group and the best-worst gap."""
+    by_group = scores.get("per_group") or {}
+    if not by_group and scores.get("per_language"):  # records from before groups existed
+        by_group = {"language": {"groups": scores["per_language"]}}
+    lines = []
+    for column, block in by_group.items():
+        table = block["groups"]
+        names = [k for k in next(iter(table.values()), {}) if k != "rows"]
+        if not names:
+            continue
+        lines += [f"| {column} | rows | {' | '.join(names)} |", "|---|---|" + "---|" * len(names),
+                  *(f"| {value} | {v['rows']} | " + " | ".join(f"{v[n]:.4f}" for n in names) + " |"
+                    for value, v in table.items()), ""]
+        if "worst" in block:
+            metric = block["metric"]
+            lines += [f"By {column}, the worst group is `{block['worst']}` ({metric} {table[block['worst']][metric]:.4f}); "
+                      f"the gap to the best (`{block['best']}`) is {block['gap']:.4f}.", ""]
+    return lines
 
 
 def results_lines(title: str, scores: dict[str, Any], heading: str | None = None) -> list[str]:
@@ -33,13 +44,48 @@ def results_lines(title: str, scores: dict[str, Any], heading: str | None = None
     per_class = _per_class_rows(scores)
     if per_class:
         lines += ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|", *per_class, ""]
-    lines += _per_language_rows(scores)
+    lines += _per_group_rows(scores)
     types = scores.get("types")
     if types:  # NER across datasets: what was left out of the scores
         left_out = [f"{k} ({n} gold entities)" for k, n in types["data_only"].items()]
         left_out += [f"{k} ({n} predicted entities)" for k, n in types["model_only"].items()]
         lines += [f"Scored on the entity types shared by model and data ({', '.join(types['scored'])}); "
                   f"left out: {', '.join(left_out)}.", ""]
+    return lines
+
+
+def calibration_lines(report: dict[str, Any] | None, pipeline: bool = True) -> list[str]:
+    """The model card's calibration section: the temperature, ECE / Brier before and after, tuned thresholds."""
+    if not report:
+        return []
+    before, after = report["before"], report["after"]
+    lines = ["## Calibration", "",
+             f"Fitted on `{report['split']}` ({report['rows']} rows) after training and saved in `calibration.json`: "
+             f"temperature {report['temperature']:.3f} (logits are divided by it before softmax / sigmoid; the "
+             f"ranking of labels does not change).", "",
+             "| | ECE (15 bins) | Brier | NLL |", "|---|---|---|---|",
+             f"| raw scores | {before['ece']:.4f} | {before['brier']:.4f} | {before['nll']:.4f} |",
+             f"| calibrated | {after['ece']:.4f} | {after['brier']:.4f} | {after['nll']:.4f} |"]
+    if report.get("crossfit"):
+        cross = report["crossfit"]
+        lines.append(f"| calibrated, fitted on the other half | {cross['ece']:.4f} | {cross['brier']:.4f} | "
+                     f"{cross['nll']:.4f} |")
+    lines.append("")
+    thresholds = report.get("thresholds") or {}
+    if thresholds.get("per_label"):
+        lines += ["Per-label decision thresholds (each maximising the label's F1 on the same split): "
+                  + ", ".join(f"{name} {v['threshold']:.3f}" for name, v in thresholds["per_label"].items()) + ".", ""]
+    binary = thresholds.get("binary")
+    if binary:
+        lines += [f"Decision threshold for `{binary['label']}` tuned for {binary['target']}: "
+                  + (f"{binary['threshold']:.3f} (precision {binary['precision']:.3f}, recall {binary['recall']:.3f} "
+                     f"on `{report['split']}`)." if "threshold" in binary else binary["note"] + "."), ""]
+    if pipeline:
+        lines += ["`nlp_transfer.load_model(...).predict` applies all of this (`calibrated=False` for the raw scores). "
+                  "A plain transformers `pipeline` reads only the weights: it ignores the temperature and any tuned "
+                  "threshold, and gives the raw scores.", ""]
+    else:
+        lines += ["`nlp_transfer.load_model(...).predict` applies it (`calibrated=False` for the raw scores).", ""]
     return lines
 
 
@@ -105,6 +151,7 @@ def model_card(recipe, card, metrics: dict[str, Any], label_names: list[str],
     for name, scores in (metrics.get("eval_sets") or {}).items():
         lines += results_lines(name, scores, f"## Results on `{name}` (`{scores.get('data')}`, split `{scores.get('split')}`; "
                                         f"extra evaluation set, scored once by the final model)")
+    lines += calibration_lines(metrics.get("calibration"), pipeline=not probe)
     lines += [
         "## Labels", "", ", ".join(f"`{i}`: {name}" for i, name in enumerate(label_names)), "",
         "## Use", "", "```python",

@@ -600,7 +600,8 @@ def _save_outputs(trainer, recipe, card, data, metrics, prepared, out: Path, eva
     finish(out, recipe, card, metrics,
            lambda final: model_card(recipe, card, final, data.label_names, prepared.pipeline_tag),
            eval_cards=eval_cards, device=runtime.device, precision=runtime.dtype,
-           predictions=prepared.prediction_rows() if prepared.prediction_rows is not None else None)
+           predictions=prepared.prediction_rows() if prepared.prediction_rows is not None else None,
+           calibration_rows=prepared.calibration_rows() if prepared.calibration_rows is not None else None)
     if not recipe.keep_checkpoints:
         for checkpoint in out.glob("checkpoint-*"):
             remove_tree(checkpoint, "the finished run's checkpoint")

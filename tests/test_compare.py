@@ -89,7 +89,14 @@ def written_runs(tmp_path) -> list[Path]:
 
 def table_rows(markdown: str) -> dict[str, dict[str, str]]:
     """The comparison table as {run: {column: cell}}, in the order of the rows (dicts keep order)."""
-    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    all_lines = markdown.splitlines()
+    first = next(i for i, line in enumerate(all_lines) if line.startswith("| "))
+    lines = []
+    for line in all_lines[first:]:  # the first table only (calibration and group tables follow it)
+        if not line.startswith("|"):
+            break
+        if line.startswith("| "):
+            lines.append(line)
     header = [cell.strip() for cell in lines[0].strip("|").split(" | ")]
     rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split(" | ")))) for line in lines[1:]]
     return {row["run"]: row for row in rows}

@@ -12,6 +12,10 @@ A data card (see data_cards/sst2.md):
     labels: [negative, positive]
     ---
 
+Groups: ``groups: [source, {name: length, words: [10, 25]}]`` names columns whose values split the rows into groups
+(e.g. source, gender, domain) and length buckets by word count (0-9, 10-24, 25+ words); metrics are then also
+reported per group, with the worst group and the best-worst gap (`tasks.base.per_group`).
+
 Languages: ``language: de`` names the card's language; ``language_column: lang`` reads a per-row language
 from that column (CSV/TSV/JSONL/datasets) for splits that mix languages. Several cards can be read as one
 (`merge_cards`, ``data: [a.md, b.md]`` in a recipe): their splits are concatenated and every row keeps its
@@ -37,6 +41,53 @@ PROBLEM_TYPES = ("single_label", "multi_label", "regression")
 
 
 @dataclass(frozen=True)
+class Group:
+    """One way of splitting a card's rows into groups for per-group metrics: a column's values, or the number of
+    words (tokens, for NER) bucketed at ``words`` edges."""
+
+    name: str
+    column: str | None = None
+    words: tuple[int, ...] | None = None
+
+    def bucket(self, count: int) -> str:
+        """``0-9``, ``10-24``, ``25+`` for edges (10, 25)."""
+        low = 0
+        for edge in self.words or ():
+            if count < edge:
+                return f"{low}-{edge - 1}"
+            low = edge
+        return f"{low}+"
+
+
+def parse_groups(value: Any, source: str) -> tuple[Group, ...] | None:
+    """A card's ``groups``: column names, or ``{name: N, words: [edges]}`` length buckets; one-line errors."""
+    if value is None:
+        return None
+    example = "groups: [source, {name: length, words: [10, 25]}]"
+    if not isinstance(value, list) or not value:
+        raise NLPTransferError(f"{source}: 'groups' is a list of columns or length buckets, e.g. {example}")
+    out = []
+    for item in value:
+        if isinstance(item, str) and item.strip():
+            out.append(Group(item.strip(), column=item.strip()))
+            continue
+        if isinstance(item, dict) and set(item) <= {"name", "words"} and "words" in item:
+            edges = item["words"]
+            if (not isinstance(edges, list) or not edges or not all(isinstance(e, int) and e > 0 for e in edges)
+                    or sorted(set(edges)) != edges):
+                raise NLPTransferError(f"{source}: groups: 'words' takes increasing positive word counts, e.g. "
+                                       f"words: [10, 25]")
+            out.append(Group(str(item.get("name", "length")), words=tuple(edges)))
+            continue
+        raise NLPTransferError(f"{source}: groups: {item!r} is neither a column name nor a length bucket; e.g. {example}")
+    names = [g.name for g in out]
+    if len(set(names)) != len(names) or "language" in names:
+        raise NLPTransferError(f"{source}: groups: names must differ from each other and from 'language' (per-language "
+                               f"scores come from language / language_column); got {', '.join(names)}")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class DataCard:
     """A data card, read by `load_card` / `card_from_dict`; frozen (derive another with ``dataclasses.replace``)."""
 
@@ -55,6 +106,7 @@ class DataCard:
     scheme: str = "auto"  # token tags: IOB1 | IOB2 | BIOES | IO | auto (detected); converted to IOB2
     language: str | list[str] | None = None  # ISO code(s) of the text, e.g. en
     language_column: str | None = None  # a column holding each row's language (splits that mix languages)
+    groups: tuple[Group, ...] | None = None  # per-group metrics: columns or length buckets (`parse_groups`)
     license: str | None = None
     encoding: str = "utf-8"
     description: str = ""  # the Markdown body, for model cards
@@ -104,6 +156,12 @@ def card_from_dict(values: dict[str, Any], path: Path | None = None, description
         values["text"] = [values["text"]]
     if values.get("labels") is not None:
         values["labels"] = [str(v) for v in values["labels"]]
+    values["groups"] = parse_groups(values.get("groups"), source)
+    columns = [g.column for g in values["groups"] or () if g.column]
+    if columns and values.get("task") == "token-classification":
+        raise NLPTransferError(f"{source}: groups: column '{columns[0]}': token data takes length buckets only "
+                               f"({{name: length, words: [10, 25]}}); for groups of sentences, write one card per group "
+                               f"and list them together (data: [a.md, b.md]): each reads as a language")
     card = DataCard(**values, description=description, path=path)
     if not isinstance(card.splits, dict) or not card.splits:
         raise NLPTransferError(f"{source}: 'splits' must map split names to files, e.g. splits: {{train: train.csv}}")

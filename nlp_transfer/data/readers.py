@@ -157,6 +157,7 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
         needed.append((card.label, "label"))
     if card.language_column:
         needed.append((card.language_column, "language"))
+    needed += [(group.column, "group") for group in card.groups or () if group.column]
     fmt = _format_of(card, path)
     names = None
     if fmt == "datasets":
@@ -190,10 +191,28 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
             row["label"] = value
         if card.language_column:
             row["language"] = _language_of(record[card.language_column], path, unit, number, card.language_column)
+        if card.groups:
+            row["groups"] = _groups_of(card.groups, record, row, path, unit, number)
         rows.append(row)
     if not rows:
         raise NLPTransferError(f"{path}: split '{split}' has no rows; add data or remove the split from {card.source}")
     return rows, path, names
+
+
+def _groups_of(groups, record: dict, row: dict, path: str, unit: str, number: int) -> dict[str, str]:
+    """A row's group values: its group columns (filled in) and its length buckets (words of the text(s))."""
+    out = {}
+    for group in groups:
+        if group.column:
+            value = record[group.column]
+            if _is_missing(value):
+                raise NLPTransferError(f"{path}: {unit} {number}: empty group value in column '{group.column}'; fill it "
+                                       f"in (e.g. unknown) or remove '{group.column}' from the card's groups")
+            out[group.name] = str(value).strip()
+        else:
+            words = len(row["text"].split()) + len(row.get("text_pair", "").split())
+            out[group.name] = group.bucket(words)
+    return out
 
 
 def _language_of(value: Any, path: str, unit: str, number: int, column: str) -> str:
@@ -272,6 +291,9 @@ def read_token_rows(card: DataCard, split: str) -> tuple[list[dict], str, list[s
         raise NLPTransferError(f"{card.source}: token classification reads conll, jsonl or datasets files, not {fmt}")
     if not sentences:
         raise NLPTransferError(f"{path}: split '{split}' has no sentences; add data or remove the split from {card.source}")
+    for group in card.groups or ():  # length buckets only (cards.parse_groups)
+        for sentence in sentences:
+            sentence.setdefault("groups", {})[group.name] = group.bucket(len(sentence["tokens"]))
     return sentences, path, names
 
 

@@ -44,6 +44,7 @@ from torch import nn
 from ..errors import NLPTransferError
 from ..tasks import classification as cls_task
 from ..tasks import get_task
+from ..tasks.base import row_groups
 from .matrix import EmbeddingMatrix, embedding_matrix
 from .models import (CASING, PREDICT_BATCH, BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder,
                      average_features, classifier_forward, classifier_logits, length_batches, pad, pair_features,
@@ -212,11 +213,13 @@ def _write_outputs(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any]
     write_json_atomic(staging / VOCABULARY_FILE, outcome.vocabulary)
     write_json_atomic(staging / "coverage.json", coverage.to_dict())
     return finish(out, recipe, run.card, metrics, lambda final: _readme(run, final), eval_cards=eval_cards,
-                  device=run.device, predictions=outcome.prediction_rows)
+                  device=run.device, predictions=outcome.prediction_rows,
+                  calibration_rows=(cls_task.texts_and_labels(run.data.splits[recipe.eval_split])
+                                    if get_task(recipe.task).calibrated else None))
 
 
 def _readme(run: Run, metrics: dict[str, Any]) -> str:
-    from ..reports import results_lines
+    from ..reports import calibration_lines, results_lines
 
     train, params = metrics["train"], metrics["params"]
     lines = [f"# {run.card.name}: {metrics['strategy']} on {metrics['model']}", "",
@@ -229,6 +232,7 @@ def _readme(run: Run, metrics: dict[str, Any]) -> str:
     for name, scores in (metrics.get("eval_sets") or {}).items():
         lines += results_lines(name, scores, f"## Results on `{name}` (`{scores.get('data')}`, split "
                                              f"`{scores.get('split')}`; extra evaluation set)")
+    lines += calibration_lines(metrics.get("calibration"), pipeline=False)
     lines += ["## Files", "",
               (f"`{WEIGHTS_FILE}` (weights, safetensors), `{VOCABULARY_FILE}` (the word of each embedding row), "
               f"`{SIDECAR}` (settings and labels), `metrics.json`, `coverage.json`, "
@@ -283,12 +287,16 @@ def _classification_rows(dataset, metrics_fn) -> list[dict[str, Any]]:
     return rows
 
 
-def _decisions(run: Run, logits: np.ndarray, gold: np.ndarray):
-    """(metrics, StreamingMetrics holding the decisions for the predictions file)."""
+def _decisions(run: Run, logits: np.ndarray, gold: np.ndarray, groups: bool = True):
+    """(metrics, StreamingMetrics holding the decisions for the predictions file); ``groups``: with the per-group
+    scores of the evaluation split (off while searching C)."""
     problem_type, label_names = run.data.problem_type, run.data.label_names
     scores = cls_task.scores_from_logits(torch.from_numpy(np.asarray(logits, dtype=np.float32)), problem_type).numpy()
     predicted = cls_task.decide(scores, problem_type, run.recipe.threshold)
     result = cls_task.metrics_for(problem_type, predicted, gold, label_names)
+    if groups:
+        result.update(cls_task.group_metrics(problem_type, predicted, gold, label_names,
+                                             row_groups(run.data.splits[run.recipe.eval_split])))
     holder = cls_task.StreamingMetrics(problem_type, label_names, run.recipe.threshold)
     holder.decisions = {"predicted": predicted, "gold": gold,
                         "score": scores if problem_type == "regression" else scores.max(axis=-1)}
@@ -341,7 +349,7 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
     for strength in GRID:
         model = fit_linear(problem_type, strength, train_x, train_y, recipe.seed)
         weight, bias = linear_weights(model, problem_type, len(data.label_names))
-        result, _ = _decisions(run, probe_logits(eval_x, weight, bias), eval_y)
+        result, _ = _decisions(run, probe_logits(eval_x, weight, bias), eval_y, groups=False)
         search.append({"C": strength, main: result[main]})
         print(f"  C={strength:g}: {recipe.eval_split} {main} {result[main]:.4f}", flush=True)
         if best is None or result[main] > best[0]:
@@ -469,7 +477,7 @@ def _train_classifier(run: Run) -> tuple[Outcome, Any]:
 
     def evaluate() -> dict[str, Any]:
         logits = predict(eval_ids, eval_pair_ids)
-        result, _ = _decisions(run, logits, eval_y)
+        result, _ = _decisions(run, logits, eval_y, groups=False)
         result["loss"] = float(loss_fn(torch.from_numpy(logits), torch.as_tensor(eval_y)))
         return result
 

@@ -1,5 +1,5 @@
 """What every task module shares: the `Prepared` bundle a task hands to training, per-language scoring and the
-direction of each metric. No heavy imports: `compare` reads it too."""
+direction of each metric, per-group scoring. No heavy imports: `compare` reads it too."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -37,21 +37,67 @@ class Prepared:
     collator: Callable | None = None  # batches; default: dynamic padding
     evaluate_before: bool = False  # also evaluate the untouched model first (e.g. held-out perplexity before MLM)
     after_save: Callable | None = None  # (saved folder, model) -> None: final touches to the saved model
+    calibration_rows: Callable[[], tuple[list, list]] | None = None  # evaluation (texts, gold): calibration is fitted on
 
 
-def per_language(languages: Iterable[Any], score: Callable[[list[int]], dict[str, Any]]) -> dict[str, dict] | None:
-    """``{language: {"rows": n, <scalar scores>}}`` when the rows carry two or more languages, else None;
-    ``score(indices)`` computes the metrics of the rows at ``indices`` (rows without a language are left out)."""
-    groups: dict[str, list[int]] = {}
-    for index, language in enumerate(languages):
-        if language is not None:
-            groups.setdefault(str(language), []).append(index)
-    if len(groups) < 2:
+def row_groups(rows) -> list[dict[str, str]] | None:
+    """Each row's groups: the card's ``groups`` columns and length buckets (``row["groups"]``) and, for rows from
+    several languages, ``language``. ``rows``: a list of row dicts or a `datasets.Dataset`; None when no row has any."""
+    if hasattr(rows, "column_names"):  # a datasets.Dataset: read the two columns, not every row
+        columns = {name: list(rows[name]) for name in ("groups", "language") if name in rows.column_names}
+        rows = [{name: values[i] for name, values in columns.items()} for i in range(len(rows))] if columns else []
+    out = []
+    for row in rows:
+        groups = {k: str(v) for k, v in (row.get("groups") or {}).items() if v is not None}
+        if row.get("language") is not None:
+            groups["language"] = str(row["language"])
+        out.append(groups)
+    return out if any(out) else None
+
+
+def per_group(groups: list[dict[str, str]] | None, score: Callable[[list[int]], dict[str, Any]],
+              main_metric: str) -> dict[str, dict] | None:
+    """Per group column with two or more values: ``{"metric", "groups": {value: {"rows": n, <scalar scores>}},
+    "worst", "best", "gap"}`` (worst/best by ``main_metric``, gap = |best - worst|). ``score(indices)`` computes the
+    metrics of the rows at ``indices``; rows without a value for a column are left out of that column's table."""
+    if not groups:
         return None
     out = {}
-    for language, indices in sorted(groups.items()):
-        scores = score(indices)
-        out[language] = {"rows": len(indices), **{k: v for k, v in scores.items() if isinstance(v, float)}}
+    columns = sorted({column for row in groups for column in row}, key=lambda c: (c == "language", c))
+    for column in columns:
+        members: dict[str, list[int]] = {}
+        for index, row in enumerate(groups):
+            if column in row:
+                members.setdefault(row[column], []).append(index)
+        if len(members) < 2:
+            continue
+        table = {}
+        for value in sorted(members, key=_natural):
+            scores = score(members[value])
+            table[value] = {"rows": len(members[value]), **{k: v for k, v in scores.items() if isinstance(v, float)}}
+        ranked = sorted(table, key=lambda v: table[v].get(main_metric, 0.0), reverse=greater_is_better(main_metric))
+        best, worst = ranked[0], ranked[-1]
+        out[column] = {"metric": main_metric, "groups": table, "worst": worst, "best": best,
+                       "gap": abs(table[best].get(main_metric, 0.0) - table[worst].get(main_metric, 0.0))}
+    return out or None
+
+
+def _natural(value: str):
+    """Order group values with their leading numbers read as numbers (length buckets 1-9 before 10-24)."""
+    import re
+
+    head = re.match(r"\D*(\d+)", value)
+    return (0, int(head.group(1)), value) if head else (1, 0, value)
+
+
+def group_blocks(by_group: dict[str, dict] | None) -> dict[str, Any]:
+    """The keys a result gets from `per_group`: ``per_group``, and ``per_language`` (the language column's table,
+    as results had it before groups existed)."""
+    if not by_group:
+        return {}
+    out: dict[str, Any] = {"per_group": by_group}
+    if "language" in by_group:
+        out["per_language"] = by_group["language"]["groups"]
     return out
 
 
@@ -83,6 +129,7 @@ class Task:
     scored_sets: bool  # test_split and eval_sets apply (masked-LM reports held-out perplexity instead)
     label_map: bool  # entity types can be renamed or dropped (label_map)
     probe: bool  # the scikit-learn probe (feature extraction) can train it
+    calibrated: bool = False  # a temperature / thresholds are fitted on validation (`nlp_transfer.calibration`)
     title: str = ""  # for messages, e.g. "masked-LM"; the name when empty
 
     def __str__(self) -> str:
@@ -96,7 +143,8 @@ class Task:
 
 TASKS: dict[str, Task] = {task.name: task for task in (
     Task("sequence-classification", "classification", ("sequence-classification",), "AutoModelForSequenceClassification",
-         "ForSequenceClassification", "SEQ_CLS", words_input=False, scored_sets=True, label_map=False, probe=True),
+         "ForSequenceClassification", "SEQ_CLS", words_input=False, scored_sets=True, label_map=False, probe=True,
+         calibrated=True),
     Task("token-classification", "ner", ("token-classification",), "AutoModelForTokenClassification",
          "ForTokenClassification", "TOKEN_CLS", words_input=True, scored_sets=True, label_map=True, probe=False),
     Task("masked-lm", "mlm", ("text", "sequence-classification"),  # a classification card's texts serve too

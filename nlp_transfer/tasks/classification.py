@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..calibration import Calibration
+
 HF_PROBLEM_TYPES = {
     "single_label": "single_label_classification",
     "multi_label": "multi_label_classification",
@@ -96,13 +98,16 @@ def metrics_for(problem_type: str, predicted: np.ndarray, gold: np.ndarray, labe
     return regression_metrics(predicted.astype(float), gold.astype(float))
 
 
-def per_language_metrics(problem_type: str, predicted: np.ndarray, gold: np.ndarray, label_names: list[str],
-                         languages: list[str | None]) -> dict[str, dict[str, Any]] | None:
-    """The scalar metrics (accuracy, macro/micro F1, ...) and row count per language, when the rows carry two
-    or more languages; else None."""
-    from .base import per_language
+def group_metrics(problem_type: str, predicted: np.ndarray, gold: np.ndarray, label_names: list[str],
+                  groups: list[dict[str, str]] | None) -> dict[str, Any]:
+    """``per_group`` (and ``per_language``) blocks: the scalar metrics per value of each group column (the card's
+    ``groups``, the rows' language), with the worst group and the best-worst gap of the main metric."""
+    from .base import group_blocks, per_group
 
-    return per_language(languages, lambda rows: metrics_for(problem_type, predicted[rows], gold[rows], label_names))
+    if groups is None or len(groups) != len(gold):
+        return {}
+    return group_blocks(per_group(groups, lambda rows: metrics_for(problem_type, predicted[rows], gold[rows],
+                                                                   label_names), MAIN_METRIC[problem_type]))
 
 
 def decide(scores: np.ndarray, problem_type: str, threshold: float = 0.5) -> np.ndarray:
@@ -123,9 +128,9 @@ class StreamingMetrics:
     evaluation stay in ``details`` / ``decisions`` for metrics.json and the predictions file."""
 
     def __init__(self, problem_type: str, label_names: list[str], threshold: float = 0.5,
-                 order: list[int] | None = None, languages: list[str] | None = None):
+                 order: list[int] | None = None, groups: list[dict[str, str]] | None = None):
         self.problem_type = problem_type
-        self.languages = languages  # per evaluated row (evaluation order): per-language scores for mixed splits
+        self.groups = groups  # per evaluated row (evaluation order): per-group scores (`tasks.base.row_groups`)
         self.order = order  # original row index of each evaluated row, when the set was reordered (by length)
         self.label_names = label_names
         self.threshold = threshold
@@ -164,10 +169,7 @@ class StreamingMetrics:
         self.decisions = {"predicted": predicted, "score": np.concatenate(self._scores), "gold": gold}
         self._reset()
         details = metrics_for(self.problem_type, predicted, gold, self.label_names)
-        if self.languages is not None and len(self.languages) == len(gold):
-            by_language = per_language_metrics(self.problem_type, predicted, gold, self.label_names, self.languages)
-            if by_language:
-                details["per_language"] = by_language
+        details.update(group_metrics(self.problem_type, predicted, gold, self.label_names, self.groups))
         self.details = details
         return {k: v for k, v in details.items() if isinstance(v, float)}
 
@@ -237,7 +239,7 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
 
     from ..data.adapters import tokenize_dataset
     from ..models import load_for_sequence_classification
-    from .base import Prepared
+    from .base import Prepared, row_groups
 
     problem_type = data.problem_type
     train_set = tokenize_dataset(data.splits[recipe.train_split], tokenizer, recipe.max_length, "tokenizing train")
@@ -245,13 +247,10 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
     if has_eval:
         eval_set = tokenize_dataset(data.splits[recipe.eval_split], tokenizer, recipe.max_length, "tokenizing eval")
         eval_set = eval_set.add_column("row", list(range(len(eval_set)))).sort("length", reverse=True)
-        source = data.splits[recipe.eval_split]
-        languages = None
-        if "language" in source.column_names:
-            by_row = list(source["language"])
-            languages = [by_row[row] for row in eval_set["row"]]  # in evaluation (length-sorted) order
+        by_row = row_groups(data.splits[recipe.eval_split])
+        groups = [by_row[row] for row in eval_set["row"]] if by_row else None  # in evaluation (length-sorted) order
         metrics = StreamingMetrics(problem_type, data.label_names, recipe.threshold, order=eval_set["row"],
-                                   languages=languages)
+                                   groups=groups)
     model = load_for_sequence_classification(recipe.model, data.label_names, HF_PROBLEM_TYPES[problem_type],
                                              recipe.trust_remote_code)
     weights = class_weight_tensor(recipe.class_weights, data.splits[recipe.train_split]["label"], problem_type,
@@ -272,41 +271,62 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
         sidecar={"problem_type": problem_type, "threshold": recipe.threshold, "text_columns": data.card.text},
         loss=partial(weighted_loss, weights=weights, problem_type=problem_type) if weights is not None else None,
         prediction_rows=prediction_rows if has_eval else None,
+        calibration_rows=(lambda: texts_and_labels(data.splits[recipe.eval_split])) if has_eval else None,
     )
+
+
+def texts_and_labels(rows) -> tuple[list, list]:
+    """A labelled split's model inputs (a text, or a (text, pair) tuple) and gold labels (ids, multi-hot rows)."""
+    texts = list(rows["text"])
+    if "text_pair" in rows.column_names:
+        texts = list(zip(texts, rows["text_pair"]))
+    return texts, list(rows["label"])
 
 
 class LabelPredictor:
     """What every text classifier predicts from its `logits` (one row per text): label names with their
     probabilities. Shared by the fine-tuned `inference.TextClassifier` (and the probe) and the static baselines'
     `static.predictors.StaticClassifier`, which each supply ``logits``, ``problem_type``, ``label_names`` and
-    ``threshold``."""
+    ``threshold``. ``calibration`` (the run folder's calibration.json, set by `load_model`) divides the logits by its
+    temperature and holds the tuned decision thresholds; ``calibrated=False`` gives the raw scores."""
 
     problem_type: str
     label_names: list[str]
     threshold: float
+    calibration: Calibration = Calibration()  # the identity until load_model reads the folder's
 
     def logits(self, texts, batch_size: int = 32, window: bool = False, stride: int = 64,
                progress: bool = False) -> np.ndarray:
         raise NotImplementedError
 
+    def probabilities(self, texts, batch_size: int = 32, window: bool = False, stride: int = 64,
+                      progress: bool = False, calibrated: bool = True) -> np.ndarray:
+        """Probabilities (values for regression) per text: calibrated, or the raw softmax / sigmoid."""
+        logits = self.logits(texts, batch_size, window, stride, progress)
+        return self._rule(calibrated).probabilities(logits, self.problem_type)
+
+    def _rule(self, calibrated: bool) -> Calibration:
+        return self.calibration if calibrated else Calibration()
+
     def predict(self, texts, batch_size: int = 32, window: bool = False, stride: int = 64,
-                progress: bool = False) -> list[dict[str, Any]] | dict[str, Any]:
+                progress: bool = False, calibrated: bool = True) -> list[dict[str, Any]] | dict[str, Any]:
         """One dict per text: ``label`` (a name; a list of names for multi-label; a number for regression),
-        ``score`` (its probability) and ``scores`` (every label's probability); one dict for one string."""
+        ``score`` (its probability) and ``scores`` (every label's probability); one dict for one string.
+        ``calibrated=False``: the raw probabilities and the untuned decision rule."""
         single = isinstance(texts, str)
-        logits = self.logits([texts] if single else texts, batch_size, window, stride, progress)
-        scores = scores_from_logits(torch.from_numpy(logits), self.problem_type).numpy()
-        results = [self.describe(row) for row in scores]
+        scores = self.probabilities([texts] if single else texts, batch_size, window, stride, progress, calibrated)
+        decisions = self._rule(calibrated).decide(scores, self.problem_type, self.threshold)
+        results = [self.describe(row, decision) for row, decision in zip(scores, decisions)]
         return results[0] if single else results
 
-    def describe(self, row: np.ndarray) -> dict[str, Any]:
-        """One text's scores as names: the multi-label threshold applies to the probabilities themselves."""
+    def describe(self, row: np.ndarray, decision: Any = None) -> dict[str, Any]:
+        """One text's scores as names, with its decision (default: argmax, or the multi-label threshold)."""
         if self.problem_type == "regression":
             return {"label": float(row), "score": float(row)}
+        if decision is None:
+            decision = self.calibration.decide(row[None], self.problem_type, self.threshold)[0]
         named = {name: round(float(p), 6) for name, p in zip(self.label_names, row)}
         if self.problem_type == "multi_label":
-            chosen = [name for name, p in zip(self.label_names, row) if p >= self.threshold]
+            chosen = [name for name, on in zip(self.label_names, decision) if on]
             return {"label": chosen, "score": max(named.values()), "scores": named}
-        best = int(np.argmax(row))
-        return {"label": self.label_names[best], "score": float(row[best]), "scores": named}
-
+        return {"label": self.label_names[int(decision)], "score": float(row[int(decision)]), "scores": named}

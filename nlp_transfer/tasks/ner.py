@@ -8,7 +8,7 @@ subwords, and every word gets exactly one predicted tag back.
 - Sentences longer than max_length become overlapping windows (``stride`` subwords shared); a word seen
   in several windows takes its prediction from the window where it has the most context on both sides.
 - Metrics: entity-level precision/recall/F1 (seqeval; ``strict`` matches the scheme exactly) overall and
-  per type, plus word-level accuracy; per language too when the sentences carry several languages.
+  per type, plus word-level accuracy; per group too (the card's `groups`, the sentences' languages).
 - Cross-dataset scoring: when the data and the model do not have the same entity types (a CoNLL model with
   MISC on WikiANN, which has none), `score_on_shared_types` scores only the types both have: the other types
   become ``O`` in the gold tags and in the predictions alike, and one warning says which and how many.
@@ -195,14 +195,16 @@ def score_on_shared_types(gold: list[list[str]], predicted: list[list[str]], dat
     return _keep_types(gold, shared), _keep_types(predicted, shared), types
 
 
-def per_language_entity_metrics(gold: list[list[str]], predicted: list[list[str]], languages: Sequence[str | None],
-                                strict: bool = False) -> dict[str, dict[str, Any]] | None:
-    """Entity F1 (with precision, recall, word accuracy and the sentence count) per language, when the
-    sentences carry two or more languages; else None."""
-    from .base import per_language
+def group_entity_metrics(gold: list[list[str]], predicted: list[list[str]],
+                         groups: list[dict[str, str]] | None, strict: bool = False) -> dict[str, Any]:
+    """``per_group`` (and ``per_language``) blocks: entity F1, precision, recall, word accuracy and the sentence count
+    per value of each group column, with the worst group and the best-worst F1 gap."""
+    from .base import group_blocks, per_group
 
-    return per_language(languages, lambda rows: entity_metrics([gold[i] for i in rows], [predicted[i] for i in rows],
-                                                               strict))
+    if groups is None or len(groups) != len(gold):
+        return {}
+    return group_blocks(per_group(groups, lambda rows: entity_metrics([gold[i] for i in rows],
+                                                                      [predicted[i] for i in rows], strict), "f1"))
 
 
 def preprocess_logits(logits, labels):
@@ -219,9 +221,9 @@ class StreamingNERMetrics:
     set in its fixed order), merges windows per sentence and scores whole sentences with seqeval."""
 
     def __init__(self, label_names: list[str], gold_tags: list[list[str]], sentences: list[int],
-                 word_ids: list[list[int]], strict: bool = False, languages: list[str] | None = None):
+                 word_ids: list[list[int]], strict: bool = False, groups: list[dict[str, str]] | None = None):
         self.label_names = label_names
-        self.languages = languages  # per sentence, for per-language scores when the split mixes languages
+        self.groups = groups  # per sentence: per-group scores (`tasks.base.row_groups`: card groups, languages)
         self.gold_tags = gold_tags
         self.sentences = sentences  # per evaluation row: the sentence it came from
         self.word_ids = word_ids  # per evaluation row: word index of each position (-1: special token)
@@ -254,10 +256,7 @@ class StreamingNERMetrics:
         ]
         self._reset()
         self.details = entity_metrics(self.gold_tags, self.predicted_tags, self.strict)
-        if self.languages is not None:
-            by_language = per_language_entity_metrics(self.gold_tags, self.predicted_tags, self.languages, self.strict)
-            if by_language:
-                self.details["per_language"] = by_language
+        self.details.update(group_entity_metrics(self.gold_tags, self.predicted_tags, self.groups, self.strict))
         return {k: v for k, v in self.details.items() if isinstance(v, float)}
 
 
@@ -304,7 +303,7 @@ def metric_names(problem_type: str = "token") -> tuple[str, ...]:
 def prepare(recipe, data, tokenizer, has_eval: bool):
     """Window and align the splits, load the model with a token-classification head, set up seqeval."""
     from ..models import load_for_token_classification
-    from .base import Prepared
+    from .base import Prepared, row_groups
 
     labels = data.label_names
 
@@ -318,8 +317,8 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
         eval_set = encode(recipe.eval_split, "tokenizing eval").sort("length", reverse=True)
         source = data.splits[recipe.eval_split]
         gold = [[labels[i] for i in tags] for tags in source["tags"]]
-        languages = list(source["language"]) if "language" in source.column_names else None
-        metrics = StreamingNERMetrics(labels, gold, eval_set["sentence"], eval_set["word_ids"], recipe.strict, languages)
+        metrics = StreamingNERMetrics(labels, gold, eval_set["sentence"], eval_set["word_ids"], recipe.strict,
+                                      row_groups(source))
     model = load_for_token_classification(recipe.model, labels, recipe.trust_remote_code)
 
     def prediction_rows():
