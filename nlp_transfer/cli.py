@@ -247,6 +247,10 @@ def _cmd_evaluate(args) -> int:
     scalars = {k: v for k, v in result.items() if isinstance(v, float)}
     print(f"nlp-transfer: {args.model} on {result['data']}/{args.split} ({result['rows']} rows): "
           + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
+    for column, block in (result.get("per_group") or {}).items():
+        worst = block["groups"][block["worst"]]
+        print(f"nlp-transfer: by {column}: worst group {block['worst']} ({block['metric']} "
+              f"{worst[block['metric']]:.4f}, {worst['rows']} rows), gap to the best ({block['best']}) {block['gap']:.4f}")
     return 0
 
 

@@ -76,7 +76,9 @@ class Runtime:
         """The device Trainer trained on and its mixed precision (bf16/fp16), for scoring the finished model."""
         dtype = "bfloat16" if getattr(args, "bf16", False) else "float16" if getattr(args, "fp16", False) else "float32"
         device = str(args.device)
-        return cls(device, dtype if not device.startswith("cpu") else "float32")
+        if device.startswith("cpu"):  # DDP on CPUs reports "cpu:0"; load_model and evaluate take "cpu"
+            return cls("cpu", "float32")
+        return cls(device, dtype)
 
     @property
     def device_type(self) -> str:

@@ -78,3 +78,16 @@ def test_the_cli_takes_device_and_precision(tmp_path, sst2_toy, tiny_bert, capsy
                      "--device", "cuda"]) == 2
         assert "torch sees no CUDA GPU here" in capsys.readouterr().err
         assert not (tmp_path / "q.jsonl").exists()
+
+
+def test_runtime_from_ddp_cpu_training_args_is_plain_cpu():
+    """DDP on CPUs reports device cpu:0; the final scoring (calibration, test split) loads the model with it."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from nlp_transfer.runtime import Runtime
+
+    runtime = Runtime.from_training_args(SimpleNamespace(device=torch.device("cpu", 0), bf16=True, fp16=False))
+    assert runtime == Runtime("cpu", "float32")
+    assert Runtime.resolve(runtime.device) == runtime
