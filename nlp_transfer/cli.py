@@ -1,4 +1,4 @@
-"""The ``nlp-transfer`` command: train, predict, calibrate, evaluate, errors, embed, export, compare, cards.
+"""The ``nlp-transfer`` command: train, predict, calibrate, evaluate, errors, embed, export, compare, cards, serve.
 
 Errors in the user's input print one line (``error: file: line N: what; fix``) and exit with 2.
 """
@@ -133,6 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     neighbours.add_argument("--format", default="auto",
                             help="auto | glove | word2vec | word2vec-bin | fasttext | fasttext-bin")
     neighbours.add_argument("--limit", type=int, help="read only the first N words of the file")
+
+    serve = sub.add_parser("serve", help="HTTP prediction server for a trained folder: POST /predict, GET /health "
+                                         "(needs pip install 'nlp_transfer[serve]')")
+    serve.add_argument("model", help="a trained output directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                           "only; 0.0.0.0: every interface, no authentication)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0: any free port)")
+    serve.add_argument("--max-batch", type=int, default=32, help="most texts in one model call shared by "
+                                                                 "concurrent requests (default 32)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests "
+                                                                      "after its first (default 5; 0: no waiting)")
+    serve.add_argument("--max-texts", type=int, default=64, help="most texts in one request (default 64; more: 413)")
+    serve.add_argument("--max-bytes", type=int, default=1_000_000,
+                       help="largest request body in bytes (default 1000000; more: 413)")
+    _add_runtime_arguments(serve)
 
     cards = sub.add_parser("cards", help="list and validate data cards")
     cards.add_argument("folder", nargs="?", default="data_cards")
@@ -393,11 +408,21 @@ def _cmd_neighbours(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    """Options are checked before the model loads (nlp_transfer.serve.serve checks them first)."""
+    from .serve import serve
+
+    serve(args.model, host=args.host, port=args.port, device=args.device, precision=args.precision,
+          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_texts=args.max_texts, max_bytes=args.max_bytes)
+    return 0
+
+
 COMMANDS = {"export": _cmd_export, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "embed": _cmd_embed,
             "cards": _cmd_cards, "compare": _cmd_compare, "curve": _cmd_curve, "calibrate": _cmd_calibrate,
             "errors": _cmd_errors}
 
 COMMANDS["neighbours"] = _cmd_neighbours
+COMMANDS["serve"] = _cmd_serve
 
 
 def _parse(argv: list[str] | None):
