@@ -20,12 +20,12 @@ def train(recipe, overrides=None, **kwargs):
     return _train(recipe, overrides, **kwargs)
 
 
-def load_model(path, device="auto", trust_remote_code=False, precision="float32"):
-    """Load a trained output directory for prediction (``device="auto"``: CUDA when present); see
-    `nlp_transfer.inference.load_model`."""
+def load_model(path, device="auto", trust_remote_code=False, precision="float32", variant=None):
+    """Load a trained output directory (or an ONNX export of one: ``variant`` "fp32" / "int8") for prediction
+    (``device="auto"``: CUDA when present); see `nlp_transfer.inference.load_model`."""
     from .inference import load_model as _load_model
 
-    return _load_model(path, device, trust_remote_code, precision)
+    return _load_model(path, device, trust_remote_code, precision, variant)
 
 
 def embed(model, texts, output=None, **options):

@@ -112,10 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--chunk-size", type=int, default=8192, help="texts per saved chunk (resume granularity)")
     _add_runtime_arguments(embed)
 
-    export = sub.add_parser("export", help="write a LoRA run as a plain transformers model (adapter merged)")
-    export.add_argument("model", help="a trained output directory (strategy lora)")
-    export.add_argument("--merge", action="store_true", required=True, help="fold the adapter into the base weights")
-    export.add_argument("--output", required=True, help="folder for the merged model")
+    export = sub.add_parser("export", help="export a run: ONNX (fp32, --int8) checked against torch, or a LoRA run as "
+                                           "a plain transformers model (adapter merged)")
+    export.add_argument("model", help="a trained output directory; for --format onnx also an encoder (embeddings)")
+    export.add_argument("--format", default="transformers", choices=("transformers", "onnx"),
+                        help="transformers: a LoRA run with its adapter merged; onnx: an onnxruntime graph")
+    export.add_argument("--merge", action="store_true", help="(transformers) fold the adapter into the base weights")
+    export.add_argument("--int8", action="store_true", help="(onnx) also an int8 graph (onnxruntime dynamic "
+                                                            "quantization), loaded by default")
+    export.add_argument("--check-texts", help="(onnx) texts to check the export on (.txt/.csv/.tsv/.jsonl; default: "
+                                              "the run's evaluation split)")
+    export.add_argument("--pooling", default="mean", choices=("cls", "mean", "max"), help="(onnx, encoders) pooling")
+    export.add_argument("--normalize", action="store_true", help="(onnx, encoders) L2-normalise the embeddings")
+    export.add_argument("--max-length", type=int, default=256, help="(onnx, encoders) tokens read per text")
+    export.add_argument("--output", required=True, help="folder for the exported model")
 
     compare = sub.add_parser("compare", help="side-by-side report (Markdown, HTML, plots) of finished runs")
     compare.add_argument("runs", nargs="+", metavar="RUN_DIR",
@@ -381,12 +391,30 @@ def _cmd_embed(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .inference import export_merged
     from .io import check_folder_target
 
+    if args.format != "onnx" and args.int8:
+        raise NLPTransferError("--int8 quantizes the ONNX graph: add --format onnx")
     check_folder_target(args.output, "--output")
-    out = export_merged(args.model, args.output)
-    print(f"nlp-transfer: wrote the merged model to {out}")
+    if args.format == "transformers":
+        from .inference import export_merged
+
+        out = export_merged(args.model, args.output)
+        print(f"nlp-transfer: wrote the merged model to {out}")
+        return 0
+    from .onnx_export import export_onnx
+
+    texts = None
+    if args.check_texts:
+        from .data.readers import read_texts
+
+        texts = read_texts(args.check_texts)
+    report = export_onnx(args.model, args.output, int8=args.int8, check_texts=texts, pooling=args.pooling,
+                         normalize=args.normalize, max_length=args.max_length)
+    checks = "; ".join(f"{variant}: " + ", ".join(f"{k} {v:.6g}" for k, v in row.items() if k != "rows")
+                       for variant, row in report.parity.items())
+    print(f"nlp-transfer: exported {args.model} ({report.kind}) to {report.folder} in {report.seconds:.0f} s, checked "
+          f"against torch on {report.parity['fp32']['rows']} texts: {checks}")
     return 0
 
 

@@ -51,6 +51,12 @@ class TextClassifier(LabelPredictor):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Float logits of one padded batch (on the model's device); the ONNX predictor runs its session here."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        with self.runtime.autocast():
+            return self.model(**batch).logits.float()
+
     def logits(self, texts: Sequence[str] | Sequence[tuple[str, str]], batch_size: int = 32, window: bool = False,
                stride: int = 64, progress: bool = False) -> np.ndarray:
         """Raw logits, one row per input text (window logits averaged per text)."""
@@ -58,16 +64,13 @@ class TextClassifier(LabelPredictor):
             texts = [texts]
         firsts, pairs = _split_pairs(texts)
         rows, owner = encode_for_prediction(self.tokenizer, firsts, pairs, self.max_length, window, stride)
-        window_logits = np.zeros((len(rows), self.model.config.num_labels), dtype=np.float32)
+        window_logits = np.zeros((len(rows), len(self.label_names)), dtype=np.float32)
         batches = length_sorted_batches([len(r["input_ids"]) for r in rows], batch_size)
         bar = _progress(len(rows), progress)
         outputs = []  # kept on the device: one copy to the host at the end, not a sync per batch on a GPU
         with torch.inference_mode():
             for indices in batches:
-                batch = self._collate([rows[i] for i in indices])
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                with self.runtime.autocast():
-                    outputs.append(self.model(**batch).logits.float())
+                outputs.append(self.forward(self._collate([rows[i] for i in indices])))
                 if bar:
                     bar.update(len(indices))
             if batches:
@@ -163,6 +166,13 @@ class TokenTagger(WordTagger):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        """Tag probabilities [batch, tokens, tags] of one padded batch; the ONNX tagger runs its session here."""
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with self.runtime.autocast():
+            logits = self.model(**batch).logits
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
     def tag_words(self, sentences: Sequence[Sequence[str]], strategy: str = "first", batch_size: int = 32,
                   progress: bool = False) -> list[tuple[list[str], list[float]]]:
         """For each pre-split sentence: (one tag per word, the probability of that tag)."""
@@ -178,11 +188,7 @@ class TokenTagger(WordTagger):
             bar = _progress(len(rows), progress)
             with torch.inference_mode():
                 for indices in length_sorted_batches([len(r["input_ids"]) for r in rows], batch_size):
-                    batch = self._collate([rows[i] for i in indices])
-                    batch = {k: v.to(self.device) for k, v in batch.items()}
-                    with self.runtime.autocast():
-                        logits = self.model(**batch).logits
-                    probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                    probs = self.forward(self._collate([rows[i] for i in indices]))
                     for row_probs, window in zip(probs, indices):
                         word_ids = [-1 if w is None else w for w in encoded.word_ids[int(window)]]
                         if sentences[owners[window]]:
@@ -206,6 +212,129 @@ def _valid_iob2(tags: list[str]) -> list[str]:
     from .data.conll import repair_iob2
 
     return repair_iob2(tags)[0]
+
+
+ONNX_KINDS = ("classifier", "tagger", "encoder")  # what an export folder holds (nlp_transfer.onnx_export)
+
+
+class OnnxSession:
+    """An onnxruntime session over an exported graph: padded torch batches in (as int64 arrays, by input name), one
+    named output back as numpy."""
+
+    def __init__(self, path: Path, device: str | None = "cpu"):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise NLPTransferError(f"{path}: an ONNX export runs in onnxruntime: pip install 'nlp_transfer[onnx]'") from None
+        providers = ["CPUExecutionProvider"]
+        if str(device).startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        options = onnxruntime.SessionOptions()
+        threads = torch.get_num_threads()  # the same thread budget as torch (OMP_NUM_THREADS)
+        options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.path = path
+
+    def run(self, output: str, batch: dict[str, Any]) -> np.ndarray:
+        feed = {name: np.asarray(batch[name].cpu() if hasattr(batch[name], "cpu") else batch[name], dtype=np.int64)
+                for name in self.inputs}
+        return self.session.run([output], feed)[0]
+
+
+def _onnx_file(folder: Path, sidecar: dict[str, Any], variant: str | None) -> Path:
+    files = sidecar["onnx"]["files"]
+    variant = variant or sidecar["onnx"]["default"]
+    if variant not in files:
+        raise NLPTransferError(f"{folder}: this export has {' and '.join(files)} graphs, not {variant}; pass "
+                               f"variant={' or '.join(repr(v) for v in files)}")
+    return folder / files[variant]
+
+
+class OnnxClassifier(TextClassifier):
+    """An exported sequence classifier (or probe) run by onnxruntime; `predict`, windows and calibration are
+    `TextClassifier`'s, only the forward pass differs."""
+
+    def __init__(self, folder: Path, sidecar: dict[str, Any], variant: str | None = None, device: str | None = "cpu"):
+        self.session = OnnxSession(_onnx_file(folder, sidecar, variant), device)
+        self.runtime = Runtime()
+        self.tokenizer = load_tokenizer(str(folder))
+        self.max_length = sidecar.get("max_length", 128)
+        self.threshold = sidecar.get("threshold", 0.5)
+        self.problem_type = sidecar["problem_type"]
+        self.label_names = sidecar["label_names"]
+        self._collate = DynamicPaddingCollator(self.tokenizer)
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def forward(self, batch) -> torch.Tensor:
+        return torch.from_numpy(self.session.run("logits", batch))
+
+
+class OnnxTagger(TokenTagger):
+    """An exported token tagger run by onnxruntime; words, windows and entity spans are `TokenTagger`'s."""
+
+    def __init__(self, folder: Path, sidecar: dict[str, Any], variant: str | None = None, device: str | None = "cpu"):
+        self.session = OnnxSession(_onnx_file(folder, sidecar, variant), device)
+        self.runtime = Runtime()
+        self.tokenizer = load_tokenizer(str(folder), for_words=True)
+        self.max_length = sidecar.get("max_length", 128)
+        self.stride = sidecar.get("stride", 32)
+        self.strict = sidecar.get("strict", False)
+        self.label_names = sidecar["label_names"]
+        self._collate = DynamicPaddingCollator(self.tokenizer)
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def forward(self, batch) -> np.ndarray:
+        return self.session.run("probabilities", batch)
+
+
+class OnnxEncoder:
+    """An exported encoder with its pooling (and normalisation) inside the graph: ``encode(texts)`` gives the
+    embeddings; `nlp_transfer.embed(encoder, texts, ...)` takes it like an `Encoder` (with the export's pooling)."""
+
+    task = "embedding"
+
+    def __init__(self, folder: Path, sidecar: dict[str, Any], variant: str | None = None, device: str | None = "cpu"):
+        self.session = OnnxSession(_onnx_file(folder, sidecar, variant), device)
+        self.tokenizer = load_tokenizer(str(folder))
+        self.name = sidecar.get("base_model") or str(folder)
+        self.settings = EmbedSettings(**sidecar["embedding"])
+        self.dim = int(sidecar["dim"])
+        self._collate = DynamicPaddingCollator(self.tokenizer)
+
+    def encode(self, texts: Sequence[str], settings: EmbedSettings | None = None, progress=None) -> np.ndarray:
+        """float32 [len(texts), dim] in input order; ``settings`` may change the batch size only (pooling, layers,
+        normalisation and max_length are fixed in the graph)."""
+        if settings is not None:
+            fixed = ("pooling", "layers", "normalize", "max_length")
+            changed = [k for k in fixed if getattr(settings, k) != getattr(self.settings, k)]
+            if changed:
+                raise NLPTransferError(f"this ONNX encoder was exported with {', '.join(f'{k}={getattr(self.settings, k)}' for k in changed)}; "
+                                       f"export it again for other settings")
+        batch_size = settings.batch_size if settings is not None else self.settings.batch_size
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.settings.max_length)
+        rows = [{k: encoded[k][i] for k in encoded.keys()} for i in range(len(texts))]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for indices in length_sorted_batches([len(r["input_ids"]) for r in rows], batch_size):
+            out[indices] = self.session.run("embeddings", self._collate([rows[i] for i in indices]))
+            if progress is not None:
+                progress.update(len(indices))
+        return out
+
+
+def load_onnx(path: str | Path, sidecar: dict[str, Any], variant: str | None = None, device: str | None = "cpu"):
+    """An export folder's predictor: `OnnxClassifier`, `OnnxTagger` or `OnnxEncoder` by the kind it holds."""
+    kind = sidecar["onnx"].get("kind")
+    classes = {"classifier": OnnxClassifier, "tagger": OnnxTagger, "encoder": OnnxEncoder}
+    if kind not in classes:
+        raise NLPTransferError(f"{path}: nlp_transfer.json names ONNX kind {kind!r}, not one of {', '.join(ONNX_KINDS)}")
+    return classes[kind](Path(path), sidecar, variant, device)
 
 
 def load_adapter(folder: str, loader, base_model: str, trust_remote_code: bool = False):
@@ -284,15 +413,23 @@ def _task_of(path: str | Path, location: str, sidecar: dict[str, Any], trust_rem
 
 
 def load_model(path: str | Path, device: str | None = "auto", trust_remote_code: bool = False,
-               precision: str = "float32"):
+               precision: str = "float32", variant: str | None = None):
     """Load a directory written by ``nlp-transfer train``: a `TextClassifier` or a `TokenTagger` (or a
     probe). A folder without a task head (a masked-LM run, a bare encoder) raises NLPTransferError. A classifier
     applies the folder's calibration.json (temperature, tuned thresholds); ``predict(..., calibrated=False)`` and
     ``logits`` give the raw scores.
 
     ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda[:N]`` or ``mps``; ``precision``:
-    ``float32``, or ``bfloat16`` / ``float16`` autocast on an accelerator."""
-    model = _load(path, device, trust_remote_code, precision)
+    ``float32``, or ``bfloat16`` / ``float16`` autocast on an accelerator. An ONNX export (``nlp-transfer export
+    --format onnx``) loads an onnxruntime predictor with the same API; ``variant`` picks its ``fp32`` or ``int8``
+    graph (default: the one the export was asked for)."""
+    sidecar = read_sidecar(path)
+    if sidecar.get("backend") == "onnx":
+        model = load_onnx(path, sidecar, variant, device)
+    else:
+        if variant is not None:
+            raise NLPTransferError(f"{path}: variant={variant!r} picks the graph of an ONNX export; this folder is not one")
+        model = _load(path, device, trust_remote_code, precision)
     if isinstance(model, LabelPredictor):  # the temperature and thresholds fitted on validation, if any
         model.calibration = Calibration.read(path)
     return model

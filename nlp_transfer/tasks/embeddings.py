@@ -81,7 +81,7 @@ class Encoder:
         self.num_layers = int(getattr(self.model.config, "num_hidden_layers", 0))
         self.dim = int(getattr(self.model.config, "hidden_size", 0))
 
-    def _check_layers(self, layers: Sequence[int]) -> None:
+    def check_layers(self, layers: Sequence[int]) -> None:
         for layer in layers:
             if not -(self.num_layers + 1) <= layer <= self.num_layers:
                 raise NLPTransferError(
@@ -94,7 +94,7 @@ class Encoder:
         from ..data.adapters import length_sorted_batches
 
         settings.check()
-        self._check_layers(settings.layers)
+        self.check_layers(settings.layers)
         encoded = self.tokenizer(list(texts), truncation=True, max_length=settings.max_length)
         ids = encoded["input_ids"]
         types = encoded.get("token_type_ids")
@@ -144,7 +144,7 @@ def _input_hash(texts: Sequence[str], model: str, settings: EmbedSettings) -> st
     return digest.hexdigest()
 
 
-def embed(model: str | Encoder, texts: Sequence[str], output: str | Path | None = None, pooling: str = "mean",
+def embed(model: Any, texts: Sequence[str], output: str | Path | None = None, pooling: str = "mean",
           layers: int | Sequence[int] = -1, normalize: bool = False, batch_size: int = 32, max_length: int = 256,
           dtype: str = "float32", chunk_size: int = 8192, progress: bool = False,
           trust_remote_code: bool = False, device: str | None = "auto", precision: str = "float32") -> np.ndarray:
@@ -160,8 +160,9 @@ def embed(model: str | Encoder, texts: Sequence[str], output: str | Path | None 
 
         check_folder_target(output, "output")
     texts = [str(t) for t in texts]
-    encoder = model if isinstance(model, Encoder) else Encoder(model, trust_remote_code,
-                                                               Runtime.resolve(device, precision))
+    # an Encoder, or anything that encodes like one (an ONNX export's OnnxEncoder), or a model name / folder
+    encoder = (Encoder(str(model), trust_remote_code, Runtime.resolve(device, precision))
+               if isinstance(model, (str, Path)) else model)
     bar = None
     if progress:
         from tqdm.auto import tqdm
