@@ -122,3 +122,19 @@ def test_export_command(classifier_run, tmp_path, capsys):
     assert "is an existing file" in cli_error(capsys, ["export", classifier_run, "--format", "onnx", "--output",
                                                        tmp_path / "file"])
     assert "--int8" in cli_error(capsys, ["export", classifier_run, "--int8", "--output", tmp_path / "x"])
+
+
+def test_the_server_serves_an_onnx_export(classifier_run, tmp_path):
+    import urllib.request
+
+    from nlp_transfer.serve import create_app, start_in_thread
+
+    export_onnx(classifier_run, tmp_path / "onnx")
+    exported = load_model(tmp_path / "onnx")
+    with start_in_thread(create_app(exported), port=0) as server:
+        request = urllib.request.Request(server.url + "/predict", data=json.dumps({"texts": TEXTS}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answered = json.loads(response.read())["predictions"]
+    assert [p["label"] for p in answered] == [p["label"] for p in load_model(classifier_run).predict(TEXTS)]
+    assert not server.running
