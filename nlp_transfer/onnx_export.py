@@ -166,6 +166,14 @@ def _build_graph(kind: str, *args):
     """The torch module whose forward becomes the ONNX graph (torch is imported here, not at module import)."""
     import torch
 
+    def activate(logits, temperature, problem_type: str):
+        """The calibrated probabilities predict gives: sigmoid (multi-label) or softmax of logits / T."""
+        if problem_type == "multi_label":
+            return torch.sigmoid(logits / temperature)
+        if problem_type == "regression":
+            return logits
+        return torch.softmax(logits / temperature, dim=-1)
+
     class ClassifierGraph(torch.nn.Module):
         def __init__(self, model, temperature: float, problem_type: str):
             super().__init__()
@@ -175,12 +183,7 @@ def _build_graph(kind: str, *args):
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
-            scaled = logits / self.temperature
-            if self.problem_type == "multi_label":
-                return logits, torch.sigmoid(scaled)
-            if self.problem_type == "regression":
-                return logits, logits
-            return logits, torch.softmax(scaled, dim=-1)
+            return logits, activate(logits, self.temperature, self.problem_type)
 
     class TaggerGraph(torch.nn.Module):
         def __init__(self, model):
@@ -221,12 +224,7 @@ def _build_graph(kind: str, *args):
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             logits = self.pooled(input_ids, attention_mask, token_type_ids) @ self.weight.T + self.bias
-            scaled = logits / self.temperature
-            if self.problem_type == "multi_label":
-                return logits, torch.sigmoid(scaled)
-            if self.problem_type == "regression":
-                return logits, logits
-            return logits, torch.softmax(scaled, dim=-1)
+            return logits, activate(logits, self.temperature, self.problem_type)
 
     classes = {"classifier": ClassifierGraph, "tagger": TaggerGraph, "encoder": EncoderGraph, "probe": ProbeGraph}
     return classes[kind](*args).eval()
