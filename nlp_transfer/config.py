@@ -163,8 +163,17 @@ def check_training(values: dict[str, Any], source: str) -> dict[str, Any]:
             check_value(value, TRAINING_LIMITS[key]["type"], TRAINING_LIMITS[key], f"training.{key}", source)
     check_keys(values, _training_argument_names(), "training.", source)
     types_by_name = _training_fields()
+    values = {key: _yaml_word(value, types_by_name[key]) for key, value in values.items()}
     return {key: check_value(value, types_by_name[key], TRAINING_LIMITS.get(key, {}), f"training.{key}", source)
             for key, value in values.items()}
+
+
+def _yaml_word(value: Any, annotation: Any) -> Any:
+    """YAML 1.1 reads ``no`` / ``off`` / ``false`` as False (and ``yes`` / ``on`` as True); for an option that takes
+    words, not booleans (``eval_strategy: no``), give the word back: "no" for False, "yes" for True."""
+    if isinstance(value, bool) and "bool" not in str(annotation):
+        return "yes" if value else "no"
+    return value
 
 
 def _coerce(text: str) -> Any:

@@ -334,3 +334,16 @@ def test_recipe_data_path_resolves_beside_the_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     recipe = load_recipe(path)
     assert resolve_path(recipe.data, recipe) == tmp_path / "recipes" / "card.md"
+
+
+def test_yaml_no_is_the_word_no_for_options_that_take_words(tmp_path):
+    """YAML 1.1 reads `no` as False; eval_strategy: no (in a file or as an override) means the strategy "no"."""
+    from nlp_transfer.config import load_recipe
+
+    card = tmp_path / "card.md"
+    card.write_text("---\nname: c\nsplits: {train: t.csv}\n---\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data: {card}\ntraining: {{eval_strategy: no, fp16: false}}\n")
+    loaded = load_recipe(recipe, ["training.save_strategy=no"])
+    assert loaded.training["eval_strategy"] == "no" and loaded.training["save_strategy"] == "no"
+    assert loaded.training["fp16"] is False
