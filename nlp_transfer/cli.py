@@ -1,4 +1,4 @@
-"""The ``nlp-transfer`` command: train, predict, calibrate, evaluate, errors, embed, export, compare, cards, serve.
+"""The ``nlp-transfer`` command: train, tune, predict, calibrate, evaluate, errors, embed, export, compare, cards, serve.
 
 Errors in the user's input print one line (``error: file: line N: what; fix``) and exit with 2.
 """
@@ -48,6 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
                             "(repeatable)")
     curve.add_argument("--out", help="folder for the runs and curve.json (default: the recipe's output_dir)")
     curve.add_argument("--static-recipe", help="a recipe with static: vectors, for static-average / static-bilstm")
+
+    tune = sub.add_parser("tune", help="hyperparameter search on Optuna: trials as run folders, resumable "
+                                       "(OUT/study.db), best.yaml for train, trials table and plot "
+                                       "(needs pip install 'nlp_transfer[tune]')")
+    tune.add_argument("recipe", help="recipe file, e.g. recipes/sst2_demo.yaml")
+    tune.add_argument("overrides", nargs="*", help="dotted key=value overrides of the recipe, e.g. max_length=64")
+    tune.add_argument("--trials", type=int, required=True,
+                      help="finished (complete or pruned) trials to reach; run again to resume a killed search, or "
+                           "with a larger count to search more")
+    tune.add_argument("--space", help="YAML search space: KEY: {type: float|int|categorical, low, high, log, step, "
+                                      "choices} (default: the strategy's, see nlp_transfer.tune.DEFAULT_SPACES)")
+    tune.add_argument("--rows", type=int, help="search on a seeded subset of this many training rows (stratified); "
+                                               "best.yaml trains on all of them")
+    tune.add_argument("--holdout", type=float,
+                      help="the search selects on this seeded fraction of the training split (e.g. 0.1), leaving the "
+                           "card's validation split as best.yaml's test split")
+    tune.add_argument("--out", help="folder for the study, trials and best.yaml (default: the recipe's output_dir + "
+                                    "'-tune')")
+    tune.add_argument("--seed", type=int, default=0, help="seed of the sampler (and of --holdout); default 0")
+    tune.add_argument("--no-prune", action="store_true", help="train every trial to the end (default: the median "
+                                                              "pruner stops poor trials at an evaluation)")
+    tune.add_argument("--confirm", action="store_true", help="then train best.yaml into OUT/best (with --rows: on "
+                                                             "the full training set)")
 
     predict = sub.add_parser("predict", help="predict labels for texts with a trained model")
     predict.add_argument("model", help="a trained output directory")
@@ -199,6 +222,28 @@ def _cmd_curve(args) -> int:
     for item in data["advice"]:
         print("  " + advice_line(item))
     print(f"nlp-transfer: wrote {Path(data['output']) / 'curve.json'} and {Path(data['output']) / REPORT}")
+    return 0
+
+
+def _cmd_tune(args) -> int:
+    from .tune import tune
+
+    result = tune(args.recipe, args.trials, space=args.space, rows=args.rows, holdout=args.holdout, out=args.out,
+                  overrides=list(args.overrides), seed=args.seed, pruner=not args.no_prune, confirm=args.confirm)
+    summary = result.summary
+    if result.best is None:
+        states = ", ".join(f"{n} {s}" for s, n in summary["states"].items()) or "none"
+        raise NLPTransferError(f"{result.output}: no trial completed ({states}), so there is no best recipe; run "
+                               f"more trials (--trials N) or search without pruning (--no-prune)")
+    best, metric = result.best, summary["main_metric"]
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+    print(f"nlp-transfer: best trial {best['number']}: {metric} {best['value']:.4f} ({params})")
+    confirmed = summary.get("confirm")
+    if confirmed:
+        test = f", test {confirmed['test']:.4f}" if isinstance(confirmed.get("test"), float) else ""
+        print(f"  confirmed on the full training set: {metric} {confirmed['eval']:.4f}{test} ({confirmed['output_dir']})")
+    print(f"nlp-transfer: wrote {result.best_recipe} (nlp-transfer train {result.best_recipe}), "
+          f"{result.output / 'trials.md'} and {result.output / 'tune.json'}")
     return 0
 
 
@@ -451,6 +496,7 @@ COMMANDS = {"export": _cmd_export, "train": _cmd_train, "predict": _cmd_predict,
 
 COMMANDS["neighbours"] = _cmd_neighbours
 COMMANDS["serve"] = _cmd_serve
+COMMANDS["tune"] = _cmd_tune
 
 
 def _parse(argv: list[str] | None):

@@ -310,18 +310,23 @@ def _with_problem_type(recipe: Recipe, card):
     return dataclasses.replace(card, problem_type=recipe.problem_type)
 
 
-def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None, **kwargs: Any) -> RunResult:
+def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None, *, callbacks: list | None = None,
+          **kwargs: Any) -> RunResult:
     """Fine-tune the recipe's model on its data card; returns the output directory and metrics.
 
     Everything is checked before anything is written: the recipe's values, the data cards, the model's config
     and tokenizer, ``max_length`` against the model's positions, the data itself and the TrainingArguments.
     Only then does the run folder change (see `nlp_transfer.rundir`). With ``seeds`` it trains once per seed
-    (`nlp_transfer.seeds`) and the result's metrics are the seeds summary (seeds.json)."""
+    (`nlp_transfer.seeds`) and the result's metrics are the seeds summary (seeds.json).
+
+    ``callbacks``: more `transformers.TrainerCallback` objects for the Trainer backend, after the strategy's own
+    (`nlp_transfer.tune` reports each evaluation to Optuna's pruner this way); the probe and static backends have
+    no Trainer and ignore them."""
     recipe = load_recipe(recipe, overrides, **kwargs)
     if recipe.seeds is not None:  # once per seed into output_dir/seed-N, then output_dir/seeds.json
         from .seeds import train_seeds
 
-        return RunResult(Path(recipe.output_dir), train_seeds(recipe, train))
+        return RunResult(Path(recipe.output_dir), train_seeds(recipe, lambda one: train(one, callbacks=callbacks)))
     card = _load_card_for(recipe)
     task = get_task(recipe.task)
     if card.task not in task.card_tasks:
@@ -379,7 +384,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
         from .probe import train_probe
 
         return _run_once(run, recipe, lambda: train_probe(recipe, card, data, run.work, eval_cards=eval_cards))
-    return _train_with_trainer(recipe, card, task, data, has_eval, eval_cards, run)
+    return _train_with_trainer(recipe, card, task, data, has_eval, eval_cards, run, callbacks)
 
 
 def _run_once(run: rundir.RunPlan, recipe: Recipe, body) -> RunResult:
@@ -438,7 +443,8 @@ def check_model(recipe: Recipe):
     return config
 
 
-def _train_with_trainer(recipe: Recipe, card, task, data, has_eval: bool, eval_cards, run: rundir.RunPlan) -> RunResult:
+def _train_with_trainer(recipe: Recipe, card, task, data, has_eval: bool, eval_cards, run: rundir.RunPlan,
+                        callbacks: list | None = None) -> RunResult:
     from transformers import EarlyStoppingCallback, set_seed
 
     implementation = task.implementation()
@@ -455,7 +461,7 @@ def _train_with_trainer(recipe: Recipe, card, task, data, has_eval: bool, eval_c
     args.distributed_state.wait_for_everyone()
     try:
         metrics = _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokenizer, main_metric,
-                            EarlyStoppingCallback, set_seed)
+                            EarlyStoppingCallback, set_seed, callbacks)
     except BaseException:
         if args.should_save:
             rundir.abandon(run)
@@ -466,7 +472,7 @@ def _train_with_trainer(recipe: Recipe, card, task, data, has_eval: bool, eval_c
 
 
 def _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokenizer, main_metric, EarlyStoppingCallback,
-              set_seed) -> dict[str, Any]:
+              set_seed, extra_callbacks=None) -> dict[str, Any]:
     checkpoint = run.checkpoint
     set_seed(recipe.seed)  # before the head is created, so the same seed gives the same run
     prepared = task.implementation().prepare(recipe, data, tokenizer, has_eval)
@@ -474,6 +480,7 @@ def _train_in(run, recipe, card, task, data, has_eval, eval_cards, args, tokeniz
     callbacks = list(strategy.callbacks)
     if recipe.early_stopping.patience is not None:
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.threshold))
+    callbacks += list(extra_callbacks or [])
 
     with _tensorboard_dir(run.work / "logs"):  # read when Trainer creates its callbacks
         trainer = _build_trainer_class()(
