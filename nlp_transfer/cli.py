@@ -329,17 +329,11 @@ def _cmd_calibrate(args) -> int:
     import dataclasses
     import json
 
-    from .config import load_recipe, resolve_path
-    from .evaluation import calibrate
+    from .evaluation import calibrate, run_evaluation_data
     from .io import write_json_atomic
 
     folder = Path(args.model)
-    saved = folder / "recipe.yaml"
-    if args.data is None and not saved.is_file():
-        raise NLPTransferError(f"{folder}: no recipe.yaml to find its data card in; pass --data CARD (and --split)")
-    recipe = load_recipe(saved) if saved.is_file() else None
-    data = args.data or (recipe.data if isinstance(recipe.data, list) else str(resolve_path(recipe.data, recipe)))
-    split = args.split or (recipe.eval_split if recipe else "validation")
+    recipe, data, split = run_evaluation_data(folder, args.data, args.split)
     if recipe is not None and split == recipe.test_split:
         raise NLPTransferError(f"--split {split}: is the run's test split; calibrate on its validation split so the "
                                f"test scores stay honest")

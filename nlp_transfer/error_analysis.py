@@ -105,19 +105,13 @@ def analyse(run_dir: str | Path, data: Any = None, split: str | None = None, out
             batch_size: int = 64, device: str | None = "auto") -> Analysis:
     """Error analysis of the run in ``run_dir`` on ``split`` of ``data`` (default: the run's card and eval split),
     written into ``out`` (default ``RUN_DIR/errors``)."""
-    from .config import load_recipe, resolve_path
+    from .evaluation import run_evaluation_data
     from .inference import load_model
     from .io import check_folder_target
     from .tasks import get_task
 
     run_dir = Path(run_dir)
-    saved = run_dir / "recipe.yaml"
-    recipe = load_recipe(saved) if saved.is_file() else None
-    if data is None:
-        if recipe is None:
-            raise NLPTransferError(f"{run_dir}: no recipe.yaml to find its data card in; pass --data CARD (and --split)")
-        data = recipe.data if isinstance(recipe.data, list) else str(resolve_path(recipe.data, recipe))
-    split = split or (recipe.eval_split if recipe else "validation")
+    recipe, data, split = run_evaluation_data(run_dir, data, split)
     folder = Path(out) if out else run_dir / ERRORS_DIR
     check_folder_target(folder, "--out")
     model = load_model(run_dir, device)
@@ -143,6 +137,7 @@ def analyse(run_dir: str | Path, data: Any = None, split: str | None = None, out
 
 def _classifier_errors(model, card, split: str, folder: Path, top: int, batch_size: int):
     from .data.readers import read_labelled
+    from .tasks.classification import model_inputs
     from .io import write_jsonl_atomic
 
     if model.problem_type == "regression":
@@ -150,7 +145,7 @@ def _classifier_errors(model, card, split: str, folder: Path, top: int, batch_si
                                "residuals in predictions_*.jsonl)")
     card = dataclasses.replace(card, problem_type=model.problem_type)
     rows = read_labelled(card, split, model.label_names).rows
-    texts = [(r["text"], r["text_pair"]) if "text_pair" in r else r["text"] for r in rows]
+    texts = model_inputs(rows)
     probs = model.probabilities(texts, batch_size=batch_size, progress=len(texts) > 2000)
     decided = model.calibration.decide(probs, model.problem_type, model.threshold)
     names = model.label_names

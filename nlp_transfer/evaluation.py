@@ -42,7 +42,7 @@ def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: s
     card = dataclasses.replace(card, problem_type=model.problem_type)  # read as the model predicts; the card stays
     label_names = model.label_names
     rows = read_labelled(card, split, label_names).rows  # labels in the model's order, matched by name
-    texts = [(r["text"], r["text_pair"]) if "text_pair" in r else r["text"] for r in rows]
+    texts = cls_task.model_inputs(rows)
     logits = model.logits(texts, batch_size=batch_size, window=window, progress=True)
     scores = model.calibration.probabilities(logits, model.problem_type)
     gold = np.asarray([r["label"] for r in rows])
@@ -53,6 +53,22 @@ def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: s
     by_group = cls_task.group_metrics(model.problem_type, predicted, gold, label_names, row_groups(rows))
     return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(rows), **result,
             **by_group}
+
+
+def run_evaluation_data(folder: str | Path, data: Any = None, split: str | None = None) -> tuple[Any, Any, str]:
+    """What a run folder is evaluated on: (its saved recipe or None, ``data`` or else the recipe's card path(s)
+    resolved as training resolved them, ``split`` or else the recipe's eval_split). Shared by calibrate, errors and
+    the ONNX parity check; one line when neither ``data`` nor a recipe.yaml names the data."""
+    from .config import load_recipe, resolve_path
+    from .errors import NLPTransferError
+
+    saved = Path(folder) / "recipe.yaml"
+    recipe = load_recipe(saved) if saved.is_file() else None
+    if data is None:
+        if recipe is None:
+            raise NLPTransferError(f"{folder}: no recipe.yaml to find its data card in; pass --data CARD (and --split)")
+        data = recipe.data if isinstance(recipe.data, list) else str(resolve_path(recipe.data, recipe))
+    return recipe, data, split or (recipe.eval_split if recipe else "validation")
 
 
 def _calibration_scores(logits, gold, model) -> dict[str, Any]:
@@ -75,7 +91,7 @@ def calibrate(model_dir: str | Path, data: str | Path | DataCard | list, split: 
     card = data if isinstance(data, DataCard) else load_cards(data)
     card = dataclasses.replace(card, problem_type=getattr(model, "problem_type", card.problem_type))
     rows = read_labelled(card, split, getattr(model, "label_names", None)).rows
-    texts = [(r["text"], r["text_pair"]) if "text_pair" in r else r["text"] for r in rows]
+    texts = cls_task.model_inputs(rows)
     return fit_calibration(model_dir, texts, [r["label"] for r in rows], split, config, batch_size, model=model)
 
 

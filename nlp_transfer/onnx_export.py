@@ -304,15 +304,14 @@ def _write_side_files(subject: _Subject, source, staging: Path, files: dict[str,
 
 def _held_out(source, subject: _Subject, rows: int) -> tuple[list, Any]:
     """Up to ``rows`` rows of the run's evaluation split (texts, gold), or the built-in sentences."""
-    from .config import load_recipe, resolve_path
     from .data.cards import load_cards
     from .data.readers import read_labelled
+    from .evaluation import run_evaluation_data
+    from .tasks.classification import model_inputs
 
-    recipe_path = Path(source) / "recipe.yaml"
-    if not recipe_path.is_file():
+    if not (Path(source) / "recipe.yaml").is_file():
         return list(DEFAULT_CHECK_TEXTS), None
-    recipe = load_recipe(recipe_path)
-    data = recipe.data if isinstance(recipe.data, list) else str(resolve_path(recipe.data, recipe))
+    recipe, data, _ = run_evaluation_data(source)
     try:
         card = load_cards(data)
         if subject.kind == "tagger":
@@ -323,7 +322,7 @@ def _held_out(source, subject: _Subject, rows: int) -> tuple[list, Any]:
     except NLPTransferError as exc:
         raise NLPTransferError(f"{source}: its evaluation split cannot be read for the parity check ({exc}); pass "
                                f"texts to check on (--check-texts FILE)") from None
-    texts = [(r["text"], r["text_pair"]) if "text_pair" in r else r["text"] for r in read]
+    texts = model_inputs(read)
     return texts, [r["label"] for r in read]
 
 

@@ -275,6 +275,11 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
     )
 
 
+def model_inputs(rows: list[dict]) -> list:
+    """What a classifier reads of labelled row dicts (`data.readers.read_labelled`): a text, or a (text, pair)."""
+    return [(r["text"], r["text_pair"]) if "text_pair" in r else r["text"] for r in rows]
+
+
 def texts_and_labels(rows) -> tuple[list, list]:
     """A labelled split's model inputs (a text, or a (text, pair) tuple) and gold labels (ids, multi-hot rows)."""
     texts = list(rows["text"])
