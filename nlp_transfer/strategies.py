@@ -5,7 +5,8 @@ The strategies themselves (their options, checks and descriptions) are registere
 
 - ``full``: everything trains (the default).
 - ``last-n``: embeddings and the lower layers are frozen; the top ``n`` encoder layers and the head train.
-- ``feature-extraction`` with ``probe: head``: the whole encoder is frozen, only the task head trains (in Trainer).
+- ``feature-extraction`` with ``probe: head``: the encoder is frozen; the task head and the pooler train (in
+  Trainer).
   (With the default ``probe: logistic`` it is the scikit-learn probe of `nlp_transfer.probe`.)
 - ``gradual``: the head first, then one more layer group from the top every ``every`` steps or epoch.
 - ``lora``: low-rank adapters (peft) and a fully trained head.
@@ -62,9 +63,11 @@ def _parameter_ids(module: torch.nn.Module) -> set[int]:
 
 
 def freeze_encoder(model) -> None:
-    """feature-extraction: the whole base model is frozen; only the task head trains."""
-    for parameter in layer_map(model).base.parameters():
-        parameter.requires_grad = False
+    """feature-extraction with a trained head: the embeddings and every encoder layer are frozen; the pooler and
+    the task head train. The pooler (BERT's dense + tanh on [CLS]) is what the classification head reads, so it
+    counts as head, as in last-n: a sentence-embedding checkpoint such as all-MiniLM-L6-v2 never trained it, and
+    frozen it held that head at 0.51 on SST-2."""
+    _train_only_top(model, 0)
 
 
 def train_top_layers(model, n: int) -> None:
@@ -72,7 +75,12 @@ def train_top_layers(model, n: int) -> None:
     mapped = layer_map(model)
     if not isinstance(n, int) or not 0 <= n <= len(mapped.layers):
         raise NLPTransferError(f"strategy last-n: n must be between 0 and {len(mapped.layers)} (the model's layers), got {n!r}")
-    trainable = _parameter_ids(torch.nn.ModuleList(mapped.layers[len(mapped.layers) - n:]))
+    _train_only_top(model, n)
+
+
+def _train_only_top(model, n: int) -> None:
+    mapped = layer_map(model)
+    trainable = _parameter_ids(torch.nn.ModuleList(mapped.layers[len(mapped.layers) - n:] if n else []))
     for parameter in mapped.base.parameters():
         parameter.requires_grad = id(parameter) in trainable
     # pooler and other base-model parts above the layers (e.g. BERT's pooler) train with the head
