@@ -156,6 +156,40 @@ def test_saved_sif_run_reloads_and_reproduces_its_predictions(sif_run, glove):
     assert accuracy == pytest.approx(metrics["eval"]["accuracy"], abs=1e-9)
 
 
+# ---------------------------------------------------------------- mean-max-min pooling
+
+def test_max_min_features_are_each_dimensions_extremes_and_zero_for_an_empty_text():
+    from nlp_transfer.static.models import max_min_features, text_features
+
+    matrix = np.array([[1, -2], [3, 0], [-1, 5]], dtype=np.float32)
+    got = max_min_features([[0, 1], [], [2], [0, 2, 1]], matrix)
+    np.testing.assert_array_equal(got, [[3, 0, 1, -2], [0, 0, 0, 0], [-1, 5, -1, 5], [3, 5, -1, -2]])
+    both = text_features([[0, 1]], [[2]], matrix, None, pool_matrix=matrix)  # a pair: [u, v, |u-v|, u*v]
+    u, v = np.array([2, -1, 3, 0, 1, -2]), np.array([-1, 5, -1, 5, -1, 5])
+    np.testing.assert_allclose(both[0], np.concatenate([u, v, np.abs(u - v), u * v]))
+
+
+def test_mean_max_min_with_sif_pools_glove_rows_and_reloads(sst2_toy, glove, tmp_path):
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "pooled"
+    metrics = train(recipe(sst2_toy, glove, out, weighting="sif", average_pooling="mean-max-min",
+                           select_on="train-cv")).metrics
+    assert metrics["strategy"] == "static-average-sif-mean-max-min"
+    assert metrics["params"]["trainable"] == 2 * 3 * 50 + 2  # [mean, max, min] of 50-d rows, two classes
+    tensors = load_file(str(out / "model.safetensors"))
+    vocabulary = json.loads((out / "vocabulary.json").read_text())
+    vectors = load_vectors(glove, progress=False)
+    row = vocabulary.index("film")
+    np.testing.assert_array_equal(tensors["pool_embedding"][row], vectors["film"])  # max / min read GloVe's rows
+    assert not np.allclose(tensors["embedding"][row], vectors["film"])  # the mean reads the SIF rows
+    glove.unlink()
+    rows = read_rows(out / "predictions_validation.jsonl")
+    predicted = load_model(out).predict([r["text"] for r in rows], calibrated=False)
+    assert [p["label"] for p in predicted] == [r["predicted"] for r in rows]
+    np.testing.assert_allclose([p["score"] for p in predicted], [r["score"] for r in rows], atol=1e-5)
+
+
 # ---------------------------------------------------------------- C on the training split
 
 def test_train_cv_chooses_c_without_the_evaluation_split(sst2_toy, glove, tmp_path):
@@ -210,6 +244,10 @@ def test_min_words_leaves_short_training_rows_out(sst2_toy, glove, tmp_path):
     (["static.baseline=bilstm", "static.weighting=sif"], "static.weighting applies to the averaged vectors"),
     (["static.baseline=bilstm", "static.select_on=train-cv"], "static.select_on applies to the averaged vectors"),
     (["static.vectors=glove-6b-50d-40k"], "did you mean 'glove-6b-50d-400k'?"),
+    (["static.average_pooling=mean-max"], "static.average_pooling 'mean-max' is not supported; did you mean "
+                                          "'mean-max-min'?"),
+    (["static.baseline=bilstm", "static.average_pooling=mean-max-min"],
+     "static.average_pooling applies to the averaged vectors"),
 ])
 def test_option_errors_are_one_line(capsys, sst2_toy, glove, tmp_path, overrides, message):
     path = tmp_path / "recipe.yaml"

@@ -50,8 +50,8 @@ from ..tasks import get_task
 from ..tasks.base import row_groups
 from .matrix import EmbeddingMatrix, embedding_matrix
 from .models import (CASING, PREDICT_BATCH, BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder,
-                     average_features, classifier_forward, classifier_logits, length_batches, pad, pair_features,
-                     tagger_forward, tagger_inputs, tagger_logits, word_shape)
+                     average_features, classifier_forward, classifier_logits, length_batches, pad, tagger_forward,
+                     tagger_inputs, tagger_logits, text_features, word_shape)
 from .settings import (BASELINES, POOLINGS, SIDECAR, VOCABULARY_FILE, WEIGHTS_FILE, StaticConfig, parse_static,
                        removed_components, static_device)
 from .vectors import check_vectors_path, load_vectors, vectors_name
@@ -84,7 +84,8 @@ def _check_combination(config: StaticConfig, task_name: str, source: str) -> Non
     if not average:
         for key, value, default in (("weighting", config.weighting, "none"),
                                     ("remove_components", config.remove_components, None),
-                                    ("select_on", config.select_on, "eval"), ("min_words", config.min_words, 1)):
+                                    ("select_on", config.select_on, "eval"), ("min_words", config.min_words, 1),
+                                    ("average_pooling", config.average_pooling, "mean")):
             if value != default:
                 raise NLPTransferError(f"{source}: static.{key} applies to the averaged vectors; use it with "
                                        f"static.baseline=average")
@@ -266,7 +267,9 @@ def _describe(strategy: str, config: StaticConfig) -> str:
         removal = f", {removed} principal component(s) removed" if removed else ""
         selection = (f", C chosen by {config.cv_folds}-fold cross-validation on the training split"
                      if config.select_on == "train-cv" else ", C chosen on the evaluation split")
-        return f"{weighting} word vectors{expansion}{removal} and logistic regression{selection}"
+        pooled = (", with each dimension's max and min over the words" if config.average_pooling == "mean-max-min"
+                  else "")
+        return f"{weighting} word vectors{expansion}{removal}{pooled} and logistic regression{selection}"
     return (f"a {config.layers}-layer BiLSTM ({config.hidden} units per direction) over frozen word vectors, "
             f"OOV rows {config.oov}")
 
@@ -448,7 +451,8 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
     embedding = _build_embedding(run, _word_counts(train_texts + (train_pairs or []), config))
     sif = config.weighting == "sif"
     strategy = ("static-average" + ("-tfidf" if config.tfidf else "") + ("-sif" if sif else "")
-                + ("-quadratic" if config.quadratic else ""))
+                + ("-quadratic" if config.quadratic else "")
+                + ("-mean-max-min" if config.average_pooling == "mean-max-min" else ""))
     _announce(run, strategy, embedding.coverage, f"{len(embedding.matrix):,} embedding rows")
     encode = TextEncoder(embedding.word_to_index, config)
     started = time.perf_counter()
@@ -464,11 +468,12 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
     if dropped:
         sidecar["min_words"] = {"kept_rows": len(train_texts), "dropped_rows": dropped}
 
+    plain = embedding.matrix if config.average_pooling == "mean-max-min" else None  # what max and min read
+    if plain is not None and plain is not matrix:  # SIF / removal changed the averaged rows: keep GloVe's too
+        tensors["pool_embedding"] = plain
+
     def features(ids: list[list[int]], pair_ids: list[list[int]] | None) -> np.ndarray:
-        first = average_features(ids, matrix, idf, config.quadratic)
-        if pair_ids is None:
-            return first
-        return pair_features(first, average_features(pair_ids, matrix, idf, config.quadratic))
+        return text_features(ids, pair_ids, matrix, idf, config.quadratic, plain)
 
     train_x = features(train_ids, train_pair_ids or None)
     mean, scale = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6  # standardized: C means the same for any vectors

@@ -110,6 +110,37 @@ def average_features(id_lists: list[list[int]], matrix: np.ndarray, idf: np.ndar
     return np.asarray(weights[:, used] @ expanded, dtype=np.float32)
 
 
+def max_min_features(id_lists: list[list[int]], matrix: np.ndarray) -> np.ndarray:
+    """[texts, 2 * dim]: each dimension's max, then its min, over a text's rows of ``matrix`` (zeros for a text
+    without words)."""
+    dim = matrix.shape[1]
+    out = np.zeros((len(id_lists), 2 * dim), dtype=np.float32)
+    lengths = np.fromiter((len(ids) for ids in id_lists), dtype=np.int64, count=len(id_lists))
+    present = np.flatnonzero(lengths)
+    if len(present):
+        flat = np.fromiter((i for ids in id_lists for i in ids), dtype=np.int64, count=int(lengths.sum()))
+        rows = matrix[flat]
+        starts = np.concatenate([[0], np.cumsum(lengths[present])[:-1]])
+        out[present, :dim] = np.maximum.reduceat(rows, starts)
+        out[present, dim:] = np.minimum.reduceat(rows, starts)
+    return out
+
+
+def text_features(ids: list[list[int]], pair_ids: list[list[int]] | None, matrix: np.ndarray,
+                  idf: np.ndarray | None, quadratic: bool = False, pool_matrix: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """The averaged-vectors baseline's features of texts (or text pairs: `pair_features` of both sides): the
+    `average_features`, followed with ``pool_matrix`` by the `max_min_features` of its rows (mean-max-min)."""
+    def side(id_lists: list[list[int]]) -> np.ndarray:
+        x = average_features(id_lists, matrix, idf, quadratic)
+        if pool_matrix is None:
+            return x
+        return np.concatenate([x, max_min_features(id_lists, pool_matrix)], axis=1)
+
+    first = side(ids)
+    return first if pair_ids is None else pair_features(first, side(pair_ids))
+
+
 def pair_features(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """A text pair's features from each side's: [u, v, |u-v|, u*v]."""
     return np.concatenate([first, second, np.abs(first - second), first * second], axis=1)

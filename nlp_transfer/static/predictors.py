@@ -32,8 +32,8 @@ from ..io import read_run_json
 from ..runtime import resolve_device
 from ..tasks.classification import LabelPredictor
 from ..tasks.ner import WordTagger
-from .models import (BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder, average_features,
-                     classifier_logits, pair_features, tagger_inputs, tagger_logits)
+from .models import (BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder, classifier_logits, tagger_inputs,
+                     tagger_logits, text_features)
 from .settings import SIDECAR, VOCABULARY_FILE, WEIGHTS_FILE, StaticConfig
 
 __all__ = ["SIDECAR", "StaticClassifier", "StaticTagger", "load_static"]
@@ -121,6 +121,8 @@ class StaticClassifier(LabelPredictor):
             self.matrix, self.weight, self.bias = tensors["embedding"], tensors["weight"], tensors["bias"]
             self.mean, self.scale = tensors["feature_mean"], tensors["feature_scale"]
             self.idf = tensors.get("idf")
+            self.pool_matrix = (tensors.get("pool_embedding", self.matrix)
+                                if config.average_pooling == "mean-max-min" else None)
             self.outputs = int(self.weight.shape[0])
         else:
             self.device = device
@@ -138,10 +140,7 @@ class StaticClassifier(LabelPredictor):
         ids = self.encode(firsts)
         pair_ids = self.encode(pairs) if pairs is not None else None
         if self.model is None:
-            quadratic = self.config.quadratic
-            x = average_features(ids, self.matrix, self.idf, quadratic)
-            if pair_ids is not None:
-                x = pair_features(x, average_features(pair_ids, self.matrix, self.idf, quadratic))
+            x = text_features(ids, pair_ids, self.matrix, self.idf, self.config.quadratic, self.pool_matrix)
             from ..linear import logits as linear_logits
 
             return linear_logits((x - self.mean) / self.scale, self.weight, self.bias).astype(np.float32)

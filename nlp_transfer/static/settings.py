@@ -14,6 +14,7 @@ from .matrix import OOV_OPTIONS
 
 BASELINES = ("average", "bilstm")
 POOLINGS = ("max", "last")
+AVERAGE_POOLINGS = ("mean", "mean-max-min")  # average: the mean, or with each dimension's max and min over the words
 WEIGHTINGS = ("none", "tfidf", "sif")  # average: how each word counts in its text's vector
 SIF_FREQUENCIES = ("train", "zipf")  # where SIF's p(w) comes from
 SELECT_ON = ("eval", "train-cv")  # average: how C is chosen
@@ -42,6 +43,8 @@ class StaticConfig:
     cv_folds: int = 5  # folds of select_on: train-cv
     min_words: int = 1  # average: training rows with fewer words are left out (SST-2 trains on every sub-phrase)
     quadratic: bool = False  # average: also average each word's pairwise products v_i*v_j (second-order pooling)
+    average_pooling: str = "mean"  # average: mean | mean-max-min (the mean, then each dimension's max and min over
+    #                                the text's word vectors as GloVe gives them: before SIF weights / removal)
     lowercase: bool = True  # lower-case words before lookup (GloVe 6B is uncased)
     oov: str = "random"  # random | zeros | learned: rows of words missing from the vectors
     min_count: int = 1  # a missing word gets its own row from this many training occurrences
@@ -109,6 +112,7 @@ def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
                                f"file, e.g. static.vectors=../shared/data/glove/glove.6B.50d.100k.txt.gz")
     choice("baseline", BASELINES)
     choice("pooling", POOLINGS)
+    choice("average_pooling", AVERAGE_POOLINGS)
     choice("oov", OOV_OPTIONS)
     choice("weighting", WEIGHTINGS)
     choice("sif_frequencies", SIF_FREQUENCIES)
