@@ -11,6 +11,7 @@ from .version import __version__  # noqa: E402
 from .compare import compare  # noqa: E402  (stdlib only at import; matplotlib loads when plotting)
 from .config import Recipe, load_recipe  # noqa: E402
 from .errors import NLPTransferError  # noqa: E402
+from .tune import tune  # noqa: E402  (likewise: optuna, torch and transformers load when a search starts)
 
 
 def train(recipe, overrides=None, **kwargs):
@@ -42,5 +43,5 @@ def evaluate(model_dir, data, split="validation", batch_size=64, device="auto", 
     return _evaluate(model_dir, data, split, batch_size, device=device, precision=precision)
 
 
-__all__ = ["NLPTransferError", "Recipe", "compare", "embed", "evaluate", "load_model", "load_recipe", "train",
+__all__ = ["NLPTransferError", "Recipe", "compare", "embed", "evaluate", "load_model", "load_recipe", "train", "tune",
            "__version__"]

@@ -1,6 +1,7 @@
 """Multi-seed runs: ``seeds: [1, 2, 3]`` (or ``nlp-transfer train RECIPE --seeds 3``, or ``--seeds 1,2,3``) trains the recipe once per
 seed into ``OUTPUT_DIR/seed-N`` (each an ordinary run folder: resumable, replaced by ``overwrite=true`` as usual), then
-writes ``OUTPUT_DIR/seeds.json``: for the main metric and every other scalar metric of ``eval`` (and ``test``) the
+writes ``OUTPUT_DIR/seeds.json``: for the main metric and every other scalar metric of ``eval`` (and ``test``, and
+each of the recipe's ``eval_sets``) the
 mean, the sample standard deviation (ddof=1; 0 for one seed) and each seed's value.
 
     summary = train_seeds(recipe, train)   # train: nlp_transfer.training.train, which calls this for a recipe with seeds
@@ -106,7 +107,8 @@ def train_seeds(recipe: Recipe, train: Callable[[Recipe], Any]) -> dict[str, Any
 
 def summarise(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """seeds.json from each seed's metrics.json: the run's description from the first seed, then per section
-    (eval, test) every metric that is a number in every seed: mean, std and the values in seed order."""
+    (eval, test, and each of the recipe's eval_sets under ``eval_sets``) every metric that is a number in every
+    seed: mean, std and the values in seed order."""
     first = next(iter(results.values()))
     summary: dict[str, Any] = {"schema": SUMMARY_SCHEMA, "seeds": list(results),
                                **{key: first.get(key) for key in ("task", "model", "data", "strategy", "main_metric",
@@ -114,13 +116,20 @@ def summarise(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
                                "runs": {str(seed): f"seed-{seed}" for seed in results}}
     for section in SCORED:
         tables = [metrics.get(section) for metrics in results.values()]
-        if not all(isinstance(table, dict) for table in tables):
-            continue
-        scalars = {}
-        for key, value in tables[0].items():
-            values = [table.get(key) for table in tables]
-            if all(isinstance(v, float) and math.isfinite(v) for v in values):  # scores, not counts (rows)
-                mean, std = mean_std([float(v) for v in values])
-                scalars[key] = {"mean": mean, "std": std, "values": [float(v) for v in values]}
-        summary[section] = scalars
+        if all(isinstance(table, dict) for table in tables):
+            summary[section] = _spreads(tables)
+    sets = [metrics.get("eval_sets") for metrics in results.values()]
+    if all(isinstance(named, dict) for named in sets):
+        summary["eval_sets"] = {name: _spreads([named.get(name) or {} for named in sets]) for name in sets[0]}
     return summary
+
+
+def _spreads(tables: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{metric: {mean, std, values}} for every metric that is a finite float in every table (scores, not counts)."""
+    scalars = {}
+    for key in tables[0]:
+        values = [table.get(key) for table in tables]
+        if all(isinstance(v, float) and math.isfinite(v) for v in values):
+            mean, std = mean_std([float(v) for v in values])
+            scalars[key] = {"mean": mean, "std": std, "values": [float(v) for v in values]}
+    return scalars

@@ -70,6 +70,19 @@ def test_three_seeds_write_three_runs_and_their_mean_and_std(bilstm_recipe, tmp_
     assert again.output_dir == out and again.metrics == summary
 
 
+def test_eval_sets_are_summarised_per_set(bilstm_recipe, sst2_toy, tmp_path):
+    out = tmp_path / "seeds"
+    assert main(["train", str(bilstm_recipe), "--seeds", "1,2",
+                 f"eval_sets={{again: {{data: {sst2_toy}, split: validation}}}}"]) == 0
+    runs = [json.loads((out / f"seed-{seed}" / "metrics.json").read_text()) for seed in (1, 2)]
+    summary = json.loads((out / "seeds.json").read_text())
+    assert list(summary["eval_sets"]) == ["again"]
+    values = [m["eval_sets"]["again"]["accuracy"] for m in runs]
+    assert summary["eval_sets"]["again"]["accuracy"]["values"] == values
+    assert summary["eval_sets"]["again"]["accuracy"]["mean"] == pytest.approx(np.mean(values))
+    assert "rows" not in summary["eval_sets"]["again"]  # counts are not averaged
+
+
 def test_resume_retrains_only_the_missing_seed(bilstm_recipe, tmp_path):
     import shutil
 
