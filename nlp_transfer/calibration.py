@@ -56,6 +56,7 @@ class Calibration:
     target: str | None = None  # what positive_threshold was tuned for
     split: str | None = None  # where it was fitted
     rows: int = 0
+    bins: int = 15  # the ECE bins it was measured with (recipe calibration.bins); evaluate() scores with the same
 
     @property
     def fitted(self) -> bool:
@@ -268,7 +269,7 @@ def fit(logits, gold, problem_type: str, config, split: str | None = None,
     bins = config.bins
     temperature = fit_temperature(logits, gold, problem_type) if config.temperature else 1.0
     crossfit = _crossfit(logits, gold, problem_type, bins) if config.temperature and len(gold) >= 40 else None
-    calibration = Calibration(temperature=temperature, split=split, rows=int(len(gold)))
+    calibration = Calibration(temperature=temperature, split=split, rows=int(len(gold)), bins=bins)
     report = CalibrationReport(
         split=split, rows=int(len(gold)), temperature=temperature, bins=bins,
         before=scores(logits, gold, problem_type, 1.0, bins), after=scores(logits, gold, problem_type, temperature, bins),

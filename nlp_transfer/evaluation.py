@@ -75,7 +75,7 @@ def _calibration_scores(logits, gold, model) -> dict[str, Any]:
     """ECE / Brier / NLL of the probabilities predict gives (the folder's temperature) and of the raw ones."""
     from .calibration import scores
 
-    bins = 15
+    bins = model.calibration.bins
     return {**scores(logits, gold, model.problem_type, model.calibration.temperature, bins),
             "temperature": model.calibration.temperature,
             "raw": scores(logits, gold, model.problem_type, 1.0, bins)}
