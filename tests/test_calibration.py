@@ -116,20 +116,23 @@ def test_a_trained_classifier_is_calibrated_on_validation_and_predict_keeps_its_
         assert calibrated[0]["scores"] != raw[0]["scores"]
 
 
-def test_evaluate_measures_ece_with_the_bins_the_run_was_calibrated_with(tiny_bert, sst2_toy, tmp_path):
+def test_evaluate_measures_ece_with_the_bins_the_run_was_calibrated_with(sst2_toy, tmp_path, monkeypatch):
+    from pathlib import Path
+
     from nlp_transfer import evaluate
     from nlp_transfer.calibration import expected_calibration_error, probabilities
 
-    values = tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", num_train_epochs=2)
-    values["calibration"] = {"bins": 4}
-    train(values)
+    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "cache"))
+    glove = Path(__file__).resolve().parent.parent / "samples" / "glove" / "glove.6B.50d.sst2-sample.txt.gz"
+    # averaged GloVe + logistic regression: a real classifier whose confidences spread over many bins
+    train({"task": "sequence-classification", "data": str(sst2_toy), "output_dir": str(tmp_path / "run"),
+           "static": {"vectors": str(glove), "baseline": "average"}, "calibration": {"bins": 4}})
     assert json.loads((tmp_path / "run" / CALIBRATION_FILE).read_text())["bins"] == 4
     model = load_model(tmp_path / "run")
     scores = evaluate(tmp_path / "run", sst2_toy, "validation")
     rows = [json.loads(line) for line in (tmp_path / "run" / "predictions_validation.jsonl").read_text().splitlines()]
-    logits = model.logits([r["text"] for r in rows])
+    raw = probabilities(model.logits([r["text"] for r in rows]), "single_label")
     gold = np.array([model.label_names.index(r["label"]) for r in rows])
-    raw = probabilities(logits, "single_label")
     four = expected_calibration_error(raw, gold, "single_label", 4)
     assert four != pytest.approx(expected_calibration_error(raw, gold, "single_label", 15))  # the bins matter here
     assert scores["calibration"]["raw"]["ece"] == pytest.approx(four)
