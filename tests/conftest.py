@@ -136,6 +136,36 @@ def write_card(folder: Path, name: str = "toy", **front) -> Path:
     return path
 
 
+TOPIC_WORDS = {"sports": "match goal team", "politics": "vote election minister", "science": "atom cell experiment"}
+
+
+def topic_rows(count: int, seed: int = 0, noise: bool = False) -> list[str]:
+    """JSONL rows of a learnable multi-label task: each topic present with probability 1/2 (science when none), the
+    text its words (after two filler words with ``noise``), ``tags`` the topics."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(count):
+        chosen = [name for name in TOPIC_WORDS if rng.random() < 0.5] or ["science"]
+        words = " ".join(TOPIC_WORDS[name] for name in chosen)
+        if noise:
+            words = " ".join(rng.choice(["the", "a", "today", "news"], 2)) + " " + words
+        rows.append(json.dumps({"text": words, "tags": chosen}))
+    return rows
+
+
+def topic_card(folder: Path) -> Path:
+    """A multi-label card over 120 `topic_rows` (validation: the first 40 of them)."""
+    rows = topic_rows(120)
+    (folder / "train.jsonl").write_text("\n".join(rows) + "\n")
+    (folder / "dev.jsonl").write_text("\n".join(rows[:40]) + "\n")
+    return write_card(folder, "topics", splits={"train": "train.jsonl", "validation": "dev.jsonl"}, label="tags",
+                      problem_type="multi_label")
+
+
 def sample_rows(path: Path, count: int, seed: int = 0) -> list[tuple[str, str]]:
     lines = path.read_text(encoding="utf-8").splitlines()[1:]
     rows = [tuple(line.rsplit("\t", 1)) for line in lines]

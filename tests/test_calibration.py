@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import cli_error, tiny_recipe, write_card
+from conftest import cli_error, tiny_recipe, topic_rows, write_card
 from nlp_transfer import load_model, train
 from nlp_transfer.calibration import (CALIBRATION_FILE, Calibration, best_threshold, brier_score,
                                       expected_calibration_error, fit, fit_temperature, negative_log_likelihood,
@@ -138,24 +138,13 @@ def test_evaluate_measures_ece_with_the_bins_the_run_was_calibrated_with(sst2_to
     assert scores["calibration"]["raw"]["ece"] == pytest.approx(four)
 
 
-def _topic_rows(count: int, seed: int) -> list[str]:
-    words = {"sports": "match goal team", "politics": "vote election minister", "science": "atom cell experiment"}
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _ in range(count):
-        chosen = [name for name in words if rng.random() < 0.5] or ["science"]
-        noise = " ".join(rng.choice(["the", "a", "today", "news"], 2))
-        rows.append(json.dumps({"text": noise + " " + " ".join(words[n] for n in chosen), "tags": chosen}))
-    return rows
-
-
 def test_multi_label_thresholds_come_from_validation_never_from_test(tiny_bert, tmp_path):
     """Two runs differing only in their test split's labels save the same thresholds; the test split is scored with
     them (its scores differ), and they are the thresholds best_threshold finds on the validation rows."""
-    rows = _topic_rows(160, 0)
+    rows = topic_rows(160, 0, noise=True)
     (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
-    (tmp_path / "dev.jsonl").write_text("\n".join(_topic_rows(48, 1)) + "\n")
-    test_rows = _topic_rows(48, 2)
+    (tmp_path / "dev.jsonl").write_text("\n".join(topic_rows(48, 1, noise=True)) + "\n")
+    test_rows = topic_rows(48, 2, noise=True)
     (tmp_path / "test_a.jsonl").write_text("\n".join(test_rows) + "\n")
     flipped = [json.dumps({**json.loads(r), "tags": ["sports"]}) for r in test_rows]
     (tmp_path / "test_b.jsonl").write_text("\n".join(flipped) + "\n")

@@ -62,18 +62,9 @@ def test_classifier_export_reproduces_torch_and_loads_with_the_same_api(classifi
 
 
 def test_multi_label_export_has_the_sigmoid_and_thresholds(tiny_bert, tmp_path):
-    from conftest import write_card
+    from conftest import topic_card
 
-    words = {"sports": "match goal team", "politics": "vote election minister", "science": "atom cell experiment"}
-    rng = np.random.default_rng(0)
-    rows = []
-    for _ in range(120):
-        chosen = [n for n in words if rng.random() < 0.5] or ["science"]
-        rows.append(json.dumps({"text": " ".join(words[n] for n in chosen), "tags": chosen}))
-    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
-    (tmp_path / "dev.jsonl").write_text("\n".join(rows[:40]) + "\n")
-    card = write_card(tmp_path, "topics", splits={"train": "train.jsonl", "validation": "dev.jsonl"}, label="tags",
-                      problem_type="multi_label")
+    card = topic_card(tmp_path)
     train(tiny_recipe(card, tiny_bert, tmp_path / "run", num_train_epochs=4, learning_rate=3e-3))
     export_onnx(tmp_path / "run", tmp_path / "onnx")
     texts = ["vote election minister", "atom cell experiment match goal"]

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_recipe, write_card
+from conftest import tiny_recipe, topic_card, write_card
 
 from nlp_transfer import NLPTransferError, load_model, train
 
@@ -98,16 +98,7 @@ def _write_rows(path, header, rows):
 
 
 def test_multi_label_training_reports_micro_f1_and_subset_accuracy(tiny_bert, tmp_path):
-    words = {"sports": "match goal team", "politics": "vote election minister", "science": "atom cell experiment"}
-    rng = np.random.default_rng(0)
-    rows = []
-    for _ in range(120):
-        chosen = [name for name in words if rng.random() < 0.5] or ["science"]
-        rows.append(json.dumps({"text": " ".join(words[n] for n in chosen), "tags": chosen}))
-    (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n")
-    (tmp_path / "dev.jsonl").write_text("\n".join(rows[:40]) + "\n")
-    card = write_card(tmp_path, "topics", splits={"train": "train.jsonl", "validation": "dev.jsonl"}, label="tags",
-                      problem_type="multi_label")
+    card = topic_card(tmp_path)
     result = train(tiny_recipe(card, tiny_bert, tmp_path / "run", num_train_epochs=8, learning_rate=3e-3))
     assert result.metrics["problem_type"] == "multi_label"
     assert result.metrics["eval"]["f1_micro"] > 0.8
