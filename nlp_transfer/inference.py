@@ -21,7 +21,7 @@ import torch
 
 from .calibration import Calibration
 from .data.adapters import DynamicPaddingCollator, encode_for_prediction, length_sorted_batches
-from .errors import NLPTransferError
+from .errors import NLPTransferError, NoTaskHeadError
 from .io import read_run_json
 from .models import load_config, load_pretrained, load_tokenizer, resolve
 from .tasks.classification import LabelPredictor, short_problem_type
@@ -393,7 +393,7 @@ def _task_of(path: str | Path, location: str, sidecar: dict[str, Any], trust_rem
     task = sidecar.get("task")
     fix = f"train a task on it first, e.g. model: {path} in a classification recipe"
     if task in TASKS and task not in TASK_HEADS:  # masked-LM: an adapted encoder, nothing to predict with
-        raise NLPTransferError(f"{path}: this is a {TASKS[task]} run (domain-adapted encoder), not a task model; {fix} "
+        raise NoTaskHeadError(f"{path}: this is a {TASKS[task]} run (domain-adapted encoder), not a task model; {fix} "
                                f"(nlp-transfer embed gives its embeddings as they are)")
     if task is not None:
         if task not in TASK_HEADS:
@@ -406,7 +406,7 @@ def _task_of(path: str | Path, location: str, sidecar: dict[str, Any], trust_rem
             return name
     if not architectures or all(str(a).endswith(NO_HEAD) for a in architectures):
         what = ", ".join(architectures) or "config.json names no architectures"
-        raise NLPTransferError(f"{path}: this is a bare encoder / masked-LM checkpoint with no task head ({what}); "
+        raise NoTaskHeadError(f"{path}: this is a bare encoder / masked-LM checkpoint with no task head ({what}); "
                                f"{fix} (nlp-transfer embed gives its embeddings as they are)")
     raise NLPTransferError(f"{path}: its head ({', '.join(architectures)}) is neither a sequence nor a token "
                            f"classifier, the two heads load_model predicts with; {fix}")

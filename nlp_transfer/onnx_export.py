@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import NLPTransferError
+from .errors import NLPTransferError, NoTaskHeadError
 
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 FP32_TOLERANCE = 1e-4
@@ -115,9 +115,7 @@ def _subject(source, trust_remote_code: bool, pooling: str, layers, normalize: b
 
     try:
         model = load_model(source, "cpu", trust_remote_code)
-    except NLPTransferError as exc:
-        if "no task head" not in str(exc) and "not a task model" not in str(exc) and Path(source).is_dir():
-            raise
+    except NoTaskHeadError:
         model = None
     if model is None or isinstance(model, OnnxEncoder):  # an encoder: embeddings with the pooling in the graph
         settings = EmbedSettings(pooling, list(layers or [-1]), normalize, max_length)
