@@ -14,11 +14,6 @@ class NLPTransferError(Exception):
     """A problem with the user's input; the message is one line and says how to fix it."""
 
 
-class NoTaskHeadError(NLPTransferError):
-    """A folder holds an encoder (a bare checkpoint or a masked-LM run) where a task model was asked for; callers
-    that also take encoders (embed, ONNX export) catch this one."""
-
-
 def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice (written as ``prefix + x``), or ``""``."""
     matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)

@@ -21,7 +21,7 @@ import torch
 
 from .calibration import Calibration
 from .data.adapters import DynamicPaddingCollator, encode_for_prediction, length_sorted_batches
-from .errors import NLPTransferError, NoTaskHeadError
+from .errors import NLPTransferError
 from .io import read_run_json
 from .models import load_config, load_pretrained, load_tokenizer, resolve
 from .tasks.classification import LabelPredictor, short_problem_type
@@ -377,6 +377,11 @@ def export_merged(path: str | Path, output: str | Path) -> Path:
 
 SIDECAR = "nlp_transfer.json"
 TASK_HEADS = {task.name: task.head_suffix for task in TASKS.values() if task.auto_model}  # tasks with a predictor
+class NoTaskHeadError(NLPTransferError):
+    """`load_model` on a folder that holds an encoder (a bare checkpoint or a masked-LM run), not a task model;
+    callers that also take encoders (ONNX export) catch this one."""
+
+
 NO_HEAD = ("Model", "ForMaskedLM", "ForPreTraining", "LMHeadModel", "ForCausalLM")  # encoders, language-model heads
 
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import NLPTransferError, NoTaskHeadError
+from .errors import NLPTransferError
 
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 FP32_TOLERANCE = 1e-4
@@ -110,7 +110,8 @@ class _Subject:
 
 
 def _subject(source, trust_remote_code: bool, pooling: str, layers, normalize: bool, max_length: int) -> _Subject:
-    from .inference import OnnxEncoder, ProbeClassifier, TextClassifier, TokenTagger, load_model, read_sidecar
+    from .inference import (NoTaskHeadError, OnnxEncoder, ProbeClassifier, TextClassifier, TokenTagger, load_model,
+                            read_sidecar)
     from .tasks.embeddings import EmbedSettings, Encoder
 
     try:
