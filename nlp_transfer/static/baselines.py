@@ -9,7 +9,8 @@ A recipe with a ``static:`` mapping trains one of these instead of a transformer
 
 - ``baseline: average`` (classification): the mean of the text's word vectors (``tfidf: true`` weights
   each word by its inverse document frequency in the training split; ``weighting: sif`` by a / (a + p(w))
-  with the first principal component of the training sentence vectors removed, Arora, Liang & Ma 2017) and
+  with the first principal component of the training sentence vectors removed, Arora, Liang & Ma 2017;
+  ``average_pooling: mean-max-min`` adds each dimension's max and min over the words) and
   LogisticRegression (Ridge for regression, one-vs-rest for multi-label) with C chosen on the evaluation
   split, as the probe does, or with ``select_on: train-cv`` by k-fold cross-validation on the training split
   (the evaluation split is then scored once, by the chosen model).
