@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "pruner stops poor trials at an evaluation)")
     tune.add_argument("--confirm", action="store_true", help="then train best.yaml into OUT/best (with --rows: on "
                                                              "the full training set)")
+    tune.add_argument("--keep-weights", default="best", metavar="{best,all}",
+                      help="whose weights the trial folders keep: the best trial's (default; the others keep their "
+                           "metrics, predictions and recipe) or all")
 
     predict = sub.add_parser("predict", help="predict labels for texts with a trained model")
     predict.add_argument("model", help="a trained output directory")
@@ -229,7 +232,8 @@ def _cmd_tune(args) -> int:
     from .tune import tune
 
     result = tune(args.recipe, args.trials, space=args.space, rows=args.rows, holdout=args.holdout, out=args.out,
-                  overrides=list(args.overrides), seed=args.seed, pruner=not args.no_prune, confirm=args.confirm)
+                  overrides=list(args.overrides), seed=args.seed, pruner=not args.no_prune, confirm=args.confirm,
+                  keep_weights=args.keep_weights)
     summary = result.summary
     if result.best is None:
         states = ", ".join(f"{n} {s}" for s, n in summary["states"].items()) or "none"

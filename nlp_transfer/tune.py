@@ -6,7 +6,7 @@ killed search resumes where it stopped.
     result.best["params"], result.best_recipe                          # -> OUT/best.yaml
 
     nlp-transfer tune RECIPE --trials 20 [--space space.yaml] [--rows 2000 --confirm] [--holdout 0.1] [--out DIR]
-                      [--seed 0] [--no-prune] [key=value ...]
+                      [--seed 0] [--no-prune] [--keep-weights best|all] [key=value ...]
 
 Each trial samples the search space, applies the values to the recipe as ``key=value`` overrides (exactly what the
 command line takes, checked by `nlp_transfer.config.load_recipe`) and trains it with `nlp_transfer.training.train`
@@ -72,6 +72,8 @@ DATA = "data"  # the derived card of holdout
 BEST_RUN = "best"  # confirm trains best.yaml here
 LOCK = ".tune.lock"
 SCHEMA = 1
+KEEP_WEIGHTS = ("best", "all")  # whose weights the trial folders keep
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.onnx", "*.npy")  # model, adapter, probe and cached-feature files
 INSTALL = "nlp-transfer tune needs optuna: pip install 'nlp_transfer[tune]'"
 
 SPACE_TYPES = ("float", "int", "categorical")
@@ -463,19 +465,24 @@ def _folder_name(number: int) -> str:
 def tune(recipe: Recipe | str | Path | dict, trials: int, space: str | Path | dict | None = None,
          rows: int | None = None, holdout: float | None = None, out: str | Path | None = None,
          overrides: list[str] | tuple[str, ...] = (), seed: int = 0, pruner: Any = True,
-         confirm: bool = False) -> TuneResult:
+         confirm: bool = False, keep_weights: str = "best") -> TuneResult:
     """Search ``recipe``'s hyperparameters until the study in ``out`` (default: the recipe's output_dir + "-tune")
     holds ``trials`` finished (complete or pruned) trials; write the outputs; with ``confirm`` train best.yaml into
     ``OUT/best/``. ``space``: a YAML file, a space dict, or None for the strategy's default (`DEFAULT_SPACES`).
     ``rows``: search on that many training rows. ``holdout``: the search's validation is that fraction of the
     training split. ``seed``: the sampler's (and the holdout's). ``pruner``: True (median), False, or an optuna
-    pruner. Everything is checked before anything trains; errors are one line (`NLPTransferError`)."""
+    pruner. ``keep_weights``: "best" (the default) removes the weights of every complete trial but the best one as
+    the search goes (their metrics, predictions and recipe stay), "all" keeps them. Everything is checked before
+    anything trains; errors are one line (`NLPTransferError`)."""
     if world_size() > 1:
         raise NLPTransferError(f"nlp-transfer tune runs its trials one after another in one process (WORLD_SIZE is "
                                f"{world_size()}); start it with nlp-transfer tune, not under accelerate launch / torchrun")
     for name, value, low in (("--trials", trials, 1), ("--rows", rows, 1), ("--seed", seed, 0)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise NLPTransferError(f"{name} {value!r}: give an integer >= {low}")
+    if keep_weights not in KEEP_WEIGHTS:
+        raise NLPTransferError(f"--keep-weights {keep_weights!r}: choose {' or '.join(KEEP_WEIGHTS)}"
+                               f"{did_you_mean(keep_weights, KEEP_WEIGHTS)}")
     if holdout is not None and (isinstance(holdout, bool) or not isinstance(holdout, (int, float))
                                 or not 0 < holdout < 1):
         raise NLPTransferError(f"--holdout {holdout!r}: give the fraction of the training split to hold out, between 0 "
@@ -528,13 +535,13 @@ def tune(recipe: Recipe | str | Path | dict, trials: int, space: str | Path | di
     try:
         with _locked(out):
             return _search(optuna, base, out, trials, space_dict, space_source, rows, holdout, seed, pruner, confirm,
-                           metric, higher, description)
+                           metric, higher, description, keep_weights)
     finally:
         optuna.logging.set_verbosity(verbosity)
 
 
 def _search(optuna, base, out, trials, space, space_source, rows, holdout, seed, pruner, confirm, metric, higher,
-            description) -> TuneResult:
+            description, keep_weights) -> TuneResult:
     from optuna.trial import TrialState
 
     from .tasks import get_task
@@ -603,6 +610,8 @@ def _search(optuna, base, out, trials, space, space_source, rows, holdout, seed,
     def after(study_, frozen):
         if frozen.state in finished:
             state["done"] += 1
+        if keep_weights == "best":
+            drop_weights_but_best(study_, out, higher)
         print(f"nlp-transfer: tune [{state['done']}/{trials}] {_trial_line(frozen, metric)}"
               f"{_best_line(study_, metric, higher)}", flush=True)
         _write_outputs(study_, out, base, metric, higher, trials, space, space_source, rows, holdout_info, seed,
@@ -674,6 +683,28 @@ def _trial_line(frozen, metric: str) -> str:
 def _best_line(study, metric: str, higher: bool) -> str:
     best = _best_trial(study, higher)
     return f"; best {metric} {best.value:.4f} (trial {best.number})" if best is not None else ""
+
+
+def drop_weights_but_best(study, out: Path, higher: bool) -> list[Path]:
+    """Remove the weight files (and checkpoints) of every complete trial's folder except the best trial's; the rest
+    of each folder (metrics.json, predictions, recipe.yaml, model card) stays. Returns the files removed."""
+    from optuna.trial import TrialState
+
+    best = _best_trial(study, higher)
+    removed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        name = trial.user_attrs.get("folder")
+        if best is not None and trial.number == best.number or not name or not (out / name).is_dir():
+            continue
+        folder = out / name
+        for pattern in WEIGHT_FILES:
+            for path in folder.glob(pattern):
+                path.unlink()
+                removed.append(path)
+        for checkpoint in folder.glob("checkpoint-*"):
+            remove_tree(checkpoint, "a trial's checkpoint")
+            removed.append(checkpoint)
+    return removed
 
 
 def _best_trial(study, higher: bool):

@@ -106,6 +106,10 @@ def test_a_killed_search_resumes_to_three_trials_and_its_best_recipe_trains(tmp_
     best = max(completed, key=lambda t: (t.value, -t.number))
     assert summary["finished"] == 3 and summary["best"]["number"] == best.number
     assert summary["best"]["params"] == best.params and summary["main_metric"] == "accuracy"
+    for trial in completed:  # only the best trial keeps its weights (--keep-weights best, the default)
+        folder = out / trial.user_attrs["folder"]
+        assert (folder / "model.safetensors").is_file() == (trial.number == best.number), trial.number
+        assert (folder / "metrics.json").is_file() and not list(folder.glob("checkpoint-*"))
     rows = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
     assert [row["number"] for row in rows] == [t.number for t in study.trials]
     assert "| trial | state | accuracy |" in (out / "trials.md").read_text()
@@ -155,6 +159,13 @@ def test_a_pruner_stops_trials_at_their_first_evaluation(recipe_file, tmp_path):
         assert list(row["evaluations"]) == ["1"] and row["folder"] is None  # stopped at the first of 2 evaluations
     assert not list(out.glob("trial-*"))  # a pruned trial's folder is removed
     assert result.summary["finished"] == 2 and result.summary["pruner"] == "ThresholdPruner"
+
+
+def test_keep_weights_all_keeps_every_complete_trials_model(recipe_file, tmp_path):
+    out = tmp_path / "search"
+    result = tune(recipe_file, 2, space=LR, out=out, pruner=False, keep_weights="all")
+    assert [row["state"] for row in result.trials] == ["complete", "complete"]
+    assert all((out / row["folder"] / "model.safetensors").is_file() for row in result.trials)
 
 
 def test_rows_searches_on_a_subset_and_confirm_trains_the_best_on_all_rows(recipe_file, tmp_path, capsys):
@@ -246,6 +257,7 @@ def test_bad_spaces_and_options_are_one_line(recipe_file, tmp_path, capsys, monk
     assert "maps recipe keys" in error("- a\n- b\n")
     assert "file not found" in cli_error(capsys, ["tune", recipe_file, "--trials", "2", "--space",
                                                   tmp_path / "missing.yaml"])
+    assert "did you mean 'all'" in cli_error(capsys, ["tune", recipe_file, "--trials", "2", "--keep-weights", "al"])
     for option, value in (("--trials", "0"), ("--rows", "0"), ("--holdout", "1.5")):
         argv = ["tune", recipe_file, "--trials", "2", option, value] if option != "--trials" else \
             ["tune", recipe_file, option, value]
