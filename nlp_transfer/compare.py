@@ -10,7 +10,8 @@ Every run folder holds the ``metrics.json`` that training, the probe or a static
 older run lacks shows as "—". Rows are grouped by task (then data set and metric name: scores on different
 data or metrics do not compare), best main metric first. Runs that differ only by ``seed`` in their recipe.yaml, and
 the seed folders of a multi-seed run (a folder holding seeds.json, `nlp_transfer.seeds`), make one row showing
-``mean ± std (n seeds)``.
+``mean ± std (n seeds)``. A hyperparameter search's folder (`nlp_transfer.tune`: it holds tune.json) gives its
+complete trials and its confirmed best run as rows, and the report a section with the search's trials table and plot.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from .io import atomic_open, check_folder_target, write_text_atomic
 from . import plots
 from .rundir import read_record
 from .seeds import SUMMARY, format_spread, mean_std, seed_folder
+from .tune import BEST_RUN, PLOT as TRIALS_PLOT, SUMMARY as TUNE_SUMMARY, TRIALS_MD
 from .strategy_configs import describe_saved
 from .tasks.base import greater_is_better
 
@@ -159,6 +161,46 @@ def _seed_folders(folder: Path) -> list[Path] | None:
     return [seed_folder(folder, seed) for seed in seeds]
 
 
+def _tune_folders(folder: Path) -> list[Path] | None:
+    """The finished run folders of a search (complete trials, then the confirmed best run), or None when ``folder``
+    holds no tune.json."""
+    if not (Path(folder) / TUNE_SUMMARY).is_file():
+        return None
+    found = [p for p in sorted(Path(folder).glob("trial-*")) if (p / "metrics.json").is_file()]
+    found += [p for p in [Path(folder) / BEST_RUN] if (p / "metrics.json").is_file()]
+    if not found:
+        raise NLPTransferError(f"{folder}: a search with no finished trial yet (no trial-*/metrics.json); let "
+                               f"nlp-transfer tune finish a trial first")
+    return found
+
+
+def searches_of(runs: list[Run]) -> list[Path]:
+    """The search folders (tune.json) the runs come from, in order of appearance."""
+    found: list[Path] = []
+    for run in runs:
+        for member in run.seeds or [run]:
+            parent = member.path.parent
+            if (parent / TUNE_SUMMARY).is_file() and parent not in found:
+                found.append(parent)
+    return found
+
+
+def search_lines(searches: list[Path], output: Path) -> list[str]:
+    """Markdown: each search's summary line and trials table (its trials.md) and a link to its trials.png."""
+    lines = []
+    for folder in searches:
+        trials = folder / TRIALS_MD
+        if not trials.is_file():
+            continue
+        body = trials.read_text(encoding="utf-8").splitlines()
+        table = [line for line in body if line.startswith("|")]
+        text = [line for line in body if line and not line.startswith(("|", "#"))]
+        lines += [f"## Hyperparameter search: `{folder}`", "", *text, "", *table, ""]
+        if (folder / TRIALS_PLOT).is_file():
+            lines += [f"![trials of {folder.name}]({_relative(folder / TRIALS_PLOT, output)})", ""]
+    return lines
+
+
 SEED_ONLY_KEYS = ("seed", "seeds", "output_dir", "resume", "overwrite")  # what runs of one recipe may differ by
 
 
@@ -224,7 +266,8 @@ def load_runs(run_dirs) -> list[Run]:
         run_dirs = [run_dirs]
     runs, seen = [], set()
     for folder in run_dirs:
-        for one in _seed_folders(Path(folder)) or [folder]:  # a multi-seed run: its seed folders
+        # a multi-seed run: its seed folders; a search: its finished trials
+        for one in _seed_folders(Path(folder)) or _tune_folders(Path(folder)) or [folder]:
             run = load_run(one)
             if run.path.resolve() not in seen:
                 seen.add(run.path.resolve())
@@ -583,8 +626,9 @@ def trust_lines(runs: list[Run], output: Path) -> list[str]:
     return lines
 
 
-def _lines_html(lines: list[str]) -> list[str]:
-    """`trust_lines` as HTML: headings, tables (pipe rows), links in list items."""
+def _lines_html(lines: list[str], output: Path) -> list[str]:
+    """Report lines as HTML: headings, tables (pipe rows), links in list items, images (embedded; paths relative to
+    ``output``)."""
     import re
 
     out, table = [], []
@@ -603,7 +647,11 @@ def _lines_html(lines: list[str]) -> list[str]:
             table.append(line)
             continue
         flush()
-        if line.startswith("## "):
+        image = re.fullmatch(r"!\[(.+?)\]\((.+?)\)", line)
+        if image and (output / image.group(2)).is_file():  # a plot beside the runs: embedded, the page stays whole
+            encoded = base64.b64encode((output / image.group(2)).read_bytes()).decode("ascii")
+            out.append(f"<img alt=\"{html.escape(image.group(1))}\" src=\"data:image/png;base64,{encoded}\">")
+        elif line.startswith("## "):
             out.append(f"<h2>{html.escape(line[3:])}</h2>")
         elif line.startswith("- "):
             link = re.search(r"\[(.+?)\]\((.+?)\)", line)
@@ -651,7 +699,8 @@ def _notes(runs: list[Run]) -> str:
 
 def _markdown(title: str, runs: list[Run], table: str, plots: dict[str, bytes], confusion: Run | None,
               output: Path) -> str:
-    lines = [f"# {title}", "", _notes(runs), "", table, "", *trust_lines(runs, output)]
+    lines = [f"# {title}", "", _notes(runs), "", table, "", *trust_lines(runs, output),
+             *search_lines(searches_of(runs), output)]
     for name in plots:
         caption = CAPTIONS[name] + (f" ({confusion.name})" if name == "confusion.png" and confusion else "")
         lines += [f"## {caption}", "", f"![{caption}]({name})", ""]
@@ -665,7 +714,7 @@ def _html(title: str, runs: list[Run], plots: dict[str, bytes], confusion: Run |
              f"<title>{html.escape(title)}</title>",
              f"<style>\n{CSS}\n</style>\n</head>\n<body>", f"<h1>{html.escape(title)}</h1>",
              f"<p class=\"note\">{html.escape(_notes(runs).replace('*', ''))}</p>", html_table(runs),
-             *_lines_html(trust_lines(runs, output))]
+             *_lines_html(trust_lines(runs, output) + search_lines(searches_of(runs), output), output)]
     for name, png in plots.items():
         caption = CAPTIONS[name] + (f" ({confusion.name})" if name == "confusion.png" and confusion else "")
         encoded = base64.b64encode(png).decode("ascii")

@@ -106,6 +106,8 @@ class Strategy:
                 continue
             if isinstance(value, dict):
                 value = "/".join(f"{v:g}" for v in value.values())
+            elif isinstance(value, float):
+                value = f"{value:.4g}"  # a searched value: 0.9498, not 0.9497859536643813
             parts.append(f"{key.replace('_', ' ')} {value}")
         return ", ".join(parts)
 

@@ -123,6 +123,18 @@ def test_a_killed_search_resumes_to_three_trials_and_its_best_recipe_trains(tmp_
     assert json.loads((out / "best" / "metrics.json").read_text())["train"]["global_step"] == 40
     capsys.readouterr()
 
+    # compare on the search folder: its complete trials and best run as rows, the trials table and plot in the report
+    from nlp_transfer import compare
+
+    report = compare([out], tmp_path / "report")
+    text = (report / "report.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith(("| trial-", "| best |"))
+            and "| sequence-classification |" in line]  # the runs table (calibration rows name runs too)
+    assert len(rows) == len(completed) + 1
+    assert f"## Hyperparameter search: `{out}`" in text and "| trial | state | accuracy |" in text
+    assert "![trials of search](" in text
+    assert (report / "report.html").read_text().count("data:image/png;base64") >= 2  # the trials plot embedded too
+
     # run again: nothing to do; another space: refused
     assert main(["tune", str(recipe), "--trials", "3", "--space", str(space_file), "--out", str(out)]) == 0
     assert "already holds 3 finished trials" in capsys.readouterr().out
