@@ -29,9 +29,9 @@ from .io import atomic_open, check_folder_target, write_text_atomic
 from . import plots
 from .rundir import read_record
 from .seeds import SUMMARY, format_spread, mean_std, seed_folder
-from .tune import BEST_RUN, PLOT as TRIALS_PLOT, SUMMARY as TUNE_SUMMARY, TRIALS_MD
 from .strategy_configs import describe_saved
 from .tasks.base import greater_is_better
+from .tune import BEST_RUN, PLOT as TRIALS_PLOT, SUMMARY as TUNE_SUMMARY, TRIALS_MD
 
 MISSING = "—"
 MAX_LABELS = 8  # per-class F1 cell: more labels than this are cut with "… (+N)"
@@ -186,7 +186,7 @@ def searches_of(runs: list[Run]) -> list[Path]:
 
 
 def search_lines(searches: list[Path], output: Path) -> list[str]:
-    """Markdown: each search's summary line and trials table (its trials.md) and a link to its trials.png."""
+    """Markdown: each search's summary lines and trials table (from its trials.md), then its trials.png."""
     lines = []
     for folder in searches:
         trials = folder / TRIALS_MD
