@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 START, END = "<!-- anchors:start -->", "<!-- anchors:end -->"
 TUNE = "runs/sst2-minilm-tune"
-TUNE_COMMAND = ("OMP_NUM_THREADS=1 nlp-transfer tune recipes/sst2_minilm.yaml --space recipes/sst2_minilm_space.yaml "
+TUNE_COMMAND = ("OMP_NUM_THREADS=1 nlp-transfer tune recipes/sst2_minilm.yaml --space recipes/spaces/sst2_minilm.yaml "
                 "--trials 8 --rows 12000 --holdout 0.03 --out runs/sst2-minilm-tune training.eval_steps=250")
 
 
@@ -101,7 +101,7 @@ def tune_table(out: Path) -> list[str]:
     lines = [f"The search behind the tuned row: `{TUNE_COMMAND}` (Optuna TPE, median pruner on the evaluations every "
              f"250 steps; {summary['finished']} trials of one epoch on 12,000 stratified training rows, scored on "
              f"{summary['holdout']['rows']['validation']:,} held-out training rows; the card's dev split never "
-             f"seen). Space: `recipes/sst2_minilm_space.yaml`. Best: trial {best['number']}, held-out accuracy "
+             f"seen). Space: `recipes/spaces/sst2_minilm.yaml`. Best: trial {best['number']}, held-out accuracy "
              f"{best['value']:.4f}; `best.yaml` trains those values on all training rows but the held-out ones, "
              f"selects its checkpoint on them and scores dev once as its test split.", ""]
     return lines + table

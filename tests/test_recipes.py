@@ -12,6 +12,7 @@ from nlp_transfer.data.readers import load_data
 
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 CARDS = sorted((REPO / "data_cards").glob("*.md"))
+SPACES = sorted((REPO / "recipes" / "spaces").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
@@ -22,6 +23,17 @@ def test_every_recipe_loads_and_names_an_existing_card(path, monkeypatch):
     from nlp_transfer.tasks import get_task
 
     assert card.task in get_task(recipe.task).card_tasks
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
+def test_every_search_space_fits_the_recipe_it_is_named_after(path, monkeypatch):
+    from nlp_transfer.tune import fit_space, load_space
+
+    monkeypatch.chdir(REPO)
+    recipe = load_recipe(REPO / "recipes" / path.name)  # recipes/spaces/NAME.yaml searches recipes/NAME.yaml
+    space = load_space(path)
+    assert space
+    fit_space(space, recipe, str(path))  # every key, bound and choice checked against the recipe
 
 
 @pytest.mark.parametrize("path", CARDS, ids=[p.name for p in CARDS])
