@@ -697,10 +697,10 @@ def _notes(runs: list[Run]) -> str:
             "evaluation throughput of the trained model. Rows grouped by task, data set and metric; best first.")
 
 
-def _markdown(title: str, runs: list[Run], table: str, plots: dict[str, bytes], confusion: Run | None,
-              output: Path) -> str:
-    lines = [f"# {title}", "", _notes(runs), "", table, "", *trust_lines(runs, output),
-             *search_lines(searches_of(runs), output)]
+def _markdown(title: str, runs: list[Run], table: str, sections: list[str], plots: dict[str, bytes],
+              confusion: Run | None) -> str:
+    """``sections``: the Markdown lines between the table and the plots (trust notes, searches), shared with _html."""
+    lines = [f"# {title}", "", _notes(runs), "", table, "", *sections]
     for name in plots:
         caption = CAPTIONS[name] + (f" ({confusion.name})" if name == "confusion.png" and confusion else "")
         lines += [f"## {caption}", "", f"![{caption}]({name})", ""]
@@ -709,12 +709,13 @@ def _markdown(title: str, runs: list[Run], table: str, plots: dict[str, bytes], 
     return "\n".join(lines)
 
 
-def _html(title: str, runs: list[Run], plots: dict[str, bytes], confusion: Run | None, output: Path) -> str:
+def _html(title: str, runs: list[Run], sections: list[str], plots: dict[str, bytes], confusion: Run | None,
+          output: Path) -> str:
     parts = ["<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">",
              f"<title>{html.escape(title)}</title>",
              f"<style>\n{CSS}\n</style>\n</head>\n<body>", f"<h1>{html.escape(title)}</h1>",
              f"<p class=\"note\">{html.escape(_notes(runs).replace('*', ''))}</p>", html_table(runs),
-             *_lines_html(trust_lines(runs, output) + search_lines(searches_of(runs), output), output)]
+             *_lines_html(sections, output)]
     for name, png in plots.items():
         caption = CAPTIONS[name] + (f" ({confusion.name})" if name == "confusion.png" and confusion else "")
         encoded = base64.b64encode(png).decode("ascii")
@@ -748,8 +749,9 @@ def write_report(runs: list[Run], output: str | Path = "reports/compare", title:
             report.files.append(output / name)
         else:
             (output / name).unlink(missing_ok=True)
-    write_text_atomic(output / "report.html", _html(title, runs, plots, confusion, output))
-    write_text_atomic(output / "report.md", _markdown(title, runs, report.table, plots, confusion, output))
+    sections = trust_lines(runs, output) + search_lines(searches_of(runs), output)
+    write_text_atomic(output / "report.html", _html(title, runs, sections, plots, confusion, output))
+    write_text_atomic(output / "report.md", _markdown(title, runs, report.table, sections, plots, confusion))
     report.files[:0] = [output / "report.md", output / "report.html"]
     return report
 

@@ -67,7 +67,7 @@ def freeze_encoder(model) -> None:
     the task head train. The pooler (BERT's dense + tanh on [CLS]) is what the classification head reads, so it
     counts as head, as in last-n: a sentence-embedding checkpoint such as all-MiniLM-L6-v2 never trained it, and
     frozen it held that head at 0.51 on SST-2."""
-    _train_only_top(model, 0)
+    _train_only_top(layer_map(model), 0)
 
 
 def train_top_layers(model, n: int) -> None:
@@ -75,11 +75,10 @@ def train_top_layers(model, n: int) -> None:
     mapped = layer_map(model)
     if not isinstance(n, int) or not 0 <= n <= len(mapped.layers):
         raise NLPTransferError(f"strategy last-n: n must be between 0 and {len(mapped.layers)} (the model's layers), got {n!r}")
-    _train_only_top(model, n)
+    _train_only_top(mapped, n)
 
 
-def _train_only_top(model, n: int) -> None:
-    mapped = layer_map(model)
+def _train_only_top(mapped: LayerMap, n: int) -> None:
     trainable = _parameter_ids(torch.nn.ModuleList(mapped.layers[len(mapped.layers) - n:] if n else []))
     for parameter in mapped.base.parameters():
         parameter.requires_grad = id(parameter) in trainable
