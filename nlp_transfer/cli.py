@@ -497,7 +497,7 @@ COMMANDS["serve"] = _cmd_serve
 COMMANDS["tune"] = _cmd_tune
 
 
-def _parse(argv: list[str] | None):
+def parse_args(argv: list[str] | None):
     """Arguments, with ``key=value`` overrides allowed after options too (``train R --seeds 1,2 key=value``): argparse
     stops filling a positional list at the first option, so what it leaves over joins the overrides."""
     parser = build_parser()
@@ -510,7 +510,7 @@ def _parse(argv: list[str] | None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    args = parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except NLPTransferError as exc:

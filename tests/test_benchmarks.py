@@ -166,3 +166,36 @@ def test_curve_figures_come_from_curve_json_and_every_grid_command_parses():
         args = build_parser().parse_args(["curve", *argv])
         assert args.out == str(curves.output_of(grid).relative_to(curves.ROOT))
         assert curves.command_line(grid).startswith("OMP_NUM_THREADS=1 nlp-transfer curve recipes/")
+
+
+def test_anchor_figures_average_the_finished_seeds_and_every_command_parses(tmp_path):
+    import json
+
+    import yaml
+
+    from benchmarks import anchors
+    from nlp_transfer.cli import parse_args
+
+    figure = anchors.Figure("f", "runs/x", "nlp-transfer train r.yaml --seeds 3", "eval", "accuracy", "sst2/m/x",
+                            "dev", 0.9, "as above")
+    for seed, value in ((1, 0.88), (2, 0.90)):  # seeds.json not written yet: the finished seeds are read
+        (tmp_path / f"seed-{seed}").mkdir()
+        (tmp_path / f"seed-{seed}" / "metrics.json").write_text(json.dumps(
+            {"main_metric": "accuracy", "eval": {"accuracy": value, "loss": 0.3}}))
+    found = anchors.spread(tmp_path, figure)
+    assert found["values"] == [0.88, 0.90] and found["mean"] == pytest.approx(0.89)
+    entries, shown = anchors.figure_entries(figure, found)
+    assert entries == {"sst2/m/x/dev_accuracy_mean": 0.89, "sst2/m/x/dev_accuracy_std": 0.0141,
+                       "sst2/m/x/dev_accuracy_n": 2}
+    assert shown == "**0.8900 ± 0.0141** (2 seeds: 0.8800, 0.9000)"
+    entries, shown = anchors.figure_entries(figure, {"mean": 0.9, "std": 0.0, "values": [0.9]})
+    assert entries == {"sst2/m/x/dev_accuracy_mean": 0.9, "sst2/m/x/dev_accuracy_n": 1}  # no std for one seed
+    assert shown == "**0.9000** (1 seed)"
+    for each in anchors.FIGURES:  # each recorded command is one the CLI accepts, and writes the folder it reads
+        argv = each.command.split()
+        args = parse_args(argv[argv.index("nlp-transfer") + 1:])
+        assert args.command == "train" and args.seeds
+        written = [o.split("=", 1)[1] for o in args.overrides if o.startswith("output_dir=")]
+        if not written:
+            written = [yaml.safe_load((anchors.REPO / args.recipe).read_text())["output_dir"]]
+        assert written == [each.folder]
