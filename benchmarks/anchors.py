@@ -140,7 +140,8 @@ def main() -> None:
         rows.append(f"| {figure.name} | `{figure.command}` | {figure.shown_as} | {shown} | {goal} | {figure.anchor} |")
     lines = [START, "## Seed-averaged results against published anchors (issue 19)", "",
              "`python -m benchmarks.anchors` reads the run folders below (mean ± sample std over the seeds; results.json "
-             "keys `<figure>/<split>_<metric>_{mean,std,n}`). No figure is reported on a split that chose anything.",
+             "keys `<figure>/<split>_<metric>_{mean,std,n}`, no std for a single seed). No figure is reported on a "
+             "split that chose anything.",
              "", "| figure | command | reported on | mean ± std | goal | anchor |", "|---|---|---|---|---|---|", *rows,
              "", *tune_table(REPO / TUNE), END]
     replace_section(RESULTS_MD, START, END, "\n".join(lines))
