@@ -253,9 +253,23 @@ class CalibrationReport:
     reliability: dict[str, list[dict[str, float]]]
     thresholds: dict[str, Any] = field(default_factory=dict)
     bins: int = 15
+    rejected: dict[str, float] | None = None  # the fitted temperature and its scores, when it raised the ECE
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """A calibration report (`CalibrationReport.to_dict`) as one console line: the temperature and ECE / Brier / NLL
+    before and after, or why the temperature was not applied."""
+    before, after, rejected = report["before"], report["after"], report.get("rejected")
+    if rejected is not None:
+        return (f"temperature {rejected['temperature']:.3f} not applied: it would raise the ECE {before['ece']:.4f} -> "
+                f"{rejected['ece']:.4f} on the rows it was fitted on (NLL {before['nll']:.4f} -> "
+                f"{rejected['nll']:.4f}); scores stay raw (T = 1)")
+    return (f"temperature {report['temperature']:.3f}; ECE {before['ece']:.4f} -> {after['ece']:.4f}, Brier "
+            f"{before['brier']:.4f} -> {after['brier']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f}")
 
 
 def fit(logits, gold, problem_type: str, config, split: str | None = None,
@@ -267,13 +281,19 @@ def fit(logits, gold, problem_type: str, config, split: str | None = None,
     logits = np.asarray(logits, dtype=np.float64)
     gold = np.asarray(gold)
     bins = config.bins
-    temperature = fit_temperature(logits, gold, problem_type) if config.temperature else 1.0
+    before = scores(logits, gold, problem_type, 1.0, bins)
+    fitted = fit_temperature(logits, gold, problem_type) if config.temperature else 1.0
+    at_fitted = scores(logits, gold, problem_type, fitted, bins)
+    # T minimises the NLL, so the NLL never rises on this split; the binned ECE can. A temperature that makes the
+    # calibration error worse on the very rows it was fitted on is not applied: the scores stay raw (T = 1).
+    applied = at_fitted["ece"] <= before["ece"]
+    temperature = fitted if applied else 1.0
     crossfit = _crossfit(logits, gold, problem_type, bins) if config.temperature and len(gold) >= 40 else None
     calibration = Calibration(temperature=temperature, split=split, rows=int(len(gold)), bins=bins)
     report = CalibrationReport(
         split=split, rows=int(len(gold)), temperature=temperature, bins=bins,
-        before=scores(logits, gold, problem_type, 1.0, bins), after=scores(logits, gold, problem_type, temperature, bins),
-        crossfit=crossfit,
+        before=before, after=at_fitted if applied else before, crossfit=crossfit,
+        rejected=None if applied else {"temperature": fitted, **at_fitted},
         reliability={"before": reliability(probabilities_at(logits, problem_type, 1.0), gold, problem_type, bins),
                      "after": reliability(probabilities_at(logits, problem_type, temperature), gold, problem_type, bins)})
     probs = probabilities_at(logits, problem_type, temperature)

@@ -130,9 +130,13 @@ def check_value(value: Any, hint: Any, limits: dict[str, Any], key: str, source:
     return out
 
 
-def check_keys(values: dict, allowed: set[str], where: str, source: str) -> None:
+def check_keys(values: dict, allowed: set[str], where: str, source: str, aliases: dict[str, str] | None = None) -> None:
+    """Every key of ``values`` is in ``allowed``, else a one-line error with the closest key (or, from ``aliases``,
+    what this package calls an option that other tools spell differently)."""
     for key in values:
         if key not in allowed:
-            listing = (f"valid keys: {', '.join(sorted(allowed))}" if len(allowed) <= 30
-                       else "see the transformers TrainingArguments documentation")
-            raise NLPTransferError(f"{source}: unknown key '{where}{key}'{did_you_mean(key, allowed, where)} ({listing})")
+            listing = ("see the transformers TrainingArguments documentation" if where == "training."
+                       else f"valid keys: {', '.join(sorted(allowed))}" if len(allowed) <= 30
+                       else "the README's 'From a recipe' section lists every key")
+            raise NLPTransferError(f"{source}: unknown key '{where}{key}'{did_you_mean(key, allowed, where, aliases)} "
+                                   f"({listing})")

@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--layers", default="-1", help="hidden layer(s) to pool, e.g. -1 or -4,-3,-2,-1 (their mean)")
     embed.add_argument("--normalize", action="store_true", help="L2-normalize each vector")
     embed.add_argument("--batch-size", type=int, default=32)
-    embed.add_argument("--max-length", type=int, default=256)
+    embed.add_argument("--max-length", type=int, help="tokens read per text (default: 256, or the model's limit "
+                                                     "when it reads fewer)")
     embed.add_argument("--dtype", default="float32", choices=("float32", "float16"))
     embed.add_argument("--chunk-size", type=int, default=8192, help="texts per saved chunk (resume granularity)")
     _add_runtime_arguments(embed)
@@ -185,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="largest request body in bytes (default 1000000; more: 413)")
     _add_runtime_arguments(serve)
 
-    cards = sub.add_parser("cards", help="list and validate data cards")
-    cards.add_argument("folder", nargs="?", default="data_cards")
+    cards = sub.add_parser("cards", help="check data cards and list them: card files and folders of cards")
+    cards.add_argument("paths", nargs="*", default=["data_cards"], metavar="CARD_OR_FOLDER",
+                       help="card files (.md) and folders of cards (default: data_cards)")
     return parser
 
 
@@ -263,14 +265,17 @@ def _print_summary(metrics: dict, output_dir) -> None:
     print(f"  saved to {output_dir}")
 
 
-CONLL_SUFFIXES = (".conll", ".bio", ".iob")
 def _cmd_predict(args) -> int:
     """The output path and the inputs are checked before the model loads, so bad input fails fast with one line."""
     from .inference import load_model
     from .tasks import get_task
     from .io import check_file_target, write_jsonl_atomic, write_text_atomic
 
+    from .data.readers import CONLL_SUFFIXES, INPUT_FIX, TEXT_SUFFIXES
+    from .io import check_input_file
+
     check_file_target(args.output, "--output", example="predictions.jsonl")
+    check_input_file(args.input, "input file", TEXT_SUFFIXES + CONLL_SUFFIXES, INPUT_FIX)
     if Path(args.output).resolve() == Path(args.input).resolve():
         raise NLPTransferError(f"--output {args.output}: is the --input file, and predictions would replace the "
                                f"texts; write them to another file")
@@ -333,6 +338,7 @@ def _cmd_calibrate(args) -> int:
     import dataclasses
     import json
 
+    from .calibration import summary_line
     from .evaluation import calibrate, run_evaluation_data
     from .io import write_json_atomic
 
@@ -352,12 +358,9 @@ def _cmd_calibrate(args) -> int:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         metrics["calibration"] = report
         write_json_atomic(metrics_path, metrics)
-    before, after = report["before"], report["after"]
-    print(f"nlp-transfer: {folder} calibrated on {split} ({report['rows']} rows): temperature "
-          f"{report['temperature']:.3f}; ECE {before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> "
-          f"{after['brier']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f}"
+    print(f"nlp-transfer: {folder} calibrated on {split} ({report['rows']} rows): {summary_line(report)}"
           + (f" (fitted on one half, scored on the other: ECE {report['crossfit']['ece']:.4f})"
-             if report.get("crossfit") else "") + f"; saved {folder / 'calibration.json'}")
+             if report.get("crossfit") and not report.get("rejected") else "") + f"; saved {folder / 'calibration.json'}")
     return 0
 
 
@@ -392,12 +395,20 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_cards(args) -> int:
-    from .data.cards import load_card
+    from .data.cards import CARD_FIX, CARD_SUFFIXES, is_card, load_card
+    from .io import check_input_file
 
-    folder = Path(args.folder)
-    cards = sorted(folder.glob("*.md"))
-    if not cards:
-        raise NLPTransferError(f"no data cards (*.md) in '{folder}'")
+    cards = []
+    for given in args.paths:  # card files and folders of cards
+        place = Path(given)
+        if place.is_dir():
+            found = sorted(p for p in place.glob("*.md") if is_card(p))
+            if not found:
+                raise NLPTransferError(f"no data cards (*.md) in the folder '{place}'; name a card file or a folder "
+                                       f"of cards, e.g. nlp-transfer cards data_cards")
+            cards.extend(found)
+        else:
+            cards.append(check_input_file(place, "data card", CARD_SUFFIXES, CARD_FIX, is_card))
     for path in cards:
         card = load_card(path)
         missing = [s for s in card.splits if card.format != "datasets" and not Path(card.split_path(s)).exists()]

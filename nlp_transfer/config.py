@@ -153,6 +153,46 @@ TRAINING_LIMITS: dict[str, dict[str, Any]] = {
 }
 
 
+def _aliases(target: str, *spellings: str) -> dict[str, str]:
+    return {spelling: target for spelling in spellings}
+
+
+# Spellings other tools use for an option the recipe names differently, per level (`errors.did_you_mean`): a user of
+# run_glue or simpletransformers writes `epochs: 3` or `training.evaluation_strategy`, and is told the real key.
+RECIPE_ALIASES = {
+    "": {
+        **_aliases("training.num_train_epochs", "epochs", "num_epochs", "n_epochs", "num_train_epochs"),
+        **_aliases("training.learning_rate", "lr", "learning_rate"),
+        **_aliases("training.per_device_train_batch_size", "batch_size", "train_batch_size", "bs",
+                   "per_device_train_batch_size"),
+        **_aliases("training.per_device_eval_batch_size", "eval_batch_size", "per_device_eval_batch_size"),
+        **{name: f"training.{name}" for name in ("weight_decay", "warmup_steps", "warmup_ratio", "max_steps",
+                                                  "gradient_accumulation_steps", "fp16", "bf16", "eval_strategy",
+                                                  "save_strategy", "logging_steps", "eval_steps", "lr_scheduler_type")},
+        **_aliases("model", "model_name", "model_name_or_path", "model_id", "base_model", "pretrained_model",
+                   "checkpoint", "encoder"),
+        **_aliases("data", "dataset", "dataset_name", "data_card", "card", "train_file", "data_path"),
+        **_aliases("output_dir", "output", "out", "output_path", "save_dir", "out_dir", "run_dir"),
+        **_aliases("max_length", "max_seq_length", "max_seq_len", "max_len", "max_tokens", "max_source_length"),
+        **_aliases("problem_type: multi_label", "multi_label", "multilabel"),
+        **_aliases("strategy: {name: lora}", "lora", "use_lora", "peft"),
+        **_aliases("strategy: {name: feature-extraction}", "freeze", "freeze_encoder", "frozen"),
+        **_aliases("early_stopping: {patience: N}", "patience", "early_stopping_patience"),
+        **_aliases("labels in the data card (data_cards/*.md)", "labels", "num_labels", "label_names"),
+    },
+    "training.": {
+        **_aliases("training.num_train_epochs", "epochs", "num_epochs", "n_epochs"),
+        **_aliases("training.learning_rate", "lr"),
+        **_aliases("training.per_device_train_batch_size", "batch_size", "train_batch_size"),
+        **_aliases("training.per_device_eval_batch_size", "eval_batch_size"),
+        **_aliases("training.eval_strategy", "evaluation_strategy"),
+        **_aliases("training.train_sampling_strategy: group_by_length", "group_by_length"),
+        **_aliases("early_stopping: {patience: N} (a recipe key, not a training one)", "early_stopping_patience",
+                   "patience"),
+    },
+}
+
+
 def check_training(values: dict[str, Any], source: str) -> dict[str, Any]:
     """``training:`` values checked against TrainingArguments' annotated types and `TRAINING_LIMITS`.
 
@@ -161,7 +201,7 @@ def check_training(values: dict[str, Any], source: str) -> dict[str, Any]:
     for key, value in values.items():
         if key in TRAINING_LIMITS and value is not None:  # whether a key takes null, its annotation says below
             check_value(value, TRAINING_LIMITS[key]["type"], TRAINING_LIMITS[key], f"training.{key}", source)
-    check_keys(values, _training_argument_names(), "training.", source)
+    check_keys(values, _training_argument_names(), "training.", source, RECIPE_ALIASES["training."])
     types_by_name = _training_fields()
     values = {key: _yaml_word(value, types_by_name[key]) for key, value in values.items()}
     return {key: check_value(value, types_by_name[key], TRAINING_LIMITS.get(key, {}), f"training.{key}", source)
@@ -193,7 +233,7 @@ def _build(cls, values: dict, where: str, source: str):
     if not isinstance(values, dict):
         raise NLPTransferError(f"{source}: '{where.rstrip('.')}' must be a mapping of keys to values")
     fields_by_name = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
-    check_keys(values, set(fields_by_name), where, source)
+    check_keys(values, set(fields_by_name), where, source, RECIPE_ALIASES.get(where))
     hints = typing.get_type_hints(cls)
     kwargs = {}
     # our own keys first: their mistakes are reported without importing transformers (which training: needs)

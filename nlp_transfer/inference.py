@@ -23,7 +23,8 @@ from .calibration import Calibration
 from .data.adapters import DynamicPaddingCollator, encode_for_prediction, length_sorted_batches
 from .errors import NLPTransferError
 from .io import read_run_json
-from .models import load_config, load_pretrained, load_tokenizer, resolve
+from .checks import check_value
+from .models import load_config, load_pretrained, load_tokenizer, max_positions, resolve
 from .tasks.classification import LabelPredictor, short_problem_type
 from .runtime import Runtime
 from .tasks.base import TASKS, get_task
@@ -101,6 +102,7 @@ class ProbeClassifier(TextClassifier):
         encoder = str(folder / sidecar["encoder"]) if sidecar.get("encoder_in_folder") else sidecar["encoder"]
         self.encoder = Encoder(encoder, trust_remote_code, self.runtime)
         self.settings = EmbedSettings(**sidecar["embedding"])
+        check_positions(folder, "embedding.max_length", self.settings.max_length, self.encoder.model.config)
         self.problem_type = sidecar["problem_type"]
         self.threshold = sidecar.get("threshold", 0.5)
         self.label_names = sidecar["label_names"]
@@ -385,10 +387,42 @@ class NoTaskHeadError(NLPTransferError):
 NO_HEAD = ("Model", "ForMaskedLM", "ForPreTraining", "LMHeadModel", "ForCausalLM")  # encoders, language-model heads
 
 
+# The sidecar's values that prediction uses, checked like a recipe's (types, ranges) when a folder is read: a file
+# edited by hand or copied from another run fails here with the file and key, not deep inside the model.
+SIDECAR_VALUES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "task": (str, {}),  # which tasks load is `_task_of`'s to say (an ONNX encoder export says "embedding")
+    "max_length": (int, {"low": 8}),
+    "stride": (int, {"low": 0}),
+    "threshold": (float, {"low": 0, "high": 1, "low_open": True, "high_open": True}),
+    "strict": (bool, {}),
+    "label_names": (list[str], {}),
+    "problem_type": (str, {"choices": ("single_label", "multi_label", "regression")}),
+}
+SIDECAR_FIX = "restore the value the run was trained with (see its recipe.yaml), or train the run again"
+
+
 def read_sidecar(path: str | Path) -> dict[str, Any]:
-    """The run's nlp_transfer.json ({} for a model from elsewhere), with a one-line error when it is corrupt."""
+    """The run's nlp_transfer.json ({} for a model from elsewhere), with a one-line error naming the file and key
+    when it is corrupt or a value has the wrong type or range (`SIDECAR_VALUES`)."""
     sidecar_path = Path(path) / SIDECAR
-    return read_run_json(sidecar_path) if sidecar_path.is_file() else {}
+    if not sidecar_path.is_file():
+        return {}
+    sidecar = read_run_json(sidecar_path)
+    for key, (hint, limits) in SIDECAR_VALUES.items():
+        if sidecar.get(key) is not None:
+            try:
+                sidecar[key] = check_value(sidecar[key], hint, limits, key, str(sidecar_path))
+            except NLPTransferError as exc:
+                raise NLPTransferError(f"{exc}; {SIDECAR_FIX}") from None
+    return sidecar
+
+
+def check_positions(path: str | Path, key: str, max_length: int, config) -> None:
+    """``max_length`` (the sidecar's ``key``) fits the model's position embeddings, else a one-line error."""
+    limit = max_positions(config)
+    if limit is not None and max_length > limit:
+        raise NLPTransferError(f"{Path(path) / SIDECAR}: {key} {max_length} is longer than the model reads ({limit} "
+                               f"positions); set {key} to at most {limit} there, or train the run again")
 
 
 def _task_of(path: str | Path, location: str, sidecar: dict[str, Any], trust_remote_code: bool) -> str:
@@ -462,6 +496,7 @@ def _load(path: str | Path, device: str | None, trust_remote_code: bool, precisi
     except (OSError, ValueError) as exc:  # peft's errors; load_pretrained raises one-line errors itself
         raise NLPTransferError(f"cannot load model '{path}': {str(exc).strip().splitlines()[0]}") from None
     model.to(runtime.device)
+    check_positions(path, "max_length", sidecar.get("max_length", 128), model.config)
     tokenizer = load_tokenizer(location, trust_remote_code, for_words=task.words_input)
     if task.words_input:  # words in, one tag per word out
         return TokenTagger(model, tokenizer, sidecar.get("max_length", 128), sidecar.get("stride", 32),

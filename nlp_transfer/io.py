@@ -5,7 +5,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -108,6 +108,42 @@ def move_contents(source: Path, target: Path) -> None:
             shutil.rmtree(destination)
         os.replace(entry, destination)
     source.rmdir()
+
+
+# ---------------------------------------------------------------------------------------------- input checks
+
+def check_input_file(path: str | Path, what: str, suffixes: tuple[str, ...], fix: str,
+                     is_kind: Callable[[Path], bool] | None = None) -> Path:
+    """``path`` is an existing file, else a one-line error: a folder is named as a folder (with the files of the
+    right kind it holds, to pick from, or what it holds instead), a missing path as not found (with the closest
+    file name beside it). ``what`` names the input ("data card", "input file"); ``suffixes`` the kinds of file it
+    takes (".md"); ``is_kind`` tells a file of that kind when the suffix alone does not; ``fix`` what to do."""
+    from .errors import NLPTransferError, did_you_mean
+
+    path = Path(path)
+    if path.is_file():
+        return path
+
+    def of_kind(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes
+                      and (is_kind is None or is_kind(p)))
+
+    kinds = "/".join(suffixes)
+    if path.is_dir():
+        found = [str(p) for p in of_kind(path)]
+        if found:
+            listing = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+            raise NLPTransferError(f"{what} '{path}' is a folder; name one of its {kinds} files: {listing}")
+        held = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+        holds = (f"it holds {', '.join(held[:4])}{' and more' if len(held) > 4 else ''}, but no {what}" if held
+                 else "it is empty")
+        raise NLPTransferError(f"{what} '{path}' is a folder, not a file ({holds}); {fix}")
+    parent = path.parent
+    nearby = {p.stem: p for p in of_kind(parent)} if parent.is_dir() else {}  # stems: the suffix is shared
+    hint = did_you_mean(path.stem, nearby)
+    if hint:
+        hint = f"; did you mean '{nearby[hint.split(chr(39))[1]]}'?"
+    raise NLPTransferError(f"{what} '{path}' not found{hint}; {fix}")
 
 
 # ---------------------------------------------------------------------------------------------- output checks

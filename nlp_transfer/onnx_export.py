@@ -26,8 +26,10 @@ reported. The numbers go into the folder's README.md and export.json.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -232,7 +234,6 @@ def _build_graph(kind: str, *args):
 # ------------------------------------------------------------------------------------------- export + quantize
 
 def _export_graph(subject: _Subject, path: Path, opset: int | None) -> None:
-    import contextlib
     import io
 
     import torch
@@ -247,7 +248,8 @@ def _export_graph(subject: _Subject, path: Path, opset: int | None) -> None:
 
     noise = io.StringIO()
     try:
-        with contextlib.redirect_stdout(noise), warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        with contextlib.redirect_stdout(noise), warnings.catch_warnings(), quiet_loggers(EXPORTER_LOGGERS), \
+                torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporter's notes on axis names and deprecations, not the user's
             torch.onnx.export(subject.graph, args, str(path), dynamo=True, input_names=names, output_names=subject.outputs,
                               dynamic_shapes=shapes, external_data=False, **({"opset_version": opset} if opset else {}))
@@ -266,8 +268,6 @@ def _quantize(fp32: Path, int8: Path) -> list[str]:
     2021, "Understanding and Overcoming the Challenges of Efficient Transformer Quantization"). Measured on SST-2
     dev with MiniLM-L6: 96.7% label agreement with everything quantized per tensor, 98.2% per channel, 99.2% per
     channel with these 6 of 38 products in fp32 (benchmarks/RESULTS.md, ONNX section)."""
-    import logging
-
     try:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -277,9 +277,28 @@ def _quantize(fp32: Path, int8: Path) -> list[str]:
     producer = {output: node.op_type for node in graph.node for output in node.output}
     keep = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm")
             and any(producer.get(name) == "Gelu" for name in node.input)]
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its pre-processing advice
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
+    with quiet_loggers(("",)):  # the quantizer logs its pre-processing advice on the root logger
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
     return keep
+
+
+# torch's exporter registry warns once per torchvision operator when torchvision is absent ("torchvision is not
+# installed. Skipping torchvision::nms"): about operators a text model never uses, read by users as a broken install
+EXPORTER_LOGGERS = ("torch.onnx._internal.exporter._registration",)
+
+
+@contextlib.contextmanager
+def quiet_loggers(names: tuple[str, ...], level: int = logging.ERROR):
+    """Raise these loggers to ``level`` for the block (``""``: the root logger), then restore them."""
+    loggers = [logging.getLogger(name or None) for name in names]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.level, level))
+    try:
+        yield
+    finally:
+        for logger, old in zip(loggers, before):
+            logger.setLevel(old)
 
 
 def _write_side_files(subject: _Subject, source, staging: Path, files: dict[str, str], default: str,

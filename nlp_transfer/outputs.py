@@ -95,15 +95,14 @@ def calibrates(recipe, metrics: dict[str, Any]) -> bool:
 def calibrate_staged(staging: Path, recipe, metrics: dict[str, Any], rows: tuple[list, list], device: str,
                      precision: str) -> dict[str, Any]:
     """Fit `recipe.calibration` on the evaluation rows with the staged model; calibration.json joins the folder."""
+    from .calibration import summary_line
     from .evaluation import fit_calibration
 
     texts, gold = rows
     report = fit_calibration(staging, texts, gold, metrics["eval_split"], recipe.calibration, device=device,
                              precision=precision)
-    before, after = report["before"], report["after"]
-    print(f"nlp-transfer: calibrated on {metrics['eval_split']} ({report['rows']} rows): temperature "
-          f"{report['temperature']:.3f}, ECE {before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> "
-          f"{after['brier']:.4f}", flush=True)
+    print(f"nlp-transfer: calibrated on {metrics['eval_split']} ({report['rows']} rows): {summary_line(report)}",
+          flush=True)
     return report
 
 

@@ -63,9 +63,16 @@ def calibration_lines(report: dict[str, Any] | None, pipeline: bool = True) -> l
              f"Fitted on `{report['split']}` ({report['rows']} rows) after training and saved in `calibration.json`: "
              f"temperature {report['temperature']:.3f} (logits are divided by it before softmax / sigmoid; the "
              f"ranking of labels does not change).", "",
-             "| | ECE (15 bins) | Brier | NLL |", "|---|---|---|---|",
+             f"| | ECE ({report.get('bins', 15)} bins) | Brier | NLL |", "|---|---|---|---|",
              f"| raw scores | {before['ece']:.4f} | {before['brier']:.4f} | {before['nll']:.4f} |",
              f"| calibrated | {after['ece']:.4f} | {after['brier']:.4f} | {after['nll']:.4f} |"]
+    rejected = report.get("rejected")
+    if rejected:
+        lines.append(f"| not applied: T = {rejected['temperature']:.3f} | {rejected['ece']:.4f} | "
+                     f"{rejected['brier']:.4f} | {rejected['nll']:.4f} |")
+        lines.insert(3, f"The fitted temperature {rejected['temperature']:.3f} lowered the NLL but raised the ECE on "
+                        f"the rows it was fitted on, so it is not applied: the scores stay raw (T = 1).")
+        lines.insert(4, "")
     if report.get("crossfit"):
         cross = report["crossfit"]
         lines.append(f"| calibrated, fitted on the other half | {cross['ece']:.4f} | {cross['brier']:.4f} | "

@@ -196,13 +196,10 @@ def _eval_set_cards(recipe: Recipe, card) -> dict[str, tuple[Any, str]]:
         paths = entry["data"] if isinstance(entry["data"], list) else [entry["data"]]
         cards = []
         for path in paths:
-            resolved = resolve_path(path, recipe)
-            if not resolved.is_file():
-                folder = resolved.parent if resolved.parent.is_dir() else Path("data_cards")
-                nearby = [str(Path(path).parent / p.name) for p in folder.glob("*.md")]
-                raise NLPTransferError(f"{recipe.source}: eval_sets.{name}: data card '{path}' not found"
-                                       f"{did_you_mean(str(path), nearby)}; check the path (cards live in data_cards/*.md)")
-            cards.append(load_card(resolved))
+            try:
+                cards.append(load_card(resolve_path(path, recipe)))
+            except NLPTransferError as exc:
+                raise NLPTransferError(f"{recipe.source}: eval_sets.{name}: {exc}") from None
         eval_card = merge_cards(cards)
         if eval_card.task != card.task:
             raise NLPTransferError(f"{recipe.source}: eval_sets.{name}: {eval_card.source} holds {eval_card.task} data "

@@ -138,10 +138,11 @@ def default_space(recipe: Recipe) -> tuple[dict[str, dict[str, Any]], str]:
     if key not in DEFAULT_SPACES:
         raise NLPTransferError(f"{recipe.source or 'recipe'}: strategy {name} has no default search space; give "
                                f"--space FILE, e.g. {SPACE_EXAMPLE}")
+    source = f"the default search space of strategy {key}"
     space = {k: dict(v) for k, v in DEFAULT_SPACES[key].items()}
     if "strategy.group_lrs" in recipe.given:  # lr_decay and group_lrs exclude each other
         space.pop("strategy.lr_decay", None)
-    return space, f"the default search space of strategy {key}"
+    return check_space(space, source), source  # the full form a --space file gets (log: false where unsaid, ...)
 
 
 def load_space(path: str | Path) -> dict[str, dict[str, Any]]:

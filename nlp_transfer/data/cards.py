@@ -33,11 +33,15 @@ from typing import Any
 import yaml
 
 from ..errors import NLPTransferError, did_you_mean
+from ..io import check_input_file
 from .files import decode
 
 FORMATS = ("csv", "tsv", "jsonl", "conll", "datasets")
 CARD_TASKS = ("sequence-classification", "token-classification", "text")
 PROBLEM_TYPES = ("single_label", "multi_label", "regression")
+CARD_SUFFIXES = (".md",)
+CARD_FIX = ("a data card is one .md file with YAML front matter that names the data files (see data_cards/sst2.md); "
+            "check the path")
 
 
 @dataclass(frozen=True)
@@ -142,11 +146,37 @@ class DataCard:
 CARD_KEYS = {f.name for f in fields(DataCard)} - {"description", "path", "parts"}
 
 
+def _aliases(target: str, *spellings: str) -> dict[str, str]:
+    return {spelling: target for spelling in spellings}
+
+
+# what other tools call the card's keys (datasets, pandas, simpletransformers, ...): the message names the real one
+CARD_ALIASES = {
+    **_aliases("problem_type: multi_label", "multi_label", "multilabel", "is_multi_label", "multi_labels"),
+    **_aliases("problem_type: regression", "regression"),
+    **_aliases("problem_type", "problem", "task_type"),
+    **_aliases("labels (the label names, in id order)", "num_labels", "n_labels", "num_classes", "n_classes",
+               "classes", "class_names", "label_names", "label_list", "id2label", "names"),
+    **_aliases("text", "text_column", "text_columns", "text_col", "text_field", "text_key", "sentence_column",
+               "input_column", "texts"),
+    **_aliases("label", "label_column", "label_col", "label_field", "label_key", "target", "target_column"),
+    **_aliases("tags", "tag_column", "tags_column", "tag_col", "ner_column", "ner_tags"),
+    **_aliases("splits (e.g. splits: {train: train.csv, validation: dev.csv})", "files", "data_files", "paths",
+               "path", "split", "train", "validation", "dev", "test"),
+    **_aliases("label_separator", "label_sep", "labels_separator", "multi_label_separator"),
+    **_aliases("format (csv or tsv: the delimiter comes from it)", "delimiter", "sep", "separator"),
+    **_aliases("language", "lang", "languages"),
+    **_aliases("license", "licence"),
+    **_aliases("scheme", "tag_scheme", "tagging_scheme"),
+}
+
+
 def card_from_dict(values: dict[str, Any], path: Path | None = None, description: str = "") -> DataCard:
     source = str(path) if path else "data card"
     unknown = [k for k in values if k not in CARD_KEYS]
     if unknown:
-        raise NLPTransferError(f"{source}: unknown key '{unknown[0]}'{did_you_mean(unknown[0], CARD_KEYS)} in the front matter")
+        raise NLPTransferError(f"{source}: unknown key '{unknown[0]}' in the front matter"
+                               f"{did_you_mean(unknown[0], CARD_KEYS, aliases=CARD_ALIASES)}")
     values = dict(values)
     values.setdefault("name", path.stem if path else "data")
     if values.get("task") == "token-classification":  # JSONL / datasets keys for words and their tags
@@ -223,11 +253,18 @@ def load_cards(paths: str | Path | DataCard | list) -> DataCard:
     return merge_cards([item if isinstance(item, DataCard) else load_card(item) for item in items])
 
 
+def is_card(path: Path) -> bool:
+    """A Markdown file that starts with YAML front matter (``---``): a data card, not a README beside the data."""
+    try:
+        with path.open("rb") as handle:
+            return handle.readline().strip() == b"---"
+    except OSError:
+        return False
+
+
 def load_card(path: str | Path) -> DataCard:
     """Read a data card's YAML front matter (the Markdown below it is kept as the description)."""
-    path = Path(path)
-    if not path.is_file():
-        raise NLPTransferError(f"data card '{path}' not found; check the path (cards live in data_cards/*.md)")
+    path = check_input_file(path, "data card", CARD_SUFFIXES, CARD_FIX, is_card)
     text = decode(path.read_bytes(), path, "utf-8")
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---":

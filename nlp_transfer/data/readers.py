@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NLPTransferError, did_you_mean
+from ..io import check_input_file
 from .cards import FORMATS, DataCard, load_cards
 from .files import read_file
 from .labels import (apply_label_map, check_iob2, encode_in_order, encode_tags, entity_types, infer_label_names,
@@ -47,6 +48,11 @@ def _format_of(card: DataCard, path: str) -> str:
 
 
 COLUMN_FIX = "fix the column name in the data card"
+# what predict / embed / export read texts from (`read_texts`), and NER input as pre-split words (CoNLL)
+TEXT_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl", ".json")
+CONLL_SUFFIXES = (".conll", ".bio", ".iob")
+INPUT_FIX = ("give a text file: .txt (one text per line), .csv/.tsv or .jsonl (with --text-column), or .conll "
+             "words for NER")
 
 
 def _missing_column(path: str, line: int, column: str, columns: list[str], role: str,
@@ -181,6 +187,10 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
             row[key] = str(value).strip()
         if labelled and card.label:
             value = record[card.label]
+            if isinstance(value, list) and card.problem_type != "multi_label":
+                raise NLPTransferError(f"{path}: {unit} {number}: label {json.dumps(value, ensure_ascii=False)} in "
+                                       f"column '{card.label}' is a list, so the data is multi-label, but the card "
+                                       f"reads it as {card.problem_type}; set problem_type: multi_label in {card.source}")
             if _is_missing(value) if not isinstance(value, list) else not value:
                 if not (card.allow_empty_labels and card.problem_type == "multi_label"):
                     allow = (" (or set allow_empty_labels: true in the card if no label applies to such rows)"
@@ -246,8 +256,7 @@ def _read_parts(card: DataCard, split: str, read) -> tuple[list, str, list[str] 
 def read_texts(path: str, column: str = "text") -> list[str]:
     """Texts to predict on: .txt (one per non-blank line), or the ``column`` of a .csv/.tsv/.jsonl file,
     checked exactly like a data card's files."""
-    if not Path(path).is_file():
-        raise NLPTransferError(f"input file '{path}' not found; check the path")
+    check_input_file(path, "input file", TEXT_SUFFIXES, INPUT_FIX)
     suffix = Path(path).suffix.lower()
     content = read_file(path, "utf-8")
     lines = [line for line in content.splitlines() if line.strip()]

@@ -33,6 +33,7 @@ from ..io import save_array_atomic
 from ..runtime import Runtime
 
 POOLINGS = ("cls", "mean", "max")
+DEFAULT_MAX_LENGTH = 256  # tokens embedded per text when the caller does not say (fewer if the model reads fewer)
 DTYPES = ("float32", "float16")
 
 
@@ -41,7 +42,7 @@ class EmbedSettings:
     pooling: str = "mean"
     layers: list[int] = field(default_factory=lambda: [-1])
     normalize: bool = False
-    max_length: int = 256
+    max_length: int = DEFAULT_MAX_LENGTH
     batch_size: int = 32
     dtype: str = "float32"
 
@@ -89,12 +90,27 @@ class Encoder:
                     f"(or -1 for the last)"
                 )
 
+    @property
+    def positions(self) -> int | None:
+        """How many tokens the model reads at most (None when its config does not say)."""
+        from ..models import max_positions
+
+        return max_positions(self.model.config)
+
+    def check_max_length(self, max_length: int, where: str = "max_length") -> None:
+        """``max_length`` tokens fit the model's position embeddings (``where`` names the setting in the message)."""
+        limit = self.positions
+        if limit is not None and max_length > limit:
+            raise NLPTransferError(f"{where} {max_length} is longer than {self.name} reads ({limit} positions); give "
+                                   f"at most {limit}")
+
     def encode(self, texts: Sequence[str], settings: EmbedSettings, progress=None) -> np.ndarray:
         """float32 [len(texts), dim] in input order."""
         from ..data.adapters import length_sorted_batches
 
         settings.check()
         self.check_layers(settings.layers)
+        self.check_max_length(settings.max_length)
         encoded = self.tokenizer(list(texts), truncation=True, max_length=settings.max_length)
         ids = encoded["input_ids"]
         types = encoded.get("token_type_ids")
@@ -145,15 +161,15 @@ def _input_hash(texts: Sequence[str], model: str, settings: EmbedSettings) -> st
 
 
 def embed(model: Any, texts: Sequence[str], output: str | Path | None = None, pooling: str = "mean",
-          layers: int | Sequence[int] = -1, normalize: bool = False, batch_size: int = 32, max_length: int = 256,
+          layers: int | Sequence[int] = -1, normalize: bool = False, batch_size: int = 32, max_length: int | None = None,
           dtype: str = "float32", chunk_size: int = 8192, progress: bool = False,
           trust_remote_code: bool = False, device: str | None = "auto", precision: str = "float32") -> np.ndarray:
     """Embeddings of ``texts`` (input order). With ``output`` (a folder) they are streamed to
     ``output/embeddings.npy`` chunk by chunk (resumable) and returned as a read-only memory map.
     ``device`` (``auto``: CUDA when present) and ``precision`` (autocast on an accelerator) say where the encoder
     runs; ``dtype`` is the storage type of the vectors."""
-    settings = EmbedSettings(pooling, [layers] if isinstance(layers, int) else list(layers), normalize, max_length,
-                             batch_size, dtype)
+    settings = EmbedSettings(pooling, [layers] if isinstance(layers, int) else list(layers), normalize,
+                             max_length or DEFAULT_MAX_LENGTH, batch_size, dtype)
     settings.check()
     if output is not None:  # before the model loads: a wrong path fails fast, nothing is touched
         from ..io import check_folder_target
@@ -163,6 +179,12 @@ def embed(model: Any, texts: Sequence[str], output: str | Path | None = None, po
     # an Encoder, or anything that encodes like one (an ONNX export's OnnxEncoder), or a model name / folder
     encoder = (Encoder(str(model), trust_remote_code, Runtime.resolve(device, precision))
                if isinstance(model, (str, Path)) else model)
+    if max_length is None:  # 256 tokens, or fewer when the model reads fewer; an ONNX export: what it was made with
+        settings.max_length = (min(DEFAULT_MAX_LENGTH, encoder.positions or DEFAULT_MAX_LENGTH)
+                               if isinstance(encoder, Encoder) else
+                               getattr(getattr(encoder, "settings", None), "max_length", DEFAULT_MAX_LENGTH))
+    elif isinstance(encoder, Encoder):  # a length the user asked for: refused before anything is written
+        encoder.check_max_length(settings.max_length)
     bar = None
     if progress:
         from tqdm.auto import tqdm
