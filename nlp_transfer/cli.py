@@ -1,5 +1,7 @@
-"""The ``nlp-transfer`` command: train, tune, predict, calibrate, evaluate, errors, embed, export, compare, cards, serve.
+"""The ``nlp-transfer`` command line: one parser function and one handler per command.
 
+Each command keeps its two functions side by side: ``_add_<command>`` declares its arguments and ``_cmd_<command>``
+runs it, importing torch and the other heavy modules only when called, so bad input is reported in about a second.
 Errors in the user's input print one line (``error: file: line N: what; fix``) and exit with 2.
 """
 from __future__ import annotations
@@ -17,193 +19,33 @@ def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compute precision: bf16/fp16 autocast on a GPU (float32 on the CPU)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nlp-transfer", description="Transfer learning for NLP: fine-tune pretrained encoders from recipes.")
-    sub = parser.add_subparsers(dest="command", required=True)
+# train
 
-    train = sub.add_parser("train", help="fine-tune a model from a YAML recipe")
-    train.add_argument("recipe", help="recipe file, e.g. recipes/sst2_demo.yaml")
-    train.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. training.learning_rate=3e-5")
-    train.add_argument("--seeds", help="train once per seed: a count (3: seeds 1,2,3) or a list (4,5,6); the recipe "
-                                       "key seeds: OUTPUT_DIR/seed-N "
-                                       "and OUTPUT_DIR/seeds.json with mean and std")
-
-    curve = sub.add_parser("curve", help="learning curves: each strategy trained per training-set size and seed, "
-                                         "curve.json, curve.md (table and advice) and plots")
-    curve.add_argument("recipe", help="recipe file, e.g. recipes/sst2_minilm.yaml")
-    curve.add_argument("overrides", nargs="*", help="dotted key=value overrides of the recipe, e.g. training.max_steps=50")
-    curve.add_argument("--sizes", required=True, help="training rows per point, e.g. 32,100,300 (a size at or above "
-                                                      "the training split's rows means all of them)")
-    curve.add_argument("--strategies", required=True,
-                       help="e.g. full,lora,feature-extraction; also last-n, gradual, static-average, static-bilstm")
-    curve.add_argument("--seeds", required=True, help="one subset and initialisation per seed: a count (3: seeds "
-                                                      "1,2,3) or a list (4,5,6)")
-    curve.add_argument("--per-class", action="store_true", help="sizes are rows of each label (single-label "
-                                                                "classification), e.g. --sizes 8,16 --per-class")
-    curve.add_argument("--min-steps", type=int, default=0,
-                       help="fine-tuning points train at least this many optimizer steps (training.max_steps when "
-                            "the epochs give fewer), so small sizes are not left untrained; default 0: the recipe's")
-    curve.add_argument("--strategy-override", action="append", default=[], metavar="STRATEGY:KEY=VALUE",
-                       help="an override for one strategy's points, e.g. lora:training.learning_rate=5e-4 "
-                            "(repeatable)")
-    curve.add_argument("--out", help="folder for the runs and curve.json (default: the recipe's output_dir)")
-    curve.add_argument("--static-recipe", help="a recipe with static: vectors, for static-average / static-bilstm")
-
-    tune = sub.add_parser("tune", help="hyperparameter search on Optuna: trials as run folders, resumable "
-                                       "(OUT/study.db), best.yaml for train, trials table and plot "
-                                       "(needs pip install 'nlp_transfer[tune]')")
-    tune.add_argument("recipe", help="recipe file, e.g. recipes/sst2_demo.yaml")
-    tune.add_argument("overrides", nargs="*", help="dotted key=value overrides of the recipe, e.g. max_length=64")
-    tune.add_argument("--trials", type=int, required=True,
-                      help="finished (complete or pruned) trials to reach; run again to resume a killed search, or "
-                           "with a larger count to search more")
-    tune.add_argument("--space", help="YAML search space: KEY: {type: float|int|categorical, low, high, log, step, "
-                                      "choices} (default: the strategy's, see nlp_transfer.tune.DEFAULT_SPACES)")
-    tune.add_argument("--rows", type=int, help="search on a seeded subset of this many training rows (stratified); "
-                                               "best.yaml trains on all of them")
-    tune.add_argument("--holdout", type=float,
-                      help="the search selects on this seeded fraction of the training split (e.g. 0.1), leaving the "
-                           "card's validation split as best.yaml's test split")
-    tune.add_argument("--out", help="folder for the study, trials and best.yaml (default: the recipe's output_dir + "
-                                    "'-tune')")
-    tune.add_argument("--seed", type=int, default=0, help="seed of the sampler (and of --holdout); default 0")
-    tune.add_argument("--no-prune", action="store_true", help="train every trial to the end (default: the median "
-                                                              "pruner stops poor trials at an evaluation)")
-    tune.add_argument("--confirm", action="store_true", help="then train best.yaml into OUT/best (with --rows: on "
-                                                             "the full training set)")
-    tune.add_argument("--keep-weights", default="best", metavar="{best,all}",
-                      help="whose weights the trial folders keep: the best trial's (default; the others keep their "
-                           "metrics, predictions and recipe) or all")
-
-    predict = sub.add_parser("predict", help="predict labels for texts with a trained model")
-    predict.add_argument("model", help="a trained output directory")
-    predict.add_argument("--input", required=True,
-                         help="texts: .txt (one per line), .csv/.tsv or .jsonl; for NER also pre-tokenized .conll")
-    predict.add_argument("--output", required=True,
-                         help="where to write predictions: .jsonl, or .conll (NER: token<TAB>tag per line)")
-    predict.add_argument("--text-column", default="text", help="column/key holding the text (csv, tsv, jsonl)")
-    predict.add_argument("--batch-size", type=int, default=32)
-    predict.add_argument("--window", action="store_true", help="score long texts by overlapping windows")
-    predict.add_argument("--stride", type=int, default=64, help="tokens shared by neighbouring windows")
-    predict.add_argument("--strategy", default="first", choices=("first", "average", "max"),
-                         help="NER: how subword scores make a word's tag")
-    predict.add_argument("--tag-column", default="-1", help="NER .conll input: tag column to ignore (index)")
-    predict.add_argument("--raw-scores", action="store_true",
-                         help="classifiers: the raw softmax/sigmoid scores, without the run's calibration")
-    _add_runtime_arguments(predict)
-
-    calibrate = sub.add_parser("calibrate", help="fit a trained classifier's temperature (and thresholds) on its "
-                                                 "validation split, into calibration.json")
-    calibrate.add_argument("model", help="a trained output directory")
-    calibrate.add_argument("--data", help="data card (default: the run's own, from its recipe.yaml)")
-    calibrate.add_argument("--split", help="split to fit on (default: the run's eval_split); never a test split")
-    calibrate.add_argument("--binary-target", help="binary: tune the positive label's threshold for f1, "
-                                                   "precision>=P or recall>=R")
-    _add_runtime_arguments(calibrate)
-
-    errors = sub.add_parser("errors", help="error analysis of a trained model: confident mistakes, confusions, NER "
-                                           "entity errors by kind, likely mislabelled training rows")
-    errors.add_argument("model", help="a trained output directory")
-    errors.add_argument("--data", help="data card (default: the run's own, from its recipe.yaml)")
-    errors.add_argument("--split", help="split to analyse (default: the run's eval_split)")
-    errors.add_argument("--out", help="folder for errors.md and the JSONL files (default: MODEL/errors)")
-    errors.add_argument("--top", type=int, default=50, help="rows listed in errors.md per table")
-    errors.add_argument("--label-issues", action="store_true",
-                        help="also rank the training rows by how likely their label is wrong (needs cleanlab)")
-    errors.add_argument("--train-rows", type=int, help="--label-issues on a seeded sample of this many training rows")
-    errors.add_argument("--folds", type=int, default=5, help="--label-issues: cross-validation folds")
-    _add_runtime_arguments(errors)
-
-    evaluate = sub.add_parser("evaluate", help="score a trained model on a data card split")
-    evaluate.add_argument("model", help="a trained output directory")
-    evaluate.add_argument("--data", required=True, help="data card, e.g. data_cards/sst2.md")
-    evaluate.add_argument("--split", default="validation")
-    evaluate.add_argument("--output", help="write the metrics as JSON here too")
-    _add_runtime_arguments(evaluate)
-
-    embed = sub.add_parser("embed", help="pooled embeddings of texts, streamed to disk (resumable)")
-    embed.add_argument("model", help="alias, local directory or hub id of an encoder")
-    source = embed.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", help="texts: .txt (one per line), .csv/.tsv or .jsonl")
-    source.add_argument("--data", help="a data card; embeds the texts of --split")
-    embed.add_argument("--split", default="train", help="with --data: which split")
-    embed.add_argument("--text-column", default="text", help="column/key holding the text (csv, tsv, jsonl)")
-    embed.add_argument("--output", required=True, help="folder for embeddings.npy + embeddings.json")
-    embed.add_argument("--pooling", default="mean", choices=("cls", "mean", "max"))
-    embed.add_argument("--layers", default="-1", help="hidden layer(s) to pool, e.g. -1 or -4,-3,-2,-1 (their mean)")
-    embed.add_argument("--normalize", action="store_true", help="L2-normalize each vector")
-    embed.add_argument("--batch-size", type=int, default=32)
-    embed.add_argument("--max-length", type=int, help="tokens read per text (default: 256, or the model's limit "
-                                                     "when it reads fewer)")
-    embed.add_argument("--dtype", default="float32", choices=("float32", "float16"))
-    embed.add_argument("--chunk-size", type=int, default=8192, help="texts per saved chunk (resume granularity)")
-    _add_runtime_arguments(embed)
-
-    export = sub.add_parser("export", help="export a run: ONNX (fp32, --int8) checked against torch, or a LoRA run as "
-                                           "a plain transformers model (adapter merged)")
-    export.add_argument("model", help="a trained output directory; for --format onnx also an encoder (embeddings)")
-    export.add_argument("--format", default="transformers", choices=("transformers", "onnx"),
-                        help="transformers: a LoRA run with its adapter merged; onnx: an onnxruntime graph")
-    export.add_argument("--merge", action="store_true", help="(transformers) fold the adapter into the base weights")
-    export.add_argument("--int8", action="store_true", help="(onnx) also an int8 graph (onnxruntime dynamic "
-                                                            "quantization), loaded by default")
-    export.add_argument("--check-texts", help="(onnx) texts to check the export on (.txt/.csv/.tsv/.jsonl; default: "
-                                              "the run's evaluation split)")
-    export.add_argument("--pooling", default="mean", choices=("cls", "mean", "max"), help="(onnx, encoders) pooling")
-    export.add_argument("--normalize", action="store_true", help="(onnx, encoders) L2-normalise the embeddings")
-    export.add_argument("--max-length", type=int, default=256, help="(onnx, encoders) tokens read per text")
-    export.add_argument("--output", required=True, help="folder for the exported model")
-
-    compare = sub.add_parser("compare", help="side-by-side report (Markdown, HTML, plots) of finished runs")
-    compare.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                         help="run folders holding metrics.json, e.g. runs/strategies/*")
-    compare.add_argument("--out", default="reports/compare", help="folder for report.md, report.html and the PNG plots")
-    compare.add_argument("--title", help="report title (default: the data sets and the run count)")
-
-    neighbours = sub.add_parser("neighbours", help="nearest words in static vectors (GloVe, word2vec, fastText)",
-                                description="Nearest neighbours by cosine similarity. --analogy A B C answers "
-                                            "'A - B + C' (king man woman -> queen).")
-    neighbours.add_argument("vectors", help="a GloVe / word2vec / fastText file (cached after the first load)")
-    neighbours.add_argument("words", nargs="*", metavar="WORD", help="words whose neighbours to list")
-    neighbours.add_argument("--topn", type=int, default=10)
-    neighbours.add_argument("--analogy", nargs=3, metavar=("A", "B", "C"), help="A - B + C, e.g. king man woman")
-    neighbours.add_argument("--format", default="auto",
-                            help="auto | glove | word2vec | word2vec-bin | fasttext | fasttext-bin")
-    neighbours.add_argument("--limit", type=int, help="read only the first N words of the file")
-
-    serve = sub.add_parser("serve", help="HTTP prediction server for a trained folder: POST /predict, GET /health "
-                                         "(needs pip install 'nlp_transfer[serve]')")
-    serve.add_argument("model", help="a trained output directory")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
-                                                           "only; 0.0.0.0: every interface, no authentication)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0: any free port)")
-    serve.add_argument("--max-batch", type=int, default=32, help="most texts in one model call shared by "
-                                                                 "concurrent requests (default 32)")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests "
-                                                                      "after its first (default 5; 0: no waiting)")
-    serve.add_argument("--max-texts", type=int, default=64, help="most texts in one request (default 64; more: 413)")
-    serve.add_argument("--max-bytes", type=int, default=1_000_000,
-                       help="largest request body in bytes (default 1000000; more: 413)")
-    _add_runtime_arguments(serve)
-
-    cards = sub.add_parser("cards", help="check data cards and list them: card files and folders of cards")
-    cards.add_argument("paths", nargs="*", default=["data_cards"], metavar="CARD_OR_FOLDER",
-                       help="card files (.md) and folders of cards (default: data_cards)")
-    return parser
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="fine-tune a model from a YAML recipe")
+    parser.add_argument("recipe", help="recipe file, e.g. recipes/sst2_demo.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. training.learning_rate=3e-5")
+    parser.add_argument("--seeds", help="train once per seed: a count (3: seeds 1,2,3) or a list (4,5,6); the recipe "
+                                        "key seeds: OUTPUT_DIR/seed-N "
+                                        "and OUTPUT_DIR/seeds.json with mean and std")
+    parser.add_argument("--device", help="auto (CUDA when present, else the CPU), cpu, cuda, cuda:N, mps (default: "
+                                         "a GPU when there is one, or what the recipe's training: / static: say)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
+                        help="bf16/fp16 mixed precision on a GPU (default: float32, or the recipe's training.bf16/fp16)")
 
 
 def _cmd_train(args) -> int:
     from .config import load_recipe
 
-    overrides = list(args.overrides)
+    seeds = {}
     if args.seeds is not None:
         from .seeds import parse_seeds
 
-        overrides.append(f"seeds=[{','.join(map(str, parse_seeds(args.seeds)))}]")
-    recipe = load_recipe(args.recipe, overrides)  # a bad recipe is reported before torch is imported
+        seeds["seeds"] = parse_seeds(args.seeds)
+    recipe = load_recipe(args.recipe, list(args.overrides), **seeds)  # a bad recipe is reported before torch loads
     from .training import train
 
-    result = train(recipe)
+    result = train(recipe, device=args.device, precision=args.precision)
     from .runtime import is_main_process
 
     if is_main_process():
@@ -212,6 +54,43 @@ def _cmd_train(args) -> int:
         else:
             _print_summary(result.metrics, result.output_dir)
     return 0
+
+
+def _print_summary(metrics: dict, output_dir) -> None:
+    evaluated = metrics.get("eval") or {}
+    scalars = {k: v for k, v in evaluated.items() if isinstance(v, float)}
+    main = metrics.get("main_metric")
+    print(f"\nnlp-transfer: {metrics['model']} on {metrics['data']} ({metrics['strategy']}), "
+          f"{metrics['train']['runtime_s']:.0f} s training")
+    if main in scalars:
+        print(f"  {metrics['eval_split']} {main}: {scalars[main]:.4f}")
+    print("  " + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items() if k != main))
+    print(f"  saved to {output_dir}")
+
+
+# curve
+
+def _add_curve(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("curve", help="learning curves: each strategy trained per training-set size and seed, "
+                                          "curve.json, curve.md (table and advice) and plots")
+    parser.add_argument("recipe", help="recipe file, e.g. recipes/sst2_minilm.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides of the recipe, e.g. training.max_steps=50")
+    parser.add_argument("--sizes", required=True, help="training rows per point, e.g. 32,100,300 (a size at or above "
+                                                       "the training split's rows means all of them)")
+    parser.add_argument("--strategies", required=True,
+                        help="e.g. full,lora,feature-extraction; also last-n, gradual, static-average, static-bilstm")
+    parser.add_argument("--seeds", required=True, help="one subset and initialisation per seed: a count (3: seeds "
+                                                       "1,2,3) or a list (4,5,6)")
+    parser.add_argument("--per-class", action="store_true", help="sizes are rows of each label (single-label "
+                                                                 "classification), e.g. --sizes 8,16 --per-class")
+    parser.add_argument("--min-steps", type=int, default=0,
+                        help="fine-tuning points train at least this many optimizer steps (training.max_steps when "
+                             "the epochs give fewer), so small sizes are not left untrained; default 0: the recipe's")
+    parser.add_argument("--strategy-override", action="append", default=[], metavar="STRATEGY:KEY=VALUE",
+                        help="an override for one strategy's points, e.g. lora:training.learning_rate=5e-4 "
+                             "(repeatable)")
+    parser.add_argument("--out", help="folder for the runs and curve.json (default: the recipe's output_dir)")
+    parser.add_argument("--static-recipe", help="a recipe with static: vectors, for static-average / static-bilstm")
 
 
 def _cmd_curve(args) -> int:
@@ -228,6 +107,36 @@ def _cmd_curve(args) -> int:
         print("  " + advice_line(item))
     print(f"nlp-transfer: wrote {Path(data['output']) / 'curve.json'} and {Path(data['output']) / REPORT}")
     return 0
+
+
+# tune
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("tune", help="hyperparameter search on Optuna: trials as run folders, resumable "
+                                         "(OUT/study.db), best.yaml for train, trials table and plot "
+                                         "(needs pip install 'nlp_transfer[tune]')")
+    parser.add_argument("recipe", help="recipe file, e.g. recipes/sst2_demo.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides of the recipe, e.g. max_length=64")
+    parser.add_argument("--trials", type=int, required=True,
+                        help="finished (complete or pruned) trials to reach; run again to resume a killed search, or "
+                             "with a larger count to search more")
+    parser.add_argument("--space", help="YAML search space: KEY: {type: float|int|categorical, low, high, log, step, "
+                                        "choices} (default: the strategy's, see nlp_transfer.tune.DEFAULT_SPACES)")
+    parser.add_argument("--rows", type=int, help="search on a seeded subset of this many training rows (stratified); "
+                                                 "best.yaml trains on all of them")
+    parser.add_argument("--holdout", type=float,
+                        help="the search selects on this seeded fraction of the training split (e.g. 0.1), leaving the "
+                             "card's validation split as best.yaml's test split")
+    parser.add_argument("--out", help="folder for the study, trials and best.yaml (default: the recipe's output_dir + "
+                                      "'-tune')")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler (and of --holdout); default 0")
+    parser.add_argument("--no-prune", action="store_true", help="train every trial to the end (default: the median "
+                                                                "pruner stops poor trials at an evaluation)")
+    parser.add_argument("--confirm", action="store_true", help="then train best.yaml into OUT/best (with --rows: on "
+                                                               "the full training set)")
+    parser.add_argument("--keep-weights", default="best", metavar="{best,all}",
+                        help="whose weights the trial folders keep: the best trial's (default; the others keep their "
+                             "metrics, predictions and recipe) or all")
 
 
 def _cmd_tune(args) -> int:
@@ -253,26 +162,47 @@ def _cmd_tune(args) -> int:
     return 0
 
 
-def _print_summary(metrics: dict, output_dir) -> None:
-    evaluated = metrics.get("eval") or {}
-    scalars = {k: v for k, v in evaluated.items() if isinstance(v, float)}
-    main = metrics.get("main_metric")
-    print(f"\nnlp-transfer: {metrics['model']} on {metrics['data']} ({metrics['strategy']}), "
-          f"{metrics['train']['runtime_s']:.0f} s training")
-    if main in scalars:
-        print(f"  {metrics['eval_split']} {main}: {scalars[main]:.4f}")
-    print("  " + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items() if k != main))
-    print(f"  saved to {output_dir}")
+# predict
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("predict", help="predict labels for texts with a trained model")
+    parser.add_argument("model", help="a trained output directory")
+    parser.add_argument("--input", required=True,
+                        help="texts: .txt (one per line), .csv/.tsv or .jsonl; for NER also pre-tokenized .conll")
+    parser.add_argument("--output", required=True,
+                        help="where to write predictions: .jsonl, or .conll (NER: token<TAB>tag per line)")
+    parser.add_argument("--text-column", default="text", help="column/key holding the text (csv, tsv, jsonl)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--window", action="store_true", help="score long texts by overlapping windows")
+    parser.add_argument("--stride", type=int, default=64, help="tokens shared by neighbouring windows")
+    parser.add_argument("--strategy", default="first", choices=("first", "average", "max"),
+                        help="NER: how subword scores make a word's tag")
+    parser.add_argument("--tag-column", default="-1", help="NER .conll input: tag column to ignore (index)")
+    parser.add_argument("--raw-scores", action="store_true",
+                        help="classifiers: the raw softmax/sigmoid scores, without the run's calibration")
+    _add_runtime_arguments(parser)
 
 
 def _cmd_predict(args) -> int:
     """The output path and the inputs are checked before the model loads, so bad input fails fast with one line."""
     from .inference import load_model
     from .tasks import get_task
-    from .io import check_file_target, write_jsonl_atomic, write_text_atomic
 
+    conll_input, conll_output = _check_predict_paths(args)
+    inputs = _read_predict_input(args, conll_input)
+    model = load_model(args.model, args.device, precision=args.precision)
+    if not get_task(model.task).words_input:
+        count = _predict_labels(args, model, inputs, conll_input)
+    else:
+        count = _predict_entities(args, model, inputs, conll_input, conll_output)
+    print(f"nlp-transfer: wrote {count} predictions to {args.output}")
+    return 0
+
+
+def _check_predict_paths(args) -> tuple[bool, bool]:
+    """Check --output, then --input; return whether the input and the output are CoNLL files."""
     from .data.readers import CONLL_SUFFIXES, INPUT_FIX, TEXT_SUFFIXES
-    from .io import check_input_file
+    from .io import check_file_target, check_input_file
 
     check_file_target(args.output, "--output", example="predictions.jsonl")
     check_input_file(args.input, "input file", TEXT_SUFFIXES + CONLL_SUFFIXES, INPUT_FIX)
@@ -283,54 +213,58 @@ def _cmd_predict(args) -> int:
     conll_output = Path(args.output).suffix.lower() in CONLL_SUFFIXES
     if conll_output and not conll_input:
         raise NLPTransferError(f"--output {args.output}: CoNLL output needs pre-tokenized CoNLL input; write .jsonl instead")
+    return conll_input, conll_output
+
+
+def _read_predict_input(args, conll_input: bool) -> list:
+    """The texts of --input, or for CoNLL input its pre-tokenized sentences (lists of tokens)."""
     if conll_input:
         from .data.conll import read_conll
 
         tag_column = int(args.tag_column) if args.tag_column.lstrip("-").isdigit() else args.tag_column
-        sentences = [s["tokens"] for s in read_conll(args.input, tag_column=tag_column)[0]]
-    else:
-        from .data.readers import read_texts
+        return [s["tokens"] for s in read_conll(args.input, tag_column=tag_column)[0]]
+    from .data.readers import read_texts
 
-        texts = read_texts(args.input, args.text_column)
-    model = load_model(args.model, args.device, precision=args.precision)
-    if not get_task(model.task).words_input:
-        if conll_input:
-            raise NLPTransferError(f"{args.input}: a CoNLL file is NER input, but {args.model} is a text classifier")
-        predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride,
-                                    progress=True, calibrated=not args.raw_scores)
-        count = write_jsonl_atomic(args.output, ({"text": t, **p} for t, p in zip(texts, predictions)))
-    elif conll_input:
-        results = model.predict_tokens(sentences, args.strategy, args.batch_size, progress=True)
-        if conll_output:
-            blocks = ["\n".join(f"{token}\t{tag}" for token, tag in zip(r["tokens"], r["tags"])) for r in results]
-            write_text_atomic(args.output, "\n\n".join(blocks) + "\n")
-            count = len(results)
-        else:
-            count = write_jsonl_atomic(args.output, results)
-    else:
-        found = model.predict(texts, args.strategy, args.batch_size, progress=True)
-        count = write_jsonl_atomic(args.output, ({"text": t, "entities": spans} for t, spans in zip(texts, found)))
-    print(f"nlp-transfer: wrote {count} predictions to {args.output}")
-    return 0
+    return read_texts(args.input, args.text_column)
 
 
-def _cmd_evaluate(args) -> int:
-    from .evaluation import evaluate
-    from .io import check_file_target, write_json_atomic
+def _predict_labels(args, model, texts: list, conll_input: bool) -> int:
+    """A text classifier's predictions as JSON lines; the count written."""
+    from .io import write_jsonl_atomic
 
-    if args.output:
-        check_file_target(args.output, "--output", example="metrics.json")
-    result = evaluate(args.model, args.data, args.split, device=args.device, precision=args.precision)
-    if args.output:
-        write_json_atomic(args.output, result)
-    scalars = {k: v for k, v in result.items() if isinstance(v, float)}
-    print(f"nlp-transfer: {args.model} on {result['data']}/{args.split} ({result['rows']} rows): "
-          + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
-    for column, block in (result.get("per_group") or {}).items():
-        worst = block["groups"][block["worst"]]
-        print(f"nlp-transfer: by {column}: worst group {block['worst']} ({block['metric']} "
-              f"{worst[block['metric']]:.4f}, {worst['rows']} rows), gap to the best ({block['best']}) {block['gap']:.4f}")
-    return 0
+    if conll_input:
+        raise NLPTransferError(f"{args.input}: a CoNLL file is NER input, but {args.model} is a text classifier")
+    predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride,
+                                progress=True, calibrated=not args.raw_scores)
+    return write_jsonl_atomic(args.output, ({"text": t, **p} for t, p in zip(texts, predictions)))
+
+
+def _predict_entities(args, model, inputs: list, conll_input: bool, conll_output: bool) -> int:
+    """An NER model's predictions: tags per token of CoNLL input (JSON lines or CoNLL), else entity spans per text."""
+    from .io import write_jsonl_atomic, write_text_atomic
+
+    if not conll_input:
+        found = model.predict(inputs, args.strategy, args.batch_size, progress=True)
+        return write_jsonl_atomic(args.output, ({"text": t, "entities": spans} for t, spans in zip(inputs, found)))
+    results = model.predict_tokens(inputs, args.strategy, args.batch_size, progress=True)
+    if not conll_output:
+        return write_jsonl_atomic(args.output, results)
+    blocks = ["\n".join(f"{token}\t{tag}" for token, tag in zip(r["tokens"], r["tags"])) for r in results]
+    write_text_atomic(args.output, "\n\n".join(blocks) + "\n")
+    return len(results)
+
+
+# calibrate
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("calibrate", help="fit a trained classifier's temperature (and thresholds) on its "
+                                              "validation split, into calibration.json")
+    parser.add_argument("model", help="a trained output directory")
+    parser.add_argument("--data", help="data card (default: the run's own, from its recipe.yaml)")
+    parser.add_argument("--split", help="split to fit on (default: the run's eval_split); never a test split")
+    parser.add_argument("--binary-target", help="binary: tune the positive label's threshold for f1, "
+                                                "precision>=P or recall>=R")
+    _add_runtime_arguments(parser)
 
 
 def _cmd_calibrate(args) -> int:
@@ -364,6 +298,23 @@ def _cmd_calibrate(args) -> int:
     return 0
 
 
+# errors
+
+def _add_errors(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("errors", help="error analysis of a trained model: confident mistakes, confusions, NER "
+                                           "entity errors by kind, likely mislabelled training rows")
+    parser.add_argument("model", help="a trained output directory")
+    parser.add_argument("--data", help="data card (default: the run's own, from its recipe.yaml)")
+    parser.add_argument("--split", help="split to analyse (default: the run's eval_split)")
+    parser.add_argument("--out", help="folder for errors.md and the JSONL files (default: MODEL/errors)")
+    parser.add_argument("--top", type=int, default=50, help="rows listed in errors.md per table")
+    parser.add_argument("--label-issues", action="store_true",
+                        help="also rank the training rows by how likely their label is wrong (needs cleanlab)")
+    parser.add_argument("--train-rows", type=int, help="--label-issues on a seeded sample of this many training rows")
+    parser.add_argument("--folds", type=int, default=5, help="--label-issues: cross-validation folds")
+    _add_runtime_arguments(parser)
+
+
 def _cmd_errors(args) -> int:
     from .error_analysis import analyse
 
@@ -383,38 +334,56 @@ def _cmd_errors(args) -> int:
     return 0
 
 
-def _cmd_compare(args) -> int:
-    from .compare import load_runs, write_report
-    from .io import check_folder_target
+# evaluate
 
-    check_folder_target(args.out, "--out")
-    report = write_report(load_runs(args.runs), args.out, args.title)
-    print(report.table)
-    print("\nnlp-transfer: wrote " + ", ".join(str(path) for path in report.files))
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("evaluate", help="score a trained model on a data card split")
+    parser.add_argument("model", help="a trained output directory")
+    parser.add_argument("--data", required=True, help="data card, e.g. data_cards/sst2.md")
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--output", help="write the metrics as JSON here too")
+    _add_runtime_arguments(parser)
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluation import evaluate
+    from .io import check_file_target, write_json_atomic
+
+    if args.output:
+        check_file_target(args.output, "--output", example="metrics.json")
+    result = evaluate(args.model, args.data, args.split, device=args.device, precision=args.precision)
+    if args.output:
+        write_json_atomic(args.output, result)
+    scalars = {k: v for k, v in result.items() if isinstance(v, float)}
+    print(f"nlp-transfer: {args.model} on {result['data']}/{args.split} ({result['rows']} rows): "
+          + ", ".join(f"{k}={v:.4f}" for k, v in scalars.items()))
+    for column, block in (result.get("per_group") or {}).items():
+        worst = block["groups"][block["worst"]]
+        print(f"nlp-transfer: by {column}: worst group {block['worst']} ({block['metric']} "
+              f"{worst[block['metric']]:.4f}, {worst['rows']} rows), gap to the best ({block['best']}) {block['gap']:.4f}")
     return 0
 
 
-def _cmd_cards(args) -> int:
-    from .data.cards import CARD_FIX, CARD_SUFFIXES, is_card, load_card
-    from .io import check_input_file
+# embed
 
-    cards = []
-    for given in args.paths:  # card files and folders of cards
-        place = Path(given)
-        if place.is_dir():
-            found = sorted(p for p in place.glob("*.md") if is_card(p))
-            if not found:
-                raise NLPTransferError(f"no data cards (*.md) in the folder '{place}'; name a card file or a folder "
-                                       f"of cards, e.g. nlp-transfer cards data_cards")
-            cards.extend(found)
-        else:
-            cards.append(check_input_file(place, "data card", CARD_SUFFIXES, CARD_FIX, is_card))
-    for path in cards:
-        card = load_card(path)
-        missing = [s for s in card.splits if card.format != "datasets" and not Path(card.split_path(s)).exists()]
-        state = f"missing files for {', '.join(missing)}" if missing else "ok"
-        print(f"{card.name:20s} {card.task:26s} {card.language or '-':6s} splits={','.join(card.splits)}  [{state}]")
-    return 0
+def _add_embed(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("embed", help="pooled embeddings of texts, streamed to disk (resumable)")
+    parser.add_argument("model", help="alias, local directory or hub id of an encoder")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="texts: .txt (one per line), .csv/.tsv or .jsonl")
+    source.add_argument("--data", help="a data card; embeds the texts of --split")
+    parser.add_argument("--split", default="train", help="with --data: which split")
+    parser.add_argument("--text-column", default="text", help="column/key holding the text (csv, tsv, jsonl)")
+    parser.add_argument("--output", required=True, help="folder for embeddings.npy + embeddings.json")
+    parser.add_argument("--pooling", default="mean", choices=("cls", "mean", "max"))
+    parser.add_argument("--layers", default="-1", help="hidden layer(s) to pool, e.g. -1 or -4,-3,-2,-1 (their mean)")
+    parser.add_argument("--normalize", action="store_true", help="L2-normalize each vector")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, help="tokens read per text (default: 256, or the model's limit "
+                                                       "when it reads fewer)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float16"))
+    parser.add_argument("--chunk-size", type=int, default=8192, help="texts per saved chunk (resume granularity)")
+    _add_runtime_arguments(parser)
 
 
 def _cmd_embed(args) -> int:
@@ -422,16 +391,7 @@ def _cmd_embed(args) -> int:
     from .tasks.embeddings import embed
 
     check_folder_target(args.output, "--output")
-    if args.data:
-        from .data.cards import load_card
-        from .data.readers import read_rows
-
-        rows, _, _ = read_rows(load_card(args.data), args.split, labelled=False)
-        texts = [row["text"] for row in rows]
-    else:
-        from .data.readers import read_texts
-
-        texts = read_texts(args.input, args.text_column)
+    texts = _embed_texts(args)
     try:
         layers = [int(part) for part in args.layers.split(",")]
     except ValueError:
@@ -442,6 +402,38 @@ def _cmd_embed(args) -> int:
     print(f"nlp-transfer: wrote {array.shape[0]} x {array.shape[1]} {args.dtype} embeddings to "
           f"{Path(args.output) / 'embeddings.npy'}")
     return 0
+
+
+def _embed_texts(args) -> list:
+    """The texts of --split of the --data card, or of the --input file."""
+    if args.data:
+        from .data.cards import load_card
+        from .data.readers import read_rows
+
+        rows, _, _ = read_rows(load_card(args.data), args.split, labelled=False)
+        return [row["text"] for row in rows]
+    from .data.readers import read_texts
+
+    return read_texts(args.input, args.text_column)
+
+
+# export
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("export", help="export a run: ONNX (fp32, --int8) checked against torch, or a LoRA run as "
+                                           "a plain transformers model (adapter merged)")
+    parser.add_argument("model", help="a trained output directory; for --format onnx also an encoder (embeddings)")
+    parser.add_argument("--format", default="transformers", choices=("transformers", "onnx"),
+                        help="transformers: a LoRA run with its adapter merged; onnx: an onnxruntime graph")
+    parser.add_argument("--merge", action="store_true", help="(transformers) fold the adapter into the base weights")
+    parser.add_argument("--int8", action="store_true", help="(onnx) also an int8 graph (onnxruntime dynamic "
+                                                            "quantization), loaded by default")
+    parser.add_argument("--check-texts", help="(onnx) texts to check the export on (.txt/.csv/.tsv/.jsonl; default: "
+                                              "the run's evaluation split)")
+    parser.add_argument("--pooling", default="mean", choices=("cls", "mean", "max"), help="(onnx, encoders) pooling")
+    parser.add_argument("--normalize", action="store_true", help="(onnx, encoders) L2-normalise the embeddings")
+    parser.add_argument("--max-length", type=int, default=256, help="(onnx, encoders) tokens read per text")
+    parser.add_argument("--output", required=True, help="folder for the exported model")
 
 
 def _cmd_export(args) -> int:
@@ -472,6 +464,42 @@ def _cmd_export(args) -> int:
     return 0
 
 
+# compare
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("compare", help="side-by-side report (Markdown, HTML, plots) of finished runs")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="run folders holding metrics.json, e.g. runs/strategies/*")
+    parser.add_argument("--out", default="reports/compare", help="folder for report.md, report.html and the PNG plots")
+    parser.add_argument("--title", help="report title (default: the data sets and the run count)")
+
+
+def _cmd_compare(args) -> int:
+    from .compare import load_runs, write_report
+    from .io import check_folder_target
+
+    check_folder_target(args.out, "--out")
+    report = write_report(load_runs(args.runs), args.out, args.title)
+    print(report.table)
+    print("\nnlp-transfer: wrote " + ", ".join(str(path) for path in report.files))
+    return 0
+
+
+# neighbours
+
+def _add_neighbours(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("neighbours", help="nearest words in static vectors (GloVe, word2vec, fastText)",
+                            description="Nearest neighbours by cosine similarity. --analogy A B C answers "
+                                        "'A - B + C' (king man woman -> queen).")
+    parser.add_argument("vectors", help="a GloVe / word2vec / fastText file (cached after the first load)")
+    parser.add_argument("words", nargs="*", metavar="WORD", help="words whose neighbours to list")
+    parser.add_argument("--topn", type=int, default=10)
+    parser.add_argument("--analogy", nargs=3, metavar=("A", "B", "C"), help="A - B + C, e.g. king man woman")
+    parser.add_argument("--format", default="auto",
+                        help="auto | glove | word2vec | word2vec-bin | fasttext | fasttext-bin")
+    parser.add_argument("--limit", type=int, help="read only the first N words of the file")
+
+
 def _cmd_neighbours(args) -> int:
     from .static.vectors import analogy, check_words, load_vectors, most_similar
 
@@ -490,6 +518,25 @@ def _cmd_neighbours(args) -> int:
     return 0
 
 
+# serve
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("serve", help="HTTP prediction server for a trained folder: POST /predict, GET /health "
+                                          "(needs pip install 'nlp_transfer[serve]')")
+    parser.add_argument("model", help="a trained output directory")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                            "only; 0.0.0.0: every interface, no authentication)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0: any free port)")
+    parser.add_argument("--max-batch", type=int, default=32, help="most texts in one model call shared by "
+                                                                  "concurrent requests (default 32)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests "
+                                                                       "after its first (default 5; 0: no waiting)")
+    parser.add_argument("--max-texts", type=int, default=64, help="most texts in one request (default 64; more: 413)")
+    parser.add_argument("--max-bytes", type=int, default=1_000_000,
+                        help="largest request body in bytes (default 1000000; more: 413)")
+    _add_runtime_arguments(parser)
+
+
 def _cmd_serve(args) -> int:
     """Options are checked before the model loads (nlp_transfer.serve.serve checks them first)."""
     from .serve import serve
@@ -499,13 +546,59 @@ def _cmd_serve(args) -> int:
     return 0
 
 
-COMMANDS = {"export": _cmd_export, "train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "embed": _cmd_embed,
-            "cards": _cmd_cards, "compare": _cmd_compare, "curve": _cmd_curve, "calibrate": _cmd_calibrate,
-            "errors": _cmd_errors}
+# cards
 
-COMMANDS["neighbours"] = _cmd_neighbours
-COMMANDS["serve"] = _cmd_serve
-COMMANDS["tune"] = _cmd_tune
+def _add_cards(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("cards", help="check data cards and list them: card files and folders of cards")
+    parser.add_argument("paths", nargs="*", default=["data_cards"], metavar="CARD_OR_FOLDER",
+                        help="card files (.md) and folders of cards (default: data_cards)")
+
+
+def _cmd_cards(args) -> int:
+    from .data.cards import load_card
+
+    for path in _card_files(args.paths):
+        card = load_card(path)
+        missing = [s for s in card.splits if card.format != "datasets" and not Path(card.split_path(s)).exists()]
+        state = f"missing files for {', '.join(missing)}" if missing else "ok"
+        print(f"{card.name:20s} {card.task:26s} {card.language or '-':6s} splits={','.join(card.splits)}  [{state}]")
+    return 0
+
+
+def _card_files(paths: list) -> list:
+    """The card files named, and those in the folders named (each checked before any card loads)."""
+    from .data.cards import CARD_FIX, CARD_SUFFIXES, is_card
+    from .io import check_input_file
+
+    cards = []
+    for given in paths:
+        place = Path(given)
+        if place.is_dir():
+            found = sorted(p for p in place.glob("*.md") if is_card(p))
+            if not found:
+                raise NLPTransferError(f"no data cards (*.md) in the folder '{place}'; name a card file or a folder "
+                                       f"of cards, e.g. nlp-transfer cards data_cards")
+            cards.extend(found)
+        else:
+            cards.append(check_input_file(place, "data card", CARD_SUFFIXES, CARD_FIX, is_card))
+    return cards
+
+
+# the parser and the dispatch
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlp-transfer", description="Transfer learning for NLP: fine-tune pretrained encoders from recipes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_curve, _add_tune, _add_predict, _add_calibrate, _add_errors, _add_evaluate,
+                _add_embed, _add_export, _add_compare, _add_neighbours, _add_serve, _add_cards):
+        add(sub)
+    return parser
+
+
+COMMANDS = {"train": _cmd_train, "curve": _cmd_curve, "tune": _cmd_tune, "predict": _cmd_predict,
+            "calibrate": _cmd_calibrate, "errors": _cmd_errors, "evaluate": _cmd_evaluate, "embed": _cmd_embed,
+            "export": _cmd_export, "compare": _cmd_compare, "neighbours": _cmd_neighbours, "serve": _cmd_serve,
+            "cards": _cmd_cards}
 
 
 def parse_args(argv: list[str] | None):

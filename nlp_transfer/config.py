@@ -523,6 +523,17 @@ def _deep_copy(values: Any) -> Any:
     return values
 
 
+def recipe_card(recipe: Recipe):
+    """The data card a recipe's ``data:`` names: a card file, several read as one (every row keeps its card's
+    language), or a card written inline as a mapping. The one place a recipe's data is resolved."""
+    from .data.cards import card_from_dict, load_cards
+
+    if isinstance(recipe.data, dict):
+        return card_from_dict(recipe.data, None)
+    paths = recipe.data if isinstance(recipe.data, list) else [recipe.data]
+    return load_cards([resolve_path(path, recipe) for path in paths])
+
+
 def resolve_path(path: str, recipe: Recipe) -> Path:
     """A path from a recipe: relative to the working directory, else to the recipe's folder."""
     candidate = Path(path).expanduser()

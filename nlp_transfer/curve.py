@@ -93,15 +93,10 @@ def point_folder(output: str | Path, strategy: str, size: int, seed: int) -> Pat
 def training_rows(recipe: Recipe) -> tuple[int, dict[str, int] | None]:
     """Rows of the recipe's training split, read as training reads them, and the rows of each label (single-label
     data; None otherwise)."""
-    from .data.cards import card_from_dict, load_card, merge_cards
+    from .config import recipe_card
     from .data.readers import load_data
 
-    if isinstance(recipe.data, dict):
-        card = card_from_dict(recipe.data, None)
-    elif isinstance(recipe.data, list):
-        card = merge_cards([load_card(resolve_path(path, recipe)) for path in recipe.data])
-    else:
-        card = load_card(resolve_path(recipe.data, recipe))
+    card = recipe_card(recipe)
     if recipe.train_split not in card.splits:
         raise NLPTransferError(f"{card.source}: no '{recipe.train_split}' split{did_you_mean(recipe.train_split, card.splits)}")
     data = load_data(card, [recipe.train_split], recipe.train_split, label_map=recipe.label_map)

@@ -218,7 +218,7 @@ def _label_issues(model, recipe, card, folder: Path, top: int, train_rows: int |
     import numpy as np
 
     from .data.readers import read_labelled
-    from .inference import read_sidecar
+    from .sidecar import read_sidecar
     from .io import write_jsonl_atomic
     from .label_issues import find_label_issues
 
@@ -233,7 +233,7 @@ def _label_issues(model, recipe, card, folder: Path, top: int, train_rows: int |
     if train_rows is not None and train_rows < len(rows):
         chosen = np.sort(np.random.default_rng(0).choice(len(rows), train_rows, replace=False))
         rows = [rows[i] for i in chosen]
-    sidecar = read_sidecar(folder.parent) if (folder.parent / "nlp_transfer.json").is_file() else {}
+    sidecar = read_sidecar(folder.parent)
     encoder = (recipe.model if recipe and recipe.backend != "static" else None) or sidecar.get("base_model") or "minilm-l6"
     ranking, stats = find_label_issues(encoder, [r["text"] for r in rows], [int(r["label"]) for r in rows],
                                        folds=folds, device=device)

@@ -14,6 +14,11 @@ class NLPTransferError(Exception):
     """A problem with the user's input; the message is one line and says how to fix it."""
 
 
+class NoTaskHeadError(NLPTransferError):
+    """`load_model` on a folder that holds an encoder (a bare checkpoint or a masked-LM run), not a task model;
+    callers that also take encoders (ONNX export) catch this one."""
+
+
 def did_you_mean(word: str, choices: Iterable[str], prefix: str = "", aliases: Mapping[str, str] | None = None) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice (written as ``prefix + x``), or ``""``.
 

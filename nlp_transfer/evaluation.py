@@ -19,25 +19,28 @@ import numpy as np
 from .data.cards import DataCard, load_cards
 from .data.labels import entity_types
 from .data.readers import read_labelled
-from .inference import load_model, read_sidecar
+from .inference import load_model
 from .tasks import classification as cls_task
 from .tasks import get_task
 from .tasks.base import row_groups
 
 
-def evaluate(model_dir: str | Path, data: str | Path | DataCard | list, split: str = "validation", batch_size: int = 64,
+def evaluate(model: Any, data: str | Path | DataCard | list, split: str = "validation", batch_size: int = 64,
              window: bool = False, label_map: dict[str, str] | None = None, where: str | None = None,
              device: str | None = "auto", precision: str = "float32") -> dict[str, Any]:
-    """Metrics of ``model_dir`` on ``split`` of the data card ``data`` (labels named as the model's), computed on
-    ``device`` (``auto``: CUDA when present) in ``precision``.
+    """Metrics of ``model`` (a trained folder, or a predictor `load_model` opened, scored as it is) on ``split`` of
+    the data card ``data`` (labels named as the model's), computed on ``device`` (``auto``: CUDA when present) in
+    ``precision`` (both for a folder).
 
     NER: ``label_map`` (default: the one the model was trained with) renames or drops entity types of the
     data; entity types that only the data or only the model has are left out of the scores, with one warning."""
-    model = load_model(model_dir, device, precision=precision)
+    model_dir = str(model) if isinstance(model, (str, Path)) else None
+    if model_dir is not None:
+        model = load_model(model_dir, device, precision=precision)
     card = data if isinstance(data, DataCard) else load_cards(data)
     if get_task(model.task).words_input:  # a tagger: words in, entity scores out
-        if label_map is None:
-            label_map = _trained_label_map(model_dir)
+        if label_map is None:  # the one it was trained with
+            label_map = getattr(model, "label_map", None)
         return _evaluate_tagger(model, model_dir, card, split, batch_size, label_map, where)
     card = dataclasses.replace(card, problem_type=model.problem_type)  # read as the model predicts; the card stays
     label_names = model.label_names
@@ -114,10 +117,6 @@ def fit_calibration(model_dir: str | Path, texts: list, gold: list, split: str, 
     calibration.save(model_dir)
     model.calibration = calibration
     return report.to_dict()
-
-
-def _trained_label_map(model_dir) -> dict[str, str] | None:
-    return read_sidecar(model_dir).get("label_map")
 
 
 def _evaluate_tagger(tagger, model_dir, card: DataCard, split: str, batch_size: int,

@@ -68,7 +68,7 @@ def export_onnx(source: str | Path, output: str | Path, int8: bool = False, chec
     ``check_texts``: held-out texts for the parity check (default: up to ``check_rows`` rows of the run's evaluation
     split, read from its recipe.yaml and card; for encoders without one, a few built-in sentences). ``pooling``,
     ``layers``, ``normalize``, ``max_length``: the embedding settings baked into an encoder's graph."""
-    from .inference import read_sidecar
+    from .sidecar import read_sidecar
     from .io import check_folder_target, move_contents
 
     started = time.perf_counter()
@@ -112,8 +112,10 @@ class _Subject:
 
 
 def _subject(source, trust_remote_code: bool, pooling: str, layers, normalize: bool, max_length: int) -> _Subject:
-    from .inference import (NoTaskHeadError, OnnxEncoder, ProbeClassifier, TextClassifier, TokenTagger, load_model,
-                            read_sidecar)
+    from .errors import NoTaskHeadError
+    from .inference import load_model
+    from .predictors import OnnxEncoder, ProbeClassifier, TextClassifier, TokenTagger
+    from .sidecar import read_sidecar
     from .tasks.embeddings import EmbedSettings, Encoder
 
     try:
@@ -303,16 +305,15 @@ def quiet_loggers(names: tuple[str, ...], level: int = logging.ERROR):
 
 def _write_side_files(subject: _Subject, source, staging: Path, files: dict[str, str], default: str,
                       int8_fp32_nodes: list[str]) -> None:
-    from .io import write_json_atomic
-    from .version import __version__
+    from .sidecar import write_sidecar
 
     subject.tokenizer.save_pretrained(staging)
     subject.config.save_pretrained(staging)  # label names (id2label) for any reader; the tokenizer loader needs it
-    sidecar = {**subject.sidecar, "backend": "onnx", "source": str(source),
-               "onnx": {"kind": subject.kind, "files": files, "default": default, "outputs": subject.outputs,
-                        **({"int8_fp32_nodes": int8_fp32_nodes} if "int8" in files else {})},
-               "nlp_transfer_version": __version__}
-    write_json_atomic(staging / "nlp_transfer.json", sidecar)
+    inherited = {k: v for k, v in subject.sidecar.items() if k not in ("backend", "format", "nlp_transfer_version")}
+    write_sidecar(staging, "onnx", {
+        **inherited, "source": str(source),
+        "onnx": {"kind": subject.kind, "files": files, "default": default, "outputs": subject.outputs,
+                 **({"int8_fp32_nodes": int8_fp32_nodes} if "int8" in files else {})}})
     calibration = Path(source) / "calibration.json"
     if calibration.is_file():  # thresholds and temperature, applied by load_model on the graph's logits
         shutil.copy(calibration, staging / "calibration.json")

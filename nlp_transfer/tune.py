@@ -1,48 +1,14 @@
-"""Hyperparameter search on Optuna: trials are ordinary run folders, the study lives in SQLite beside them, so a
-killed search resumes where it stopped.
+"""Hyperparameter search on Optuna (``nlp-transfer tune``, `tune`; the README documents its options).
 
-    result = tune("recipes/sst2_demo.yaml", trials=20)                  # the strategy's default search space
-    result = tune(recipe, trials=20, space="space.yaml", rows=2000, confirm=True, out="runs/sst2-tune")
-    result.best["params"], result.best_recipe                          # -> OUT/best.yaml
-
-    nlp-transfer tune RECIPE --trials 20 [--space space.yaml] [--rows 2000 --confirm] [--holdout 0.1] [--out DIR]
-                      [--seed 0] [--no-prune] [--keep-weights best|all] [key=value ...]
-
-Each trial samples the search space, applies the values to the recipe as ``key=value`` overrides (exactly what the
-command line takes, checked by `nlp_transfer.config.load_recipe`) and trains it with `nlp_transfer.training.train`
-into ``OUT/trial-NNN/`` (``resume=true``; no test split or eval_sets: the search selects on the evaluation split
-only). The objective is metrics.json's main metric on that split (``eval``), maximised or minimised by its direction
-(`tasks.base.greater_is_better`). On the Trainer backend every evaluation (per epoch, or per ``eval_steps``) is
-reported to the pruner, which can stop a trial early (`optuna.pruners.MedianPruner` after 3 trials; a pruned trial's
-folder is removed, its evaluations stay in the study); the probe and static backends have no intermediate
-evaluations and are never pruned.
-
-Resuming: the study is ``OUT/study.db`` (SQLite). Run the same command again and it trains only the trials still
-missing to reach ``trials`` finished ones (complete or pruned); ``--trials`` may grow. A trial left running by a
-killed or interrupted search is marked failed and run again first with the same values, in the same folder, from its
-newest complete checkpoint. (Optuna's heartbeat and retry callbacks need a grace period to pass before a trial counts
-as stale; a lock on ``OUT`` says instead that no other search is running there, so any running trial is stale at
-once.) Changing the recipe, overrides, space, ``rows`` or ``holdout`` of an existing study is refused.
-
-Search spaces (`DEFAULT_SPACES`, or ``--space FILE``): recipe keys mapped to ``{type: float|int|categorical, low,
-high, log, step, choices}``, e.g. ``training.learning_rate: {type: float, low: 1.0e-5, high: 2.0e-4, log: true}``,
-``strategy.r: {type: categorical, choices: [4, 8, 16]}`` (a list alone is a categorical). Every key is checked at its
-bounds and choices against the recipe before anything trains.
-
-``rows=K``: the search trains on a seeded subset of K training rows (``train_rows``, stratified on single-label
-data); best.yaml trains on the whole split, and ``confirm=True`` trains it into ``OUT/best/``.
-
-``holdout=F``: the search's validation is a seeded fraction F of the training split (stratified on single-label data)
-and the card's evaluation split is left alone, for a test. The data layer reads whole files per split, so the parts
-are written as JSONL beside a derived data card in ``OUT/data/`` (train, validation: the held-out rows, test: the
-card's evaluation split as it is); trials read train / validation, best.yaml adds ``test_split: test``.
-
-Outputs in OUT (written atomically, after every trial): ``trials.jsonl`` and ``trials.md`` (number, state, value,
-params, evaluations, duration), ``best.yaml`` (the resolved recipe with the best values, ``output_dir: OUT/best``:
-``nlp-transfer train OUT/best.yaml`` takes it as it is), ``tune.json`` (summary); ``trials.png`` at the end.
-
-Rank safety: the search runs in one process and refuses ``accelerate launch`` / ``torchrun`` (WORLD_SIZE > 1), where
-every rank would run its own trials against one SQLite file.
+Each trial samples a search space (`DEFAULT_SPACES` per strategy, or a checked ``--space`` file), applies the values
+to the recipe as ``key=value`` overrides and trains it with `nlp_transfer.training.train` into ``OUT/trial-NNN/``;
+the objective is the main metric on the evaluation split (or on held-out training rows with ``holdout``), and on the
+Trainer backend each evaluation goes to the pruner. The study lives in ``OUT/study.db`` (SQLite), so a killed search
+resumes where it stopped: a trial left running is run again with the same values from its newest checkpoint, and a
+different recipe, space, ``rows`` or ``holdout`` for the same OUT is refused. After every trial OUT gets
+``trials.jsonl``, ``trials.md``, ``tune.json`` and ``best.yaml`` (``nlp-transfer train OUT/best.yaml`` takes it as it
+is); ``trials.png`` at the end, and ``OUT/best/`` with ``confirm``. The search runs in one process (WORLD_SIZE > 1 is
+refused). optuna, torch and transformers are imported when a search starts.
 """
 from __future__ import annotations
 
@@ -50,13 +16,13 @@ import json
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .config import Recipe, load_recipe, resolve_path
+from .config import Recipe, load_recipe, recipe_card, resolve_path
 from .errors import NLPTransferError, did_you_mean
 from .io import atomic_open, check_folder_target, remove_tree, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .runtime import world_size
@@ -273,15 +239,6 @@ def suggest(trial, key: str, spec: dict[str, Any]) -> Any:
 
 # ------------------------------------------------------------------------------------------------ the data
 
-def _card_of(recipe: Recipe):
-    from .data.cards import card_from_dict, load_cards
-
-    if isinstance(recipe.data, dict):
-        return card_from_dict(recipe.data, None)
-    paths = recipe.data if isinstance(recipe.data, list) else [recipe.data]
-    return load_cards([resolve_path(path, recipe) for path in paths])
-
-
 def main_metric(recipe: Recipe, card) -> str:
     """The metric a recipe's metrics.json selects by (``main_metric``), from its task and the card's problem type."""
     from .tasks import get_task
@@ -302,7 +259,7 @@ def write_holdout(base: Recipe, fraction: float, seed: int, folder: Path) -> tup
     from .data.readers import read_labelled
     from .training import stratified_choice
 
-    card = _card_of(base)
+    card = recipe_card(base)
     if base.train_split not in card.splits:
         raise NLPTransferError(f"{card.source}: no '{base.train_split}' split{did_you_mean(base.train_split, card.splits)}")
     labelled = read_labelled(card, base.train_split)
@@ -463,6 +420,33 @@ def _folder_name(number: int) -> str:
     return f"trial-{number:03d}"
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """What `tune` was given and resolved, shared by the steps of the search: the recipe (``base``), the output
+    folder, the trial count, the checked space and where it comes from, rows, holdout, seed, pruner, confirm,
+    keep_weights, the main metric and its direction, and the study's description (refused when it changes). The data
+    fields are set once the study is open: ``common`` (the overrides every trial takes), ``final`` (what best.yaml
+    takes of the search's data) and ``holdout_info`` (tune.json's ``holdout``)."""
+
+    base: Recipe
+    out: Path
+    trials: int
+    space: dict[str, dict[str, Any]]
+    space_source: str
+    rows: int | None
+    holdout: float | None
+    seed: int
+    pruner: Any
+    confirm: bool
+    keep_weights: str
+    metric: str
+    higher: bool
+    description: dict[str, Any]
+    common: tuple[str, ...] = ()
+    final: tuple[str, ...] = ()
+    holdout_info: dict[str, Any] | None = None
+
+
 def tune(recipe: Recipe | str | Path | dict, trials: int, space: str | Path | dict | None = None,
          rows: int | None = None, holdout: float | None = None, out: str | Path | None = None,
          overrides: list[str] | tuple[str, ...] = (), seed: int = 0, pruner: Any = True,
@@ -475,9 +459,44 @@ def tune(recipe: Recipe | str | Path | dict, trials: int, space: str | Path | di
     pruner. ``keep_weights``: "best" (the default) removes the weights of every complete trial but the best one as
     the search goes (their metrics, predictions and recipe stay), "all" keeps them. Everything is checked before
     anything trains; errors are one line (`NLPTransferError`)."""
+    _check_options(trials, rows, seed, holdout, keep_weights)
+    optuna = _import_optuna()
+    base = load_recipe(recipe, list(overrides))
+    if base.seeds is not None:
+        raise NLPTransferError(f"{base.source or 'recipe'}: tune trains one seed per trial; remove seeds (or add "
+                               f"seeds=null), the recipe's seed is used")
+    out = _output_folder(base, out)
+    space_dict, space_source = _resolve_space(space, base)
+    card = recipe_card(base)
+    metric = main_metric(base, card)
+    from .tasks.base import greater_is_better
+
+    higher = greater_is_better(metric)
+    _check_selection(base, card, holdout)
+    description = _normalised({"recipe": base.to_dict(), "space": space_dict, "rows": rows,
+                               "holdout": {"fraction": holdout, "seed": seed} if holdout is not None else None,
+                               "main_metric": metric})
+    if not (out / STUDY).is_file() and out.is_dir() and any(out.glob("trial-*")):
+        raise NLPTransferError(f"--out {out}: holds trial folders but no {STUDY} (removed?); remove the trial-* "
+                               f"folders or use another --out")
+    plan = SearchPlan(base, out, trials, space_dict, space_source, rows, holdout, seed, pruner, confirm, keep_weights,
+                      metric, higher, description)
+    out.mkdir(parents=True, exist_ok=True)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial; a failed trial's error is ours
+    try:
+        with _locked(out):
+            return _search(optuna, plan)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _check_options(trials: Any, rows: Any, seed: Any, holdout: Any, keep_weights: Any) -> None:
+    """The plain options of `tune`, checked before the recipe is read (and refused under several ranks)."""
     if world_size() > 1:
         raise NLPTransferError(f"nlp-transfer tune runs its trials one after another in one process (WORLD_SIZE is "
-                               f"{world_size()}); start it with nlp-transfer tune, not under accelerate launch / torchrun")
+                               f"{world_size()}); start it with nlp-transfer tune, not under accelerate launch / "
+                               f"torchrun")
     for name, value, low in (("--trials", trials, 1), ("--rows", rows, 1), ("--seed", seed, 0)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise NLPTransferError(f"{name} {value!r}: give an integer >= {low}")
@@ -488,18 +507,22 @@ def tune(recipe: Recipe | str | Path | dict, trials: int, space: str | Path | di
                                 or not 0 < holdout < 1):
         raise NLPTransferError(f"--holdout {holdout!r}: give the fraction of the training split to hold out, between 0 "
                                f"and 1, e.g. --holdout 0.1")
-    optuna = _import_optuna()
-    base = load_recipe(recipe, list(overrides))
-    source = base.source or "recipe"
-    if base.seeds is not None:
-        raise NLPTransferError(f"{source}: tune trains one seed per trial; remove seeds (or add seeds=null), the "
-                               f"recipe's seed is used")
+
+
+def _output_folder(base: Recipe, out: str | Path | None) -> Path:
+    """The search's folder: ``out``, or the recipe's output_dir + "-tune"; never a single run's folder."""
     out = Path(out) if out is not None else Path(f"{base.output_dir}-tune")
     check_folder_target(out, "--out")
     from .rundir import is_run_folder
 
     if out.is_dir() and is_run_folder(out):
         raise NLPTransferError(f"--out {out}: holds a single run; choose another folder for the search")
+    return out
+
+
+def _resolve_space(space: str | Path | dict | None, base: Recipe) -> tuple[dict[str, dict[str, Any]], str]:
+    """The checked search space and where it comes from: a file, a dict, or the strategy's default; each key is
+    tried against the recipe (`fit_space`)."""
     if isinstance(space, (str, Path)):
         space_dict, space_source = load_space(space), str(space)
     elif isinstance(space, dict):
@@ -507,90 +530,114 @@ def tune(recipe: Recipe | str | Path | dict, trials: int, space: str | Path | di
     else:
         space_dict, space_source = default_space(base)
     fit_space(space_dict, base, space_source)
-    card = _card_of(base)
-    metric = main_metric(base, card)
-    from .tasks import get_task
-    from .tasks.base import greater_is_better
+    return space_dict, space_source
 
-    higher = greater_is_better(metric)
+
+def _check_selection(base: Recipe, card, holdout: float | None) -> None:
+    """The split the search selects on exists: the card's evaluation split, or ``holdout`` where the task keeps a
+    test split apart and the recipe has none yet."""
+    from .tasks import get_task
+
     if holdout is not None:
         if not get_task(base.task).scored_sets:
             raise NLPTransferError(f"--holdout: {get_task(base.task)} has no test split to keep apart (its held-out "
                                    f"score is on eval_split); leave --holdout out")
         if base.test_split:
-            raise NLPTransferError(f"--holdout: {source} already has a test split (test_split: {base.test_split}); the "
-                                   f"search selects on '{base.eval_split}' and never sees it: leave --holdout out")
+            raise NLPTransferError(f"--holdout: {base.source or 'recipe'} already has a test split (test_split: "
+                                   f"{base.test_split}); the search selects on '{base.eval_split}' and never sees "
+                                   f"it: leave --holdout out")
     elif base.eval_split not in card.splits:
         raise NLPTransferError(f"{card.source}: no '{base.eval_split}' split for the search to select on; add one to "
                                f"the card, set eval_split, or hold out part of the training split (--holdout 0.1)")
-    description = _normalised({"recipe": base.to_dict(), "space": space_dict, "rows": rows,
-                               "holdout": {"fraction": holdout, "seed": seed} if holdout is not None else None,
-                               "main_metric": metric})
-    database = out / STUDY
-    if not database.is_file() and out.is_dir() and any(out.glob("trial-*")):
-        raise NLPTransferError(f"--out {out}: holds trial folders but no {STUDY} (removed?); remove the trial-* "
-                               f"folders or use another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial; a failed trial's error is ours
-    try:
-        with _locked(out):
-            return _search(optuna, base, out, trials, space_dict, space_source, rows, holdout, seed, pruner, confirm,
-                           metric, higher, description, keep_weights)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
 
 
-def _search(optuna, base, out, trials, space, space_source, rows, holdout, seed, pruner, confirm, metric, higher,
-            description, keep_weights) -> TuneResult:
+def _search(optuna, plan: SearchPlan) -> TuneResult:
+    """Open (or resume) the study in OUT, train the missing trials, write the outputs, confirm the best."""
     from optuna.trial import TrialState
 
-    from .tasks import get_task
-    from .training import train
+    from .training import train  # torch and transformers load before the study is opened
 
-    study = optuna.create_study(study_name=STUDY_NAME, storage=f"sqlite:///{(out / STUDY).resolve()}",
-                                load_if_exists=True, direction="maximize" if higher else "minimize",
-                                pruner=make_pruner(pruner))
-    saved = study.user_attrs.get("nlp_transfer")
+    study = _open_study(optuna, plan)
+    plan = _with_search_data(plan)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    remaining = plan.trials - len(study.get_trials(deepcopy=False, states=finished))
+    _retry_stale(study, remaining, TrialState)
+    study.sampler = optuna.samplers.TPESampler(seed=plan.seed + len(study.trials))  # a restart samples afresh
+    if remaining > 0:
+        _train_trials(optuna, study, plan, remaining, _objective(optuna, plan, train))
+    else:
+        print(f"nlp-transfer: tune: {plan.out / STUDY} already holds {plan.trials - remaining} finished trials "
+              f"(--trials {plan.trials}); give a larger --trials to search more", flush=True)
+    summary, best, rows_out = _write_outputs(study, plan)
+    _write_plot(rows_out, plan.metric, plan.higher, plan.out / PLOT)
+    if plan.confirm and best is not None:
+        summary["confirm"] = _confirm(plan.out, plan.metric)
+        write_json_atomic(plan.out / SUMMARY, summary)
+    return TuneResult(plan.out, best, plan.out / BEST if best is not None else None, summary, rows_out, study)
+
+
+def _open_study(optuna, plan: SearchPlan):
+    """The study in ``OUT/study.db``, created or loaded; one started with another recipe or options is refused."""
+    study = optuna.create_study(study_name=STUDY_NAME, storage=f"sqlite:///{(plan.out / STUDY).resolve()}",
+                                load_if_exists=True, direction="maximize" if plan.higher else "minimize",
+                                pruner=make_pruner(plan.pruner))
+    saved, description = study.user_attrs.get("nlp_transfer"), plan.description
     if saved is None:
         study.set_user_attr("nlp_transfer", description)
     elif saved != description:
-        what = {"recipe": "recipe or overrides", "space": "search space", "rows": "--rows", "holdout": "--holdout / --seed",
-                "main_metric": "main metric"}
+        what = {"recipe": "recipe or overrides", "space": "search space", "rows": "--rows",
+                "holdout": "--holdout / --seed", "main_metric": "main metric"}
         key = next((k for k in what if saved.get(k) != description.get(k)), "recipe")
-        raise NLPTransferError(f"{out / STUDY}: this search was started with another {what[key]} "
+        raise NLPTransferError(f"{plan.out / STUDY}: this search was started with another {what[key]} "
                                f"({_first_difference(saved.get(key), description.get(key), key)}); resume it with the "
                                f"same recipe and options, or start a new search in another --out")
+    return study
+
+
+def _with_search_data(plan: SearchPlan) -> SearchPlan:
+    """``plan`` with the overrides of the search's data: every trial's (``common``: no test split or eval sets,
+    resumed; the holdout card's splits; ``rows``), best.yaml's (``final``) and the holdout's record; the holdout
+    card is written here."""
     common = ["test_split=null", "eval_sets=null", "resume=true", "overwrite=false"]
     final: list[str] = []  # what best.yaml takes of the search's data
     holdout_info = None
-    if holdout is not None:
-        card_path, counts = write_holdout(base, holdout, seed, out / DATA)
+    if plan.holdout is not None:
+        card_path, counts = write_holdout(plan.base, plan.holdout, plan.seed, plan.out / DATA)
         split = ["train_split=train", "eval_split=validation", override("data", str(card_path))]
         common += split
         final += split + (["test_split=test"] if "test" in counts else [])
-        holdout_info = {"fraction": holdout, "seed": seed, "card": str(card_path), "rows": counts}
-    if rows is not None:
-        common += [f"train_rows={rows}", "train_rows_stratified=true", "train_rows_per_class=null"]
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    remaining = trials - len(study.get_trials(deepcopy=False, states=finished))
-    _retry_stale(study, remaining, TrialState)
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))  # a restart samples afresh
-    state = {"done": len(study.get_trials(deepcopy=False, states=finished))}  # finished trials, for the progress line
+        holdout_info = {"fraction": plan.holdout, "seed": plan.seed, "card": str(card_path), "rows": counts}
+    if plan.rows is not None:
+        common += [f"train_rows={plan.rows}", "train_rows_stratified=true", "train_rows_per_class=null"]
+    return replace(plan, common=tuple(common), final=tuple(final), holdout_info=holdout_info)
+
+
+def _trial_folder(trial, out: Path) -> Path:
+    """The trial's folder: the one its earlier try used (a retry), else ``trial-NNN``, recorded in the study; an
+    unrecorded folder with files in it is refused."""
+    name = trial.user_attrs.get("folder")
+    folder = out / (name or _folder_name(trial.number))
+    if name is None:
+        if folder.is_dir() and any(folder.iterdir()):
+            raise NLPTransferError(f"{folder}: exists but {out / STUDY} has no record of it; remove the trial-* "
+                                   f"folders without a record, or use another --out")
+        trial.set_user_attr("folder", folder.name)
+    return folder
+
+
+def _objective(optuna, plan: SearchPlan, train):
+    """The study's objective: sample the space, train the recipe with those values into the trial's folder, return
+    the main metric on the evaluation split (NaN, a failed trial, when it is missing or not finite)."""
+    from .tasks import get_task
 
     def objective(trial):
-        params = {key: suggest(trial, key, spec) for key, spec in space.items()}
-        name = trial.user_attrs.get("folder")
-        folder = out / (name or _folder_name(trial.number))
-        if name is None:
-            if folder.is_dir() and any(folder.iterdir()):
-                raise NLPTransferError(f"{folder}: exists but {out / STUDY} has no record of it; remove the trial-* "
-                                       f"folders without a record, or use another --out")
-            trial.set_user_attr("folder", folder.name)
-        recipe = load_recipe(base, common + [override(k, v) for k, v in params.items()] + [f"output_dir={folder}"])
+        params = {key: suggest(trial, key, spec) for key, spec in plan.space.items()}
+        folder = _trial_folder(trial, plan.out)
+        recipe = load_recipe(plan.base, list(plan.common) + [override(k, v) for k, v in params.items()]
+                             + [f"output_dir={folder}"])
         callbacks = None
         if recipe.backend == "trainer":
-            callbacks = [pruning_callback(trial, metric, get_task(recipe.task).implementation().derived_metrics)]
+            callbacks = [pruning_callback(trial, plan.metric, get_task(recipe.task).implementation().derived_metrics)]
         try:
             metrics = train(recipe, callbacks=callbacks).metrics
         except optuna.TrialPruned:
@@ -602,44 +649,50 @@ def _search(optuna, base, out, trials, space, space_source, rows, holdout, seed,
         except NLPTransferError as exc:
             trial.set_user_attr("error", str(exc))
             raise
-        value = (metrics.get("eval") or {}).get(metric)
+        value = (metrics.get("eval") or {}).get(plan.metric)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            trial.set_user_attr("error", f"{metric} is {value!r} (diverged?)")
+            trial.set_user_attr("error", f"{plan.metric} is {value!r} (diverged?)")
             return float("nan")  # a failed trial: the search goes on
         return float(value)
+
+    return objective
+
+
+def _after_trial(study, plan: SearchPlan, finished: tuple):
+    """The callback after each trial: drop weights but the best's (``keep_weights="best"``), print the trial's line
+    with the progress count and the best so far, rewrite the outputs."""
+    state = {"done": len(study.get_trials(deepcopy=False, states=finished))}  # finished trials, for the progress line
 
     def after(study_, frozen):
         if frozen.state in finished:
             state["done"] += 1
-        if keep_weights == "best":
-            drop_weights_but_best(study_, out, higher)
-        print(f"nlp-transfer: tune [{state['done']}/{trials}] {_trial_line(frozen, metric)}"
-              f"{_best_line(study_, metric, higher)}", flush=True)
-        _write_outputs(study_, out, base, metric, higher, trials, space, space_source, rows, holdout_info, seed,
-                       final, pruner)
+        if plan.keep_weights == "best":
+            drop_weights_but_best(study_, plan.out, plan.higher)
+        print(f"nlp-transfer: tune [{state['done']}/{plan.trials}] {_trial_line(frozen, plan.metric)}"
+              f"{_best_line(study_, plan.metric, plan.higher)}", flush=True)
+        _write_outputs(study_, plan)
 
-    if remaining > 0:
-        print(f"nlp-transfer: tune: {remaining} trial(s) to train{f' of {trials}' if remaining < trials else ''} "
-              f"into {out} ({metric} on {'held-out training rows' if holdout is not None else base.eval_split}, "
-              f"{'higher' if higher else 'lower'} is better; space: {space_source})", flush=True)
-        # at most as many failed (diverged) trials as missing ones before the search stops
-        try:
-            study.optimize(objective, n_trials=2 * remaining, gc_after_trial=True,
-                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), after])
-        except BaseException:  # a trial's error or Ctrl-C: the tables record that trial too, then it propagates
-            _write_outputs(study, out, base, metric, higher, trials, space, space_source, rows, holdout_info, seed,
-                           final, pruner)
-            raise
-    else:
-        print(f"nlp-transfer: tune: {out / STUDY} already holds {trials - remaining} finished trials (--trials "
-              f"{trials}); give a larger --trials to search more", flush=True)
-    summary, best, rows_out = _write_outputs(study, out, base, metric, higher, trials, space, space_source, rows,
-                                             holdout_info, seed, final, pruner)
-    _write_plot(rows_out, metric, higher, out / PLOT)
-    if confirm and best is not None:
-        summary["confirm"] = _confirm(out, metric)
-        write_json_atomic(out / SUMMARY, summary)
-    return TuneResult(out, best, out / BEST if best is not None else None, summary, rows_out, study)
+    return after
+
+
+def _train_trials(optuna, study, plan: SearchPlan, remaining: int, objective) -> None:
+    """Run the study until it holds ``plan.trials`` finished trials; a trial's error or Ctrl-C is recorded in the
+    outputs too, then propagates."""
+    from optuna.trial import TrialState
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    after = _after_trial(study, plan, finished)
+    print(f"nlp-transfer: tune: {remaining} trial(s) to train{f' of {plan.trials}' if remaining < plan.trials else ''} "
+          f"into {plan.out} ({plan.metric} on "
+          f"{'held-out training rows' if plan.holdout is not None else plan.base.eval_split}, "
+          f"{'higher' if plan.higher else 'lower'} is better; space: {plan.space_source})", flush=True)
+    # at most as many failed (diverged) trials as missing ones before the search stops
+    try:
+        study.optimize(objective, n_trials=2 * remaining, gc_after_trial=True,
+                       callbacks=[optuna.study.MaxTrialsCallback(plan.trials, states=finished), after])
+    except BaseException:  # a trial's error or Ctrl-C: the tables record that trial too, then it propagates
+        _write_outputs(study, plan)
+        raise
 
 
 def _retry_stale(study, remaining: int, TrialState) -> None:
@@ -769,41 +822,47 @@ def best_recipe(base: Recipe, params: dict[str, Any], out: Path, final: list[str
                        + [f"output_dir={out / BEST_RUN}", "resume=false", "overwrite=false"])
 
 
-def _write_outputs(study, out, base, metric, higher, trials, space, space_source, rows, holdout_info, seed, final,
-                   pruner) -> tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, Any]]]:
+def _write_outputs(study, plan: SearchPlan) -> tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, Any]]]:
+    """best.yaml (when a trial completed), trials.jsonl, trials.md and tune.json as the study stands now; returns
+    tune.json's contents, the best trial's record and trials.jsonl's rows."""
+    out, base = plan.out, plan.base
     table = trial_rows(study, out)
-    best_trial = _best_trial(study, higher)
+    best_trial = _best_trial(study, plan.higher)
     best = None
     if best_trial is not None:
         best = {"number": best_trial.number, "value": best_trial.value, "params": dict(best_trial.params),
                 "folder": best_trial.user_attrs.get("folder")}
-        recipe = best_recipe(base, best["params"], out, final)
-        header = (f"# nlp-transfer tune: trial {best['number']} of {out}, {metric} {best['value']:.4f}\n"
+        recipe = best_recipe(base, best["params"], out, list(plan.final))
+        header = (f"# nlp-transfer tune: trial {best['number']} of {out}, {plan.metric} {best['value']:.4f}\n"
                   f"# nlp-transfer train {out / BEST}\n")
         write_text_atomic(out / BEST, header + yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
     states: dict[str, int] = {}
     for row in table:
         states[row["state"]] = states.get(row["state"], 0) + 1
-    previous = out / SUMMARY
     summary = {"schema": SCHEMA, "recipe": base.source, "output": str(out), "task": base.task, "model": base.model,
-               "data": base.data, "strategy": base.strategy.name, "main_metric": metric,
-               "direction": "maximize" if higher else "minimize",
-               "eval_split": "validation (held-out training rows)" if holdout_info else base.eval_split,
-               "trials": trials, "finished": states.get("complete", 0) + states.get("pruned", 0), "states": states,
-               "space": space, "space_source": space_source, "rows": rows, "holdout": holdout_info, "seed": seed,
-               "pruner": type(make_pruner(pruner)).__name__, "best": best,
-               "best_recipe": str(out / BEST) if best is not None else None}
-    if previous.is_file():  # a confirm run of an earlier call stays recorded while it is still the best
-        try:
-            earlier = json.loads(previous.read_text(encoding="utf-8"))
-        except ValueError:
-            earlier = {}
-        if earlier.get("confirm") and earlier.get("best") == best:
-            summary["confirm"] = earlier["confirm"]
+               "data": base.data, "strategy": base.strategy.name, "main_metric": plan.metric,
+               "direction": "maximize" if plan.higher else "minimize",
+               "eval_split": "validation (held-out training rows)" if plan.holdout_info else base.eval_split,
+               "trials": plan.trials, "finished": states.get("complete", 0) + states.get("pruned", 0),
+               "states": states, "space": plan.space, "space_source": plan.space_source, "rows": plan.rows,
+               "holdout": plan.holdout_info, "seed": plan.seed, "pruner": type(make_pruner(plan.pruner)).__name__,
+               "best": best, "best_recipe": str(out / BEST) if best is not None else None}
+    _keep_confirm(out / SUMMARY, summary)
     write_jsonl_atomic(out / TRIALS_JSONL, table)
     write_text_atomic(out / TRIALS_MD, markdown(summary, table))
     write_json_atomic(out / SUMMARY, summary)
     return summary, best, table
+
+
+def _keep_confirm(previous: Path, summary: dict[str, Any]) -> None:
+    """A confirm run of an earlier call stays recorded in ``summary`` while its best is still the best."""
+    if previous.is_file():
+        try:
+            earlier = json.loads(previous.read_text(encoding="utf-8"))
+        except ValueError:
+            earlier = {}
+        if earlier.get("confirm") and earlier.get("best") == summary["best"]:
+            summary["confirm"] = earlier["confirm"]
 
 
 def markdown(summary: dict[str, Any], table: list[dict[str, Any]]) -> str:

@@ -88,3 +88,76 @@ def test_only_tasks_and_the_data_layer_branch_on_a_task_name():
                  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if pattern.search(line)]
     assert offenders == []
+
+
+# The layers of the package, bottom first (README, "How it works"): a module imports only from its own layer or
+# below, counting imports inside functions. Subpackages are named by their prefix; a module not listed fails the test.
+LAYERS = (
+    ("foundation", ("errors", "version", "io", "checks", "runtime", "sidecar", "record", "jobs", "rundir", "plots",
+                    "linear", "data.files", "data.windows", "static.words", "static.matrix", "static.vectors")),
+    ("knowledge", ("tasks", "models", "calibration", "layer_rates", "strategies", "contrastive", "strategy_configs",
+                   "config", "data", "static.settings", "static.models", "reports", "static")),
+    ("predictors", ("predictors", "static.predictors")),
+    ("training", ("probe", "static.baselines")),
+    ("backends", ("backends",)),
+    ("runs", ("inference", "evaluation", "outputs", "training", "seeds")),
+    ("analysis and export", ("error_analysis", "label_issues", "compare", "curve", "tune", "onnx_export", "serve")),
+    ("interface", ("cli", "__main__", "")),
+)
+
+
+def layer_of(module: str) -> int:
+    """The layer of ``nlp_transfer.x.y``: its longest listed prefix decides (``static.baselines`` before ``static``)."""
+    short = module.removeprefix("nlp_transfer").removeprefix(".")
+    best = None
+    for index, (_, names) in enumerate(LAYERS):
+        for name in names:
+            if short == name or (name and short.startswith(name + ".")):
+                if best is None or len(name) > len(best[1]):
+                    best = (index, name)
+    assert best is not None, f"{module} is in no layer of tests/test_architecture.py LAYERS"
+    return best[0]
+
+
+def test_imports_point_down_the_layers():
+    known = modules()
+    upward = []
+    for name, path in known.items():
+        for target, _ in imports(name, path, known):
+            if target in known and target != name and layer_of(target) > layer_of(name):
+                upward.append(f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})")
+    assert upward == []
+
+
+def test_functions_are_short_and_private_helpers_take_few_parameters():
+    """No function over 80 lines; no private helper with more than 8 parameters (public entry points may take more
+    keyword options)."""
+    long, wide = [], []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            lines = node.end_lineno - node.lineno + 1
+            args = node.args
+            count = (len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs) + bool(args.vararg)
+                     + bool(args.kwarg) - (1 if args.args and args.args[0].arg in ("self", "cls") else 0))
+            if lines > 80:
+                long.append(f"{name}.{node.name}: {lines} lines")
+            if node.name.startswith("_") and not node.name.startswith("__") and count > 8:
+                wide.append(f"{name}.{node.name}: {count} parameters")
+    assert long == [] and wide == []
+
+
+def test_load_model_dispatches_on_the_sidecar_backend_only():
+    """One dispatch: load_model asks the sidecar which backend wrote a folder; no loader guesses from file names."""
+    import inspect
+
+    from nlp_transfer.inference import load_model
+
+    source = inspect.getsource(load_model)
+    assert "get_backend(sidecar[\"backend\"]" in source
+    for name in ("static.json", "is_file()", "feature-extraction"):
+        assert name not in source
+    from nlp_transfer.backends import BACKENDS
+
+    assert set(BACKENDS) == {"trainer", "probe", "static", "onnx"}

@@ -17,7 +17,7 @@ from nlp_transfer.tasks.ner import entity_metrics
 METRIC_KEYS = {"task", "problem_type", "model", "data", "strategy", "eval_split", "main_metric", "eval", "train",
                "params", "predict", "history", "coverage", "rows"}
 FILES = ("metrics.json", "predictions_validation.jsonl", "recipe.yaml", "coverage.json", "model.safetensors",
-         "README.md", "static.json", "vocabulary.json")
+         "README.md", "nlp_transfer.json", "vocabulary.json")
 POSITIVE = {"good", "great", "fun", "best", "charming", "funny", "beautiful", "enjoyable", "love", "moving"}
 NEGATIVE = {"bad", "worst", "dull", "boring", "mess", "stupid", "flat", "tedious", "fails", "lacks"}
 
@@ -138,7 +138,8 @@ def test_bilstm_tagger_on_conll(conll_toy, conll_vectors, tmp_path):
     assert metrics["eval"]["f1"] == pytest.approx(recomputed["f1"])
     assert metrics["eval"]["accuracy"] == pytest.approx(recomputed["accuracy"])
     assert set(metrics["eval"]["per_type"]) <= {"PER", "ORG", "LOC", "MISC"}
-    static = json.loads((out / "static.json").read_text())
+    static = json.loads((out / "nlp_transfer.json").read_text())
+    assert static["backend"] == "static"
     assert static["label_names"][0] == "O" and static["casing"][1:] == ["lower", "initial_cap", "all_caps", "numeric",
                                                                         "other"]
 

@@ -181,10 +181,10 @@ def test_damaged_static_runs_are_one_line_errors(runs, tmp_path, capsys):
     with pytest.raises(NLPTransferError, match=r"vocabulary\.json: not found; this static run is incomplete"):
         load_model(broken)
     shutil.copy(runs["bilstm"] / "vocabulary.json", broken)
-    (broken / "static.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(NLPTransferError, match=r"static\.json: not valid JSON \(line 1"):
+    (broken / "nlp_transfer.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(NLPTransferError, match=r"nlp_transfer\.json: not valid JSON \(line 1"):
         load_model(broken)
-    shutil.copy(runs["bilstm"] / "static.json", broken)
+    shutil.copy(runs["bilstm"] / "nlp_transfer.json", broken)
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     texts = tmp_path / "texts.txt"
     texts.write_text("good\n", encoding="utf-8")

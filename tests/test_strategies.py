@@ -66,9 +66,9 @@ def test_feature_extraction_head_trains_only_the_pooler_and_head(sst2_toy, tiny_
 
 def attach_callback(monkeypatch, callback):
     """Make the next `train` call's Trainer also run ``callback``; returns it."""
-    import nlp_transfer.training as training
+    import nlp_transfer.backends.trainer as trainer_backend
 
-    build = training._build_trainer_class
+    build = trainer_backend.trainer_class
 
     def with_callback():
         class Recording(build()):
@@ -78,7 +78,7 @@ def attach_callback(monkeypatch, callback):
 
         return Recording
 
-    monkeypatch.setattr(training, "_build_trainer_class", with_callback)
+    monkeypatch.setattr(trainer_backend, "trainer_class", with_callback)
     return callback
 
 

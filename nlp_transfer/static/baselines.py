@@ -24,7 +24,7 @@ A recipe with a ``static:`` mapping trains one of these instead of a transformer
 Only the OOV rows can train, and only with ``oov: learned``; every other embedding row is bit-identical
 after training. Text goes through `nlp_transfer.static.words` (one tokenizer for every baseline).
 Outputs, staged then moved into ``output_dir``: ``metrics.json``, ``predictions_<eval split>.jsonl``,
-``coverage.json``, ``recipe.yaml``, ``model.safetensors`` (weights, no pickles), ``static.json``
+``coverage.json``, ``recipe.yaml``, ``model.safetensors`` (weights, no pickles), ``nlp_transfer.json``
 (settings, labels), ``vocabulary.json`` (the word of each embedding row) and a short ``README.md``.
 The models and their inputs are defined once in `nlp_transfer.static.models`, the ``static:`` keys in
 `nlp_transfer.static.settings`; `load_model` reopens a run through `nlp_transfer.static.predictors`. The BiLSTMs
@@ -46,6 +46,10 @@ import torch
 from torch import nn
 
 from ..errors import NLPTransferError
+from ..jobs import Fitted, Job
+from ..sidecar import SIDECAR
+from ..linear import StrengthSearch, search_strength
+from ..linear import logits as linear_logits
 from ..tasks import classification as cls_task
 from ..tasks import get_task
 from ..tasks.base import row_groups
@@ -53,12 +57,12 @@ from .matrix import EmbeddingMatrix, embedding_matrix
 from .models import (CASING, PREDICT_BATCH, BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder,
                      average_features, classifier_forward, classifier_logits, length_batches, pad, tagger_forward,
                      tagger_inputs, tagger_logits, text_features, word_shape)
-from .settings import (BASELINES, POOLINGS, SIDECAR, VOCABULARY_FILE, WEIGHTS_FILE, StaticConfig, parse_static,
+from .settings import (BASELINES, POOLINGS, VOCABULARY_FILE, WEIGHTS_FILE, StaticConfig, parse_static,
                        removed_components, static_device)
 from .vectors import check_vectors_path, load_vectors, vectors_name
 from .words import words
 
-__all__ = ["BASELINES", "CASING", "POOLINGS", "SIDECAR", "VOCABULARY_FILE", "WEIGHTS_FILE", "BiLSTMClassifier",
+__all__ = ["BASELINES", "CASING", "POOLINGS", "VOCABULARY_FILE", "WEIGHTS_FILE", "BiLSTMClassifier",
            "BiLSTMTagger", "StaticConfig", "StaticEmbedding", "check_static", "parse_static", "static_device",
            "train_static", "word_shape"]
 
@@ -152,18 +156,21 @@ def check_static(recipe) -> StaticConfig:
     return config
 
 
-def train_static(recipe, card, data, out: Path, config: StaticConfig,
-                 eval_cards: dict | None = None) -> dict[str, Any]:
-    """Train the recipe's static baseline on ``data`` and write it into ``out`` (the run folder `nlp_transfer.rundir`
-    chose); returns metrics.json (`nlp_transfer.outputs` scores the test split and eval sets and writes it)."""
+def train_static(job: Job, config: StaticConfig) -> Fitted:
+    """Train the recipe's static baseline on ``job.data`` and stage it in the run folder `nlp_transfer.rundir` chose
+    (``job.run.work``); returns the run record for `nlp_transfer.outputs.finish` (which scores the test split and
+    eval sets and writes everything). ``job.runtime`` (``train --device``) overrides ``static.device``."""
     from ..config import resolve_path
 
+    recipe = job.recipe
+    job.start()
     seed_everything(recipe.seed)
     path = resolve_path(config.vectors, recipe)
     started = time.perf_counter()
     vectors = load_vectors(path, config.format, config.limit, unicode_errors=config.unicode_errors)
     vectors_seconds = time.perf_counter() - started
-    run = Run(recipe, card, data, config, vectors, f"{vectors_name(path)} (static)", out, static_device(config))
+    device = job.runtime.device if job.runtime is not None else static_device(config)
+    run = Run(recipe, job.card, job.data, config, vectors, f"{vectors_name(path)} (static)", job.run.work, device)
     # Small recurrent models gain nothing from intra-op threads, and spin-waiting threads make them many times
     # slower when the cores are shared with other work (measured: 2-3 s per demo epoch on 1 thread, minutes on 2
     # threads beside another job). One thread by default; `threads: null` keeps torch's setting.
@@ -180,7 +187,7 @@ def train_static(recipe, card, data, out: Path, config: StaticConfig,
     finally:
         torch.set_num_threads(threads)
     outcome.train["vectors_seconds"] = round(vectors_seconds, 2)
-    return _write_outputs(run, outcome, coverage, _metrics(run, outcome, coverage), eval_cards)
+    return _stage(run, outcome, coverage, _metrics(run, outcome, coverage))
 
 
 def _announce(run: Run, strategy: str, coverage, detail: str) -> None:
@@ -193,7 +200,7 @@ def _announce(run: Run, strategy: str, coverage, detail: str) -> None:
 
 
 def _metrics(run: Run, outcome: Outcome, coverage) -> dict[str, Any]:
-    from ..outputs import run_record
+    from ..record import run_record
 
     recipe = run.recipe
     metrics = run_record(
@@ -207,29 +214,28 @@ def _metrics(run: Run, outcome: Outcome, coverage) -> dict[str, Any]:
     return metrics
 
 
-def _write_outputs(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any],
-                   eval_cards: dict | None) -> dict[str, Any]:
-    """Stage the weights, vocabulary and settings; `outputs.finish` scores and writes the rest, then moves them
-    into output_dir (as for the probe and Trainer runs)."""
+def _stage(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any]) -> Fitted:
+    """Stage the weights, vocabulary and sidecar; `outputs.finish` scores and writes the rest, then moves them into
+    output_dir (as for the probe and Trainer runs)."""
     from safetensors.numpy import save_file
 
-    from ..version import __version__
     from ..io import write_json_atomic
-    from ..outputs import finish, staging_folder
+    from ..record import staging_folder
+    from ..runtime import Runtime
+    from ..sidecar import write_sidecar
 
-    recipe, out = run.recipe, run.out
-    staging = staging_folder(out)
+    recipe = run.recipe
+    staging = staging_folder(run.out)
     tensors = {name: np.ascontiguousarray(value) for name, value in outcome.tensors.items()}
     save_file(tensors, str(staging / WEIGHTS_FILE))
-    write_json_atomic(staging / SIDECAR, {
+    write_sidecar(staging, "static", {
         "task": recipe.task, "strategy": outcome.strategy, "problem_type": run.data.problem_type,
         "label_names": run.data.label_names, "threshold": recipe.threshold, "vectors": run.model_name,
         "static": asdict(run.config), **outcome.sidecar,
-        **({"label_map": recipe.label_map} if recipe.label_map else {}), "nlp_transfer_version": __version__})
+        **({"label_map": recipe.label_map} if recipe.label_map else {})})
     write_json_atomic(staging / VOCABULARY_FILE, outcome.vocabulary)
     write_json_atomic(staging / "coverage.json", coverage.to_dict())
-    return finish(out, recipe, run.card, metrics, lambda final: _readme(run, final), eval_cards=eval_cards,
-                  device=run.device, predictions=outcome.prediction_rows,
+    return Fitted(metrics, lambda final: _readme(run, final), Runtime(run.device), predictions=outcome.prediction_rows,
                   calibration_rows=(cls_task.texts_and_labels(run.data.splits[recipe.eval_split])
                                     if get_task(recipe.task).calibrated else None))
 
@@ -387,17 +393,6 @@ def _row_ranks(vocabulary: list[str], vectors) -> np.ndarray:
     return ranks
 
 
-def _cv_folds(problem_type: str, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Seeded k folds of the training rows: stratified by label for single-label classification."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    if problem_type == "single_label" and np.bincount(y).max() >= folds:
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed % 2**32)
-    else:
-        splitter = KFold(folds, shuffle=True, random_state=seed % 2**32)
-    return list(splitter.split(np.zeros(len(y)), y))
-
-
 def average_rows(config: StaticConfig, matrix: np.ndarray, vocabulary: list[str], vectors,
                  train_ids: list[list[int]], idf: np.ndarray | None = None
                  ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
@@ -427,127 +422,166 @@ def average_rows(config: StaticConfig, matrix: np.ndarray, vocabulary: list[str]
 
 
 def _train_average(run: Run) -> tuple[Outcome, Any]:
-    from ..linear import GRID, fit_linear, linear_weights
-    from ..linear import logits as probe_logits
-
+    """Averaged word vectors + a linear model: keep the training rows, build the embedding and the standardized
+    features, choose C (`_choose_strength`), then score the chosen model on the evaluation split from raw text."""
     recipe, data, config = run.recipe, run.data, run.config
-    problem_type, main = data.problem_type, run.main
-    train_texts, train_pairs = _texts(data.splits[recipe.train_split])
-    eval_texts, eval_pairs = _texts(data.splits[recipe.eval_split])
-    train_y = np.asarray(data.splits[recipe.train_split]["label"])
-    dropped = 0
-    if config.min_words > 1:  # left out of everything the fit sees: vocabulary counts, SIF's p(w), components, C
-        def length(i: int) -> int:  # a text pair: its shorter side
-            sides = [train_texts[i]] + ([train_pairs[i]] if train_pairs else [])
-            return min(len(words(side, config.lowercase)) for side in sides)
-
-        keep = [i for i in range(len(train_texts)) if length(i) >= config.min_words]
-        if not keep:
-            raise NLPTransferError(f"{recipe.source or 'recipe'}: static.min_words {config.min_words} leaves no "
-                                   f"training row; lower it")
-        dropped = len(train_texts) - len(keep)
-        train_texts = [train_texts[i] for i in keep]
-        train_pairs = [train_pairs[i] for i in keep] if train_pairs else None
-        train_y = train_y[keep]
+    train_texts, train_pairs, train_y, dropped = _kept_training_rows(run)
     embedding = _build_embedding(run, _word_counts(train_texts + (train_pairs or []), config))
-    sif = config.weighting == "sif"
-    strategy = ("static-average" + ("-tfidf" if config.tfidf else "") + ("-sif" if sif else "")
-                + ("-quadratic" if config.quadratic else "")
-                + ("-mean-max-min" if config.average_pooling == "mean-max-min" else ""))
+    strategy = _average_strategy(config)
     _announce(run, strategy, embedding.coverage, f"{len(embedding.matrix):,} embedding rows")
-    encode = TextEncoder(embedding.word_to_index, config)
     started = time.perf_counter()
+    vocabulary = _vocabulary(embedding)
+    features, train_x, tensors, sidecar = _average_features(run, embedding, vocabulary, train_texts, train_pairs)
+    if dropped:
+        sidecar["min_words"] = {"kept_rows": len(train_texts), "dropped_rows": dropped}
+    chosen = _choose_strength(run, features, train_x, train_y)
+    train_seconds = time.perf_counter() - started
+
+    eval_rows = data.splits[recipe.eval_split]
+    eval_texts, eval_pairs = _texts(eval_rows)
+    timer = time.perf_counter()  # throughput from raw text: tokenize, look up, average, standardize, decide
+    result, holder = _decisions(run, features.logits(eval_texts, eval_pairs, chosen.weight, chosen.bias),
+                                np.asarray(eval_rows["label"]))
+    rate = len(eval_texts) / max(time.perf_counter() - timer, 1e-9)
+    tensors.update(features.tensors(chosen.weight, chosen.bias))
+    outcome = Outcome(
+        strategy=strategy, eval=result,
+        train=_average_training_record(run, chosen, train_seconds, len(train_y), dropped),
+        params={"trainable": int(chosen.weight.size + chosen.bias.size),
+                "total": int(chosen.weight.size + chosen.bias.size + embedding.matrix.size)},
+        predict_rate=round(rate, 1), history=[{"epoch": 1.0, "step": 0, f"eval_{run.main}": result[run.main]}],
+        tensors=tensors, vocabulary=vocabulary, prediction_rows=_classification_rows(eval_rows, holder),
+        sidecar=sidecar)
+    return outcome, embedding.coverage
+
+
+def _kept_training_rows(run: Run) -> tuple[list[str], list[str] | None, np.ndarray, int]:
+    """(texts, pairs, labels, rows dropped) of the training split without the rows shorter than ``min_words``: left
+    out of everything the fit sees (vocabulary counts, SIF's p(w), components, C)."""
+    recipe, config = run.recipe, run.config
+    train_texts, train_pairs = _texts(run.data.splits[recipe.train_split])
+    train_y = np.asarray(run.data.splits[recipe.train_split]["label"])
+    if config.min_words <= 1:
+        return train_texts, train_pairs, train_y, 0
+
+    def length(i: int) -> int:  # a text pair: its shorter side
+        sides = [train_texts[i]] + ([train_pairs[i]] if train_pairs else [])
+        return min(len(words(side, config.lowercase)) for side in sides)
+
+    keep = [i for i in range(len(train_texts)) if length(i) >= config.min_words]
+    if not keep:
+        raise NLPTransferError(f"{recipe.source or 'recipe'}: static.min_words {config.min_words} leaves no "
+                               f"training row; lower it")
+    return ([train_texts[i] for i in keep], [train_pairs[i] for i in keep] if train_pairs else None, train_y[keep],
+            len(train_texts) - len(keep))
+
+
+def _average_strategy(config: StaticConfig) -> str:
+    """The run's strategy name: static-average with a suffix per option (tfidf, sif, quadratic, mean-max-min)."""
+    return ("static-average" + ("-tfidf" if config.tfidf else "") + ("-sif" if config.weighting == "sif" else "")
+            + ("-quadratic" if config.quadratic else "")
+            + ("-mean-max-min" if config.average_pooling == "mean-max-min" else ""))
+
+
+@dataclass
+class _AverageFeatures:
+    """Texts -> the standardized features the averaged-vectors baseline's linear model reads; the mean and scale
+    come from the training features (`standardized_training`), so C means the same for any vectors."""
+
+    encode: TextEncoder
+    matrix: np.ndarray  # the averaged rows (SIF-weighted, components removed, when set)
+    idf: np.ndarray | None
+    plain: np.ndarray | None  # the rows max and min read (mean-max-min), else None
+    quadratic: bool
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def raw(self, ids: list[list[int]], pair_ids: list[list[int]] | None) -> np.ndarray:
+        return text_features(ids, pair_ids, self.matrix, self.idf, self.quadratic, self.plain)
+
+    def standardized_training(self, ids: list[list[int]], pair_ids: list[list[int]] | None) -> np.ndarray:
+        x = self.raw(ids, pair_ids)
+        self.mean, self.scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+        x -= self.mean
+        x /= self.scale
+        return x
+
+    def __call__(self, texts: list[str], pairs: list[str] | None) -> np.ndarray:
+        return (self.raw(self.encode(texts), self.encode(pairs) if pairs else None) - self.mean) / self.scale
+
+    def logits(self, texts: list[str], pairs: list[str] | None, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        return linear_logits(self(texts, pairs), weight, bias)
+
+    def tensors(self, weight: np.ndarray, bias: np.ndarray) -> dict[str, np.ndarray]:
+        """What the run folder keeps besides `average_rows`' tensors, for `load_model` to compute the same logits."""
+        tensors = {"embedding": self.matrix, "weight": weight.astype(np.float32), "bias": bias.astype(np.float32),
+                   "feature_mean": self.mean.astype(np.float32), "feature_scale": self.scale.astype(np.float32)}
+        if self.idf is not None:
+            tensors["idf"] = self.idf.astype(np.float32)
+        return tensors
+
+
+def _average_features(run: Run, embedding: EmbeddingMatrix, vocabulary: list[str], train_texts: list[str],
+                      train_pairs: list[str] | None
+                      ) -> tuple[_AverageFeatures, np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    """(features, standardized training features, tensors to save, sidecar notes): IDF over the training texts,
+    the averaged rows (`average_rows`: SIF weights, components removed) and the feature scaling."""
+    config = run.config
+    encode = TextEncoder(embedding.word_to_index, config)
     train_ids = encode(train_texts)
     train_pair_ids = encode(train_pairs) if train_pairs else []
-    idf = None
-    if config.tfidf:
-        idf = _idf(train_ids + train_pair_ids, len(embedding.matrix))
-    vocabulary = _vocabulary(embedding)
+    idf = _idf(train_ids + train_pair_ids, len(embedding.matrix)) if config.tfidf else None
     matrix, tensors, sidecar = average_rows(config, embedding.matrix, vocabulary, run.vectors,
                                             train_ids + train_pair_ids, idf)
     sidecar["pairs"] = train_pairs is not None
-    if dropped:
-        sidecar["min_words"] = {"kept_rows": len(train_texts), "dropped_rows": dropped}
-
     plain = embedding.matrix if config.average_pooling == "mean-max-min" else None  # what max and min read
     if plain is not None and plain is not matrix:  # SIF / removal changed the averaged rows: keep GloVe's too
         tensors["pool_embedding"] = plain
+    features = _AverageFeatures(encode, matrix, idf, plain, config.quadratic)
+    train_x = features.standardized_training(train_ids, train_pair_ids or None)
+    return features, train_x, tensors, sidecar
 
-    def features(ids: list[list[int]], pair_ids: list[list[int]] | None) -> np.ndarray:
-        return text_features(ids, pair_ids, matrix, idf, config.quadratic, plain)
 
-    train_x = features(train_ids, train_pair_ids or None)
-    mean, scale = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6  # standardized: C means the same for any vectors
-    train_x -= mean
-    train_x /= scale
-    eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
+def _choose_strength(run: Run, features: _AverageFeatures, train_x: np.ndarray,
+                     train_y: np.ndarray) -> StrengthSearch:
+    """`linear.search_strength` (no class weights) on the evaluation split, or with ``select_on: train-cv`` by k-fold
+    cross-validation on the training rows: the evaluation split is then not looked at until the chosen model
+    scores it."""
+    recipe, data, config, main = run.recipe, run.data, run.config, run.main
 
-    def fitted(strength: float, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return linear_weights(fit_linear(problem_type, strength, x, y, recipe.seed), problem_type,
-                              len(data.label_names))
+    def score(logits: np.ndarray, gold: np.ndarray) -> float:
+        return _decisions(run, logits, gold, groups=False)[0][main]
 
-    search, best = [], None
-    if config.select_on == "train-cv":  # the evaluation split is not looked at until the chosen model scores it
+    if config.select_on == "train-cv":
         if config.cv_folds > len(train_y):
             raise NLPTransferError(f"{recipe.source or 'recipe'}: static.cv_folds {config.cv_folds} is more than the "
                                    f"{len(train_y)} training rows; lower it")
-        folds = _cv_folds(problem_type, train_y, config.cv_folds, recipe.seed)
-        for strength in GRID:
-            scores = []
-            for fit_rows, held_rows in folds:
-                weight, bias = fitted(strength, train_x[fit_rows], train_y[fit_rows])
-                result, _ = _decisions(run, probe_logits(train_x[held_rows], weight, bias), train_y[held_rows],
-                                       groups=False)
-                scores.append(result[main])
-            score = float(np.mean(scores))
-            search.append({"C": strength, f"cv_{main}": score, f"cv_{main}_std": float(np.std(scores))})
-            print(f"  C={strength:g}: {config.cv_folds}-fold cross-validated {main} on "
-                  f"{recipe.train_split} {score:.4f}", flush=True)
-            if best is None or score > best[0]:
-                best = (score, None, None, strength)
-        weight, bias = fitted(best[3], train_x, train_y)
-        best = (best[0], weight, bias, best[3])
+        selection: dict[str, Any] = {"folds": config.cv_folds}
+        progress = f"{config.cv_folds}-fold cross-validated {main} on {recipe.train_split}"
     else:
-        eval_x = (features(encode(eval_texts), encode(eval_pairs) if eval_pairs else None) - mean) / scale
-        for strength in GRID:
-            weight, bias = fitted(strength, train_x, train_y)
-            result, _ = _decisions(run, probe_logits(eval_x, weight, bias), eval_y, groups=False)
-            search.append({"C": strength, main: result[main]})
-            print(f"  C={strength:g}: {recipe.eval_split} {main} {result[main]:.4f}", flush=True)
-            if best is None or result[main] > best[0]:
-                best = (result[main], weight, bias, strength)
-    selected, weight, bias, strength = best
-    train_seconds = time.perf_counter() - started
+        eval_rows = data.splits[recipe.eval_split]
+        selection = {"held_out": (features(*_texts(eval_rows)), np.asarray(eval_rows["label"]))}
+        progress = f"{recipe.eval_split} {main}"
 
-    def predict_logits(texts: list[str], pairs: list[str] | None) -> np.ndarray:
-        x = features(encode(texts), encode(pairs) if pairs else None)
-        return probe_logits((x - mean) / scale, weight, bias)
+    def report(strength: float, value: float) -> None:
+        print(f"  C={strength:g}: {progress} {value:.4f}", flush=True)
 
-    timer = time.perf_counter()
-    result, holder = _decisions(run, predict_logits(eval_texts, eval_pairs), eval_y)
-    rate = len(eval_texts) / max(time.perf_counter() - timer, 1e-9)
-    tensors.update({"embedding": matrix, "weight": weight.astype(np.float32), "bias": bias.astype(np.float32),
-                    "feature_mean": mean.astype(np.float32), "feature_scale": scale.astype(np.float32)})
-    if idf is not None:
-        tensors["idf"] = idf.astype(np.float32)
+    return search_strength(data.problem_type, len(data.label_names), (train_x, train_y), score, metric=main,
+                           seed=recipe.seed, report=report, **selection)
+
+
+def _average_training_record(run: Run, chosen: StrengthSearch, seconds: float, rows_used: int,
+                             dropped: int) -> dict[str, Any]:
+    """metrics.json's ``train`` of an averaged-vectors run: the chosen C, how it was chosen and the per-C table."""
+    config, main = run.config, run.main
     selection: dict[str, Any] = {"select_on": config.select_on}
     if dropped:
-        selection.update({"min_words": config.min_words, "train_rows_used": len(train_y),
-                          "train_rows_dropped": dropped})
+        selection.update({"min_words": config.min_words, "train_rows_used": rows_used, "train_rows_dropped": dropped})
     if config.select_on == "train-cv":
-        selection.update({"cv_folds": config.cv_folds, f"cv_{main}": selected})
-    outcome = Outcome(
-        strategy=strategy, eval=result,
-        train={"runtime_s": round(train_seconds, 2), "epochs": 1, "global_step": 0,
-               "classifier": "ridge" if problem_type == "regression" else "logistic-regression", "C": strength,
-               **selection, "search": search},
-        params={"trainable": int(weight.size + bias.size),
-                "total": int(weight.size + bias.size + embedding.matrix.size)},
-        predict_rate=round(rate, 1), history=[{"epoch": 1.0, "step": 0, f"eval_{main}": result[main]}],
-        tensors=tensors, vocabulary=vocabulary, prediction_rows=_classification_rows(
-            data.splits[recipe.eval_split], holder),
-        sidecar=sidecar)
-    return outcome, embedding.coverage
+        selection.update({"cv_folds": config.cv_folds, f"cv_{main}": chosen.score})
+    return {"runtime_s": round(seconds, 2), "epochs": 1, "global_step": 0,
+            "classifier": "ridge" if run.data.problem_type == "regression" else "logistic-regression",
+            "C": chosen.strength, **selection, "search": chosen.table}
 
 
 def _count(model: nn.Module) -> dict[str, int]:

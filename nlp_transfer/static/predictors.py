@@ -1,20 +1,20 @@
 """Loading a finished static-baseline run (`nlp_transfer.static.baselines`) and predicting with it.
 
     from nlp_transfer import load_model
-    model = load_model("runs/sst2-demo-glove")      # a folder holding static.json comes here
+    model = load_model("runs/sst2-demo-glove")      # its sidecar says backend: static
     model.predict(["a gorgeous, witty film"])
     # [{'label': 'positive', 'score': 0.97, 'scores': {'negative': 0.03, 'positive': 0.97}}]
 
 Everything is rebuilt from the run folder alone: ``model.safetensors`` (the embedding rows included, so the
-vectors file is not needed), ``static.json`` (settings, labels, problem type) and ``vocabulary.json`` (the word
+vectors file is not needed), the sidecar (settings, labels, problem type) and ``vocabulary.json`` (the word
 of each embedding row). Texts go through the same tokenizer (`nlp_transfer.static.words`), the same truncation
 (``max_length`` words) and the same unknown-word row as in training, and the models are built by the same code
 (`nlp_transfer.static.models`), so a run's ``predictions_<split>.jsonl`` is reproduced.
 
-- `StaticClassifier` (``static-bilstm``, ``static-average*``): the API of `nlp_transfer.inference.TextClassifier`:
+- `StaticClassifier` (``static-bilstm``, ``static-average*``): the API of `nlp_transfer.predictors.TextClassifier`:
   ``predict(texts)`` -> ``{"label", "score", "scores"}`` per text, ``logits(texts)``; text pairs as
   ``(text, text_pair)`` tuples when the run was trained on pairs.
-- `StaticTagger` (token classification): the API of `nlp_transfer.inference.TokenTagger`: ``predict(text)`` ->
+- `StaticTagger` (token classification): the API of `nlp_transfer.predictors.TokenTagger`: ``predict(text)`` ->
   entity spans with character offsets, ``predict_tokens(sentences)``, ``tag_words(sentences)``.
 """
 from __future__ import annotations
@@ -30,24 +30,31 @@ import torch
 from ..errors import NLPTransferError
 from ..io import read_run_json
 from ..runtime import resolve_device
+from ..sidecar import read_sidecar, sidecar_path
 from ..tasks.classification import LabelPredictor
 from ..tasks.ner import WordTagger
 from .models import (BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder, classifier_logits, tagger_inputs,
                      tagger_logits, text_features)
-from .settings import SIDECAR, VOCABULARY_FILE, WEIGHTS_FILE, StaticConfig
+from .settings import VOCABULARY_FILE, WEIGHTS_FILE, StaticConfig
 
-__all__ = ["SIDECAR", "StaticClassifier", "StaticTagger", "load_static"]
+__all__ = ["StaticClassifier", "StaticTagger", "load_static"]
 
 
-def load_static(folder: str | Path, device: str | None = "auto") -> StaticClassifier | StaticTagger:
+def load_static(folder: str | Path, device: str | None = "auto",
+                sidecar: dict[str, Any] | None = None) -> StaticClassifier | StaticTagger:
     """The predictor of a static run folder: a `StaticTagger` for token classification, else a `StaticClassifier`.
-    ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda[:N]`` or ``mps``."""
+    ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda[:N]`` or ``mps``; ``sidecar``: the
+    folder's `nlp_transfer.sidecar.read_sidecar` (read here when not given)."""
     folder = Path(folder)
     resolved = resolve_device(device)
-    sidecar = read_json(folder / SIDECAR, dict)
+    where = sidecar_path(folder)
+    if sidecar is None:
+        if not where.is_file():
+            read_json(where, dict)  # the one-line "incomplete static run" error
+        sidecar = read_sidecar(folder)
     for key in ("task", "strategy", "label_names", "static"):
         if key not in sidecar:
-            raise NLPTransferError(f"{folder / SIDECAR}: has no '{key}'; this is not a complete static run, "
+            raise NLPTransferError(f"{where}: has no '{key}'; this is not a complete static run, "
                                    f"train it again (nlp-transfer train {folder / 'recipe.yaml'})")
     vocabulary = read_json(folder / VOCABULARY_FILE, list)
     tensors = read_weights(folder / WEIGHTS_FILE)
@@ -57,7 +64,7 @@ def load_static(folder: str | Path, device: str | None = "auto") -> StaticClassi
     if sidecar["task"] == "token-classification":
         return StaticTagger(folder, sidecar, config, word_to_index, tensors, resolved)
     if sidecar["task"] != "sequence-classification":
-        raise NLPTransferError(f"{folder / SIDECAR}: names task '{sidecar['task']}', which has no static predictor "
+        raise NLPTransferError(f"{where}: names task '{sidecar['task']}', which has no static predictor "
                                f"(sequence-classification and token-classification have)")
     return StaticClassifier(folder, sidecar, config, word_to_index, tensors, resolved)
 
@@ -87,7 +94,7 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, np.ndarray], path: P
     try:
         model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in tensors.items()})
     except RuntimeError as exc:
-        raise NLPTransferError(f"{path}: its weights do not fit the model {SIDECAR} describes "
+        raise NLPTransferError(f"{path}: its weights do not fit the model its sidecar describes "
                                f"({str(exc).strip().splitlines()[0]}); train the run again") from None
 
 
@@ -101,7 +108,7 @@ def progress_bar(total: int, enabled: bool, what: str = "text"):
 
 class StaticClassifier(LabelPredictor):
     """A static baseline's text classifier (BiLSTM, or averaged vectors + a linear model) with its label names;
-    `predict` and `logits` behave as `nlp_transfer.inference.TextClassifier`'s."""
+    `predict` and `logits` behave as `nlp_transfer.predictors.TextClassifier`'s."""
 
     task = "sequence-classification"  # the registry entry (tasks.TASKS) this predictor serves
 
@@ -168,7 +175,7 @@ class StaticClassifier(LabelPredictor):
 
 class StaticTagger(WordTagger):
     """A static baseline's BiLSTM tagger (NER): words in, one IOB2 tag per word and entity spans out; the methods
-    behave as `nlp_transfer.inference.TokenTagger`'s. Each word has one vector, so ``strategy`` (how subword
+    behave as `nlp_transfer.predictors.TokenTagger`'s. Each word has one vector, so ``strategy`` (how subword
     scores become a word's) changes nothing; it is accepted for the same calls."""
 
     task = "token-classification"  # the registry entry (tasks.TASKS) this predictor serves

@@ -19,7 +19,6 @@ WEIGHTINGS = ("none", "tfidf", "sif")  # average: how each word counts in its te
 SIF_FREQUENCIES = ("train", "zipf")  # where SIF's p(w) comes from
 SELECT_ON = ("eval", "train-cv")  # average: how C is chosen
 WEIGHTS_FILE = "model.safetensors"  # the weights (safetensors; the embedding rows included)
-SIDECAR = "static.json"  # settings, label names, problem type, vectors name: a folder holding it is a static run
 VOCABULARY_FILE = "vocabulary.json"  # the word of each embedding row
 
 
