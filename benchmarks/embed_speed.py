@@ -34,7 +34,7 @@ def speed(count: int, rounds: int, batch_size: int) -> dict:
 
     from nlp_transfer.models import resolve
     from nlp_transfer.runtime import resolve_device
-    from nlp_transfer.tasks.embeddings import Encoder, EmbedSettings
+    from nlp_transfer.encoders import Encoder, EmbedSettings
 
     texts = sentences(count)
     device = resolve_device("auto")  # both on the same device: CUDA when present, else the CPU
@@ -58,12 +58,12 @@ def speed(count: int, rounds: int, batch_size: int) -> dict:
 
 CHILD = """
 import json, resource, sys, numpy as np
-from nlp_transfer.tasks.embeddings import Encoder, embed
+from nlp_transfer.encoders import Encoder, embed
 sys.path.insert(0, {root!r})
 from benchmarks.embed_speed import sentences
 texts = sentences({count})
 encoder = Encoder("minilm-l6")
-encoder.encode(texts[:64], __import__("nlp_transfer.tasks.embeddings", fromlist=["x"]).EmbedSettings())
+encoder.encode(texts[:64], __import__("nlp_transfer.encoders", fromlist=["x"]).EmbedSettings())
 def rss_mb():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):

@@ -297,7 +297,7 @@ def embed_part(model: str, count: int, rounds: int, device: str, precision: str)
     from benchmarks import embed_speed, speed
     from nlp_transfer.models import resolve
     from nlp_transfer.runtime import Runtime
-    from nlp_transfer.tasks.embeddings import EmbedSettings, Encoder
+    from nlp_transfer.encoders import EmbedSettings, Encoder
 
     texts = embed_speed.sentences(count)
     theirs = SentenceTransformer(resolve(model), device=device)

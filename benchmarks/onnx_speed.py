@@ -93,7 +93,7 @@ def tagger(run: Path, out: Path, batch1_rows: int, rounds: int) -> dict:
 def encoder(name: str, out: Path, batch1_rows: int, rounds: int) -> dict:
     from nlp_transfer import load_model
     from nlp_transfer.onnx_export import export_onnx
-    from nlp_transfer.tasks.embeddings import EmbedSettings, Encoder
+    from nlp_transfer.encoders import EmbedSettings, Encoder
 
     texts = [line.rsplit("\t", 1)[0].strip() for line in (SHARED / "sst2" / "dev.tsv").read_text().splitlines()[1:]]
     report = export_onnx(name, out, int8=True, pooling="mean", normalize=True, max_length=128)

@@ -135,7 +135,7 @@ class Prepared:
 def prepare(spec: str, seed: int, train_texts: list[str], dev_texts: list[str], oov: str = "random") -> Prepared:
     """The embedding and row ids `nlp_transfer.static.baselines` builds for these texts (same vocabulary, same
     seeded random rows for missing words, same tokenizer and truncation)."""
-    from nlp_transfer.static.baselines import _vocabulary
+    from nlp_transfer.static.baselines import vocabulary_of
     from nlp_transfer.static.matrix import embedding_matrix
     from nlp_transfer.static.models import TextEncoder
     from nlp_transfer.static.settings import parse_static
@@ -150,7 +150,7 @@ def prepare(spec: str, seed: int, train_texts: list[str], dev_texts: list[str], 
     embedding = embedding_matrix(counts, vectors, oov=config.oov, seed=seed, min_count=config.min_count,
                                  lowercase_fallback=True, all_vectors=config.all_vectors)
     encode = TextEncoder(embedding.word_to_index, config)
-    return Prepared(spec, vectors, embedding.matrix, _vocabulary(embedding), encode(train_texts), encode(dev_texts))
+    return Prepared(spec, vectors, embedding.matrix, vocabulary_of(embedding), encode(train_texts), encode(dev_texts))
 
 
 def features(prepared: Prepared, weighting: str, pooling: str) -> tuple[np.ndarray, np.ndarray]:
@@ -205,12 +205,12 @@ def train_cv_then_dev(train_x: np.ndarray, train_y: np.ndarray, dev_x: np.ndarra
     """What `select_on: train-cv` does, for a candidate no recipe expresses: C by seeded k-fold CV on the kept
     training rows, refit on them, dev scored once. Returns (dev accuracy, CV accuracy, C)."""
     from nlp_transfer.linear import GRID
-    from nlp_transfer.static.baselines import _cv_folds
+    from nlp_transfer.linear import cross_validation_folds
 
     rows = np.flatnonzero(lengths >= min_words)
     mean, scale = train_x[rows].mean(axis=0), train_x[rows].std(axis=0) + 1e-6
     x, y = (train_x[rows] - mean) / scale, train_y[rows]
-    splits = _cv_folds("single_label", y, folds, seed)
+    splits = cross_validation_folds("single_label", y, folds, seed)
     best = None
     for strength in GRID:
         score = float(np.mean([(fit(x[a], y[a], strength, seed)(x[b]) == y[b]).mean() for a, b in splits]))
@@ -254,9 +254,9 @@ def evidence(train_texts: list[str], train_y: np.ndarray, dev_texts: list[str], 
 
     train_x, dev_x = averaged_one_hot(train_texts), averaged_one_hot(dev_texts)
     from nlp_transfer.linear import GRID, fit_linear
-    from nlp_transfer.static.baselines import _cv_folds
+    from nlp_transfer.linear import cross_validation_folds
 
-    splits = _cv_folds("single_label", train_y, 5, seed)
+    splits = cross_validation_folds("single_label", train_y, 5, seed)
     scores = {c: np.mean([(fit_linear("single_label", c, train_x[a], train_y[a], seed).predict(train_x[b])
                            == train_y[b]).mean() for a, b in splits]) for c in GRID}
     strength = max(scores, key=scores.get)

@@ -30,17 +30,18 @@ def load_model(path, device="auto", trust_remote_code=False, precision="float32"
 
 
 def embed(model, texts, output=None, **options):
-    """Pooled embeddings of texts (input order); see `nlp_transfer.tasks.embeddings.embed`."""
-    from .tasks.embeddings import embed as _embed
+    """Pooled embeddings of texts (input order); see `nlp_transfer.encoders.embed`."""
+    from .encoders import embed as _embed
 
     return _embed(model, texts, output, **options)
 
 
-def evaluate(model_dir, data, split="validation", batch_size=64, device="auto", precision="float32"):
-    """Score a trained model on a data card split; see `nlp_transfer.evaluation.evaluate`."""
+def evaluate(model, data, split="validation", batch_size=64, device="auto", precision="float32"):
+    """Score a trained model (its folder, or what `load_model` returned) on a data card split; see
+    `nlp_transfer.evaluation.evaluate`."""
     from .evaluation import evaluate as _evaluate
 
-    return _evaluate(model_dir, data, split, batch_size, device=device, precision=precision)
+    return _evaluate(model, data, split, batch_size, device=device, precision=precision)
 
 
 __all__ = ["NLPTransferError", "Recipe", "compare", "embed", "evaluate", "load_model", "load_recipe", "train", "tune",

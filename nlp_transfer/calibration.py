@@ -16,6 +16,9 @@ split: for multi-label, one threshold per label maximising that label's F1; for 
 threshold on the positive label's (index 1) probability for a target (``f1``, or ``precision>=0.9`` /
 ``recall>=0.9``: the best recall / precision that keeps it).
 
+The maths per problem type (softmax / sigmoid, NLL, the ECE's events, the Brier score, decisions) is the
+`tasks.problems.ProblemType`'s; the functions here take its name, as the rest of the package stores it.
+
 Only numpy (and scipy's scalar minimiser) at call time; the module imports nothing heavy.
 """
 from __future__ import annotations
@@ -66,24 +69,14 @@ class Calibration:
         """softmax / sigmoid of ``logits / T`` (float64 numpy); regression values pass through."""
         import numpy as np
 
+        kind = _kind(problem_type)
         logits = np.asarray(logits, dtype=np.float64)
-        if problem_type == "regression":
-            return logits.reshape(len(logits), -1)[:, 0]
-        return probabilities(logits / self.temperature, problem_type)
+        return kind.probabilities(logits / self.temperature if kind.labelled else logits)
 
     def decide(self, probs, problem_type: str, threshold: float = 0.5):
         """Decisions from (calibrated) probabilities: label ids, multi-hot rows or values."""
-        import numpy as np
-
-        probs = np.asarray(probs)
-        if problem_type == "multi_label":
-            cut = np.asarray(self.thresholds) if self.thresholds is not None else threshold
-            return probs >= cut
-        if problem_type == "single_label":
-            if self.positive_threshold is not None and probs.shape[-1] == 2:
-                return (probs[:, 1] >= self.positive_threshold).astype(int)
-            return probs.argmax(-1)
-        return probs
+        return _kind(problem_type).decide(probs, threshold, thresholds=self.thresholds,
+                                          positive_threshold=self.positive_threshold)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -107,29 +100,21 @@ class Calibration:
                                    f"the model's raw scores, or run nlp-transfer calibrate on the folder") from None
 
 
+def _kind(problem_type):
+    """The `tasks.problems.ProblemType` of a name (imported here: the module imports nothing heavy)."""
+    from .tasks.problems import problem_type as lookup
+
+    return lookup(problem_type)
+
+
 def probabilities(logits, problem_type: str):
     """softmax (single-label) or sigmoid (multi-label) of float64 logits, numerically stable."""
-    import numpy as np
-
-    logits = np.asarray(logits, dtype=np.float64)
-    if problem_type == "multi_label":
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    return _kind(problem_type).probabilities(logits)
 
 
 def negative_log_likelihood(logits, gold, problem_type: str, temperature: float = 1.0) -> float:
     """Mean NLL of the gold labels (cross-entropy; binary cross-entropy per label for multi-label)."""
-    import numpy as np
-
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    gold = np.asarray(gold)
-    if problem_type == "multi_label":
-        # log(1 + e^-z) for positives, log(1 + e^z) for negatives
-        return float(np.mean(np.logaddexp(0.0, -z) * gold + np.logaddexp(0.0, z) * (1 - gold)))
-    log_norm = np.logaddexp.reduce(z, axis=-1)
-    return float(np.mean(log_norm - z[np.arange(len(z)), gold.astype(int)]))
+    return _kind(problem_type).negative_log_likelihood(logits, gold, temperature)
 
 
 def fit_temperature(logits, gold, problem_type: str) -> float:
@@ -137,28 +122,18 @@ def fit_temperature(logits, gold, problem_type: str) -> float:
     import numpy as np
     from scipy.optimize import minimize_scalar
 
+    nll = _kind(problem_type).negative_log_likelihood
     low, high = np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1])
-    result = minimize_scalar(lambda log_t: negative_log_likelihood(logits, gold, problem_type, float(np.exp(log_t))),
+    result = minimize_scalar(lambda log_t: nll(logits, gold, float(np.exp(log_t))),
                              bounds=(low, high), method="bounded", options={"xatol": 1e-4})
     return float(np.exp(result.x))
-
-
-def _events(probs, gold, problem_type: str):
-    """(confidence, correct) pairs the calibration error is measured on: the top label of each row (single-label),
-    or every (row, label) probability against whether the label applies (multi-label)."""
-    import numpy as np
-
-    probs, gold = np.asarray(probs, dtype=np.float64), np.asarray(gold)
-    if problem_type == "multi_label":
-        return probs.ravel(), gold.astype(float).ravel()
-    return probs.max(axis=-1), (probs.argmax(axis=-1) == gold.astype(int)).astype(float)
 
 
 def reliability(probs, gold, problem_type: str, bins: int = 15) -> list[dict[str, float]]:
     """Per equal-width confidence bin: rows, mean confidence and accuracy (empty bins left out)."""
     import numpy as np
 
-    confidence, correct = _events(probs, gold, problem_type)
+    confidence, correct = _kind(problem_type).events(probs, gold)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     out = []
@@ -179,15 +154,7 @@ def expected_calibration_error(probs, gold, problem_type: str, bins: int = 15) -
 
 def brier_score(probs, gold, problem_type: str) -> float:
     """Mean over rows of the squared distance to the one-hot (multi-hot) gold labels; per label for multi-label."""
-    import numpy as np
-
-    probs = np.asarray(probs, dtype=np.float64)
-    gold = np.asarray(gold)
-    if problem_type == "multi_label":
-        return float(np.mean((probs - gold) ** 2))
-    onehot = np.zeros_like(probs)
-    onehot[np.arange(len(probs)), gold.astype(int)] = 1.0
-    return float(np.mean(np.sum((probs - onehot) ** 2, axis=-1)))
+    return _kind(problem_type).brier(probs, gold)
 
 
 def scores(logits, gold, problem_type: str, temperature: float = 1.0, bins: int = 15) -> dict[str, float]:
@@ -278,6 +245,7 @@ def fit(logits, gold, problem_type: str, config, split: str | None = None,
     ``config.binary_target`` for binary) on one split's logits and gold labels."""
     import numpy as np
 
+    kind = _kind(problem_type)
     logits = np.asarray(logits, dtype=np.float64)
     gold = np.asarray(gold)
     bins = config.bins
@@ -298,7 +266,7 @@ def fit(logits, gold, problem_type: str, config, split: str | None = None,
                      "after": reliability(probabilities_at(logits, problem_type, temperature), gold, problem_type, bins)})
     probs = probabilities_at(logits, problem_type, temperature)
     names = label_names or [str(i) for i in range(probs.shape[-1])]
-    if problem_type == "multi_label" and config.thresholds:
+    if kind.multi_hot and config.thresholds:
         tuned, per_label = [], {}
         for k, name in enumerate(names):
             found = best_threshold(probs[:, k], gold[:, k])
@@ -307,7 +275,7 @@ def fit(logits, gold, problem_type: str, config, split: str | None = None,
         calibration.thresholds = tuned
         report.thresholds = {"per_label": per_label}
     target = parse_target(config.binary_target)
-    if target is not None and problem_type == "single_label":
+    if target is not None and kind.exclusive:
         if probs.shape[-1] != 2:
             raise NLPTransferError(f"calibration.binary_target tunes the threshold of a binary classifier; this one has "
                                    f"{probs.shape[-1]} labels: remove binary_target")

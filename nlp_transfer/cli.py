@@ -388,7 +388,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_embed(args) -> int:
     from .io import check_folder_target
-    from .tasks.embeddings import embed
+    from .encoders import embed
 
     check_folder_target(args.output, "--output")
     texts = _embed_texts(args)

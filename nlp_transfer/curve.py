@@ -95,13 +95,15 @@ def training_rows(recipe: Recipe) -> tuple[int, dict[str, int] | None]:
     data; None otherwise)."""
     from .config import recipe_card
     from .data.readers import load_data
+    from .tasks.problems import PROBLEM_TYPES
 
     card = recipe_card(recipe)
     if recipe.train_split not in card.splits:
         raise NLPTransferError(f"{card.source}: no '{recipe.train_split}' split{did_you_mean(recipe.train_split, card.splits)}")
     data = load_data(card, [recipe.train_split], recipe.train_split, label_map=recipe.label_map)
     rows = data.splits[recipe.train_split]
-    if data.problem_type != "single_label" or "label" not in rows.column_names:
+    exclusive = data.problem_type in PROBLEM_TYPES and PROBLEM_TYPES[data.problem_type].exclusive
+    if not exclusive or "label" not in rows.column_names:
         return len(rows), None
     labels = list(rows["label"])
     return len(rows), {name: labels.count(index) for index, name in enumerate(data.label_names)}

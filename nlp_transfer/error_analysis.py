@@ -138,9 +138,11 @@ def analyse(run_dir: str | Path, data: Any = None, split: str | None = None, out
 def _classifier_errors(model, card, split: str, folder: Path, top: int, batch_size: int):
     from .data.readers import read_labelled
     from .tasks.classification import model_inputs
+    from .tasks.problems import problem_type
     from .io import write_jsonl_atomic
 
-    if model.problem_type == "regression":
+    kind = problem_type(model.problem_type)
+    if not kind.labelled:
         raise NLPTransferError("error analysis lists wrong labels; this is a regression model (its errors are the "
                                "residuals in predictions_*.jsonl)")
     card = dataclasses.replace(card, problem_type=model.problem_type)
@@ -151,7 +153,7 @@ def _classifier_errors(model, card, split: str, folder: Path, top: int, batch_si
     names = model.label_names
     mistakes, pairs = [], Counter()
     for row, p, decision in zip(rows, probs, decided):
-        if model.problem_type == "multi_label":
+        if kind.multi_hot:
             gold = {names[i] for i, on in enumerate(row["label"]) if on}
             chosen = {names[i] for i, on in enumerate(decision) if on}
             if gold == chosen:
@@ -221,8 +223,9 @@ def _label_issues(model, recipe, card, folder: Path, top: int, train_rows: int |
     from .sidecar import read_sidecar
     from .io import write_jsonl_atomic
     from .label_issues import find_label_issues
+    from .tasks.problems import problem_type
 
-    if model.problem_type != "single_label":
+    if not problem_type(model.problem_type).exclusive:
         raise NLPTransferError("--label-issues ranks rows of single-label data; this model is "
                                f"{model.problem_type}")
     train_split = recipe.train_split if recipe else "train"

@@ -23,6 +23,7 @@ from .inference import load_model
 from .tasks import classification as cls_task
 from .tasks import get_task
 from .tasks.base import row_groups
+from .tasks.problems import problem_type
 
 
 def evaluate(model: Any, data: str | Path | DataCard | list, split: str = "validation", batch_size: int = 64,
@@ -51,7 +52,7 @@ def evaluate(model: Any, data: str | Path | DataCard | list, split: str = "valid
     gold = np.asarray([r["label"] for r in rows])
     predicted = model.calibration.decide(scores, model.problem_type, model.threshold)  # thresholds tuned on validation
     result = cls_task.metrics_for(model.problem_type, predicted, gold, label_names)
-    if model.problem_type != "regression":
+    if problem_type(model.problem_type).labelled:  # probabilities to calibrate (not a regression's values)
         result["calibration"] = _calibration_scores(logits, gold, model)
     by_group = cls_task.group_metrics(model.problem_type, predicted, gold, label_names, row_groups(rows))
     return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(rows), **result,
@@ -108,7 +109,7 @@ def fit_calibration(model_dir: str | Path, texts: list, gold: list, split: str, 
     from .tasks.classification import LabelPredictor
 
     model = model or load_model(model_dir, device, precision=precision)
-    if not isinstance(model, LabelPredictor) or model.problem_type == "regression":
+    if not isinstance(model, LabelPredictor) or not problem_type(model.problem_type).labelled:
         raise NLPTransferError(f"{model_dir}: calibration applies to classifiers (single- or multi-label); this "
                                f"folder holds a {getattr(model, 'problem_type', None) or model.task} model")
     logits = model.logits(texts, batch_size=batch_size, progress=len(texts) > 2000)

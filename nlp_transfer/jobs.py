@@ -35,7 +35,7 @@ class Fitted:
     """What a backend hands to the end of the run (`nlp_transfer.outputs.finish`) after it staged the model files
     and the sidecar in ``OUT/.final-staging``."""
 
-    metrics: dict[str, Any]  # the run record so far (`outputs.run_record`)
+    metrics: dict[str, Any]  # the run record so far (`record.run_record`)
     readme: Callable[[dict[str, Any]], str]  # the model card, from the final metrics
     runtime: Runtime  # where final scoring runs (the Trainer's device and precision)
     predictions: Iterable[dict[str, Any]] | None = None  # the evaluation split's rows with their predictions

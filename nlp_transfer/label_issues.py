@@ -115,7 +115,7 @@ def find_label_issues(model_name: str, texts: list[str], labels: list[int], fold
     Returns ``(ranking, stats)``: the ranking as `rank_label_issues` gives it, and stats ``{"rows", "labels",
     "folds", "flagged", "out_of_fold_accuracy", "feature_seconds", "probe_seconds"}``."""
     from .probe import features
-    from .tasks.embeddings import EmbedSettings, Encoder
+    from .encoders import EmbedSettings, Encoder
 
     texts = [str(text) for text in texts]
     if len(texts) != len(labels):

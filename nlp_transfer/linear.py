@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .tasks.problems import problem_type as get_problem_type
+
 GRID = (0.01, 0.1, 1.0, 10.0, 100.0)  # C for LogisticRegression; alpha = 1/C for Ridge
 PROBE_FILE = "probe.safetensors"  # a probe run's (W, b)
 
@@ -17,29 +19,12 @@ def fit_linear(problem_type: str, strength: float, x: np.ndarray, y: np.ndarray,
                class_weight: dict[int, float] | None = None):
     """LogisticRegression (one-vs-rest for multi-label) or Ridge for regression; ``class_weight`` (single-label):
     a loss weight per class id, as `tasks.classification.class_weight_tensor` gives the Trainer."""
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.multiclass import OneVsRestClassifier
-
-    if problem_type == "regression":
-        return Ridge(alpha=1.0 / strength).fit(x, y)
-    model = LogisticRegression(C=strength, max_iter=2000, random_state=seed, class_weight=class_weight)
-    if problem_type == "multi_label":
-        return OneVsRestClassifier(model).fit(x, y)
-    return model.fit(x, y)
+    return get_problem_type(problem_type).fit_linear(strength, x, y, seed, class_weight)
 
 
 def linear_weights(model, problem_type: str, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
     """(W [labels, dim], b [labels]) such that scores = x @ W.T + b are the logits."""
-    if problem_type == "multi_label":
-        coef = np.concatenate([e.coef_ for e in model.estimators_])
-        bias = np.concatenate([np.atleast_1d(e.intercept_) for e in model.estimators_])
-        return coef, bias
-    if problem_type == "regression":
-        return np.atleast_2d(model.coef_), np.atleast_1d(model.intercept_)
-    if num_labels == 2 and model.coef_.shape[0] == 1:  # binary: one logit; as two, softmax gives the same
-        return np.concatenate([-model.coef_ / 2, model.coef_ / 2]), np.array([-model.intercept_[0] / 2,
-                                                                             model.intercept_[0] / 2])
-    return model.coef_, model.intercept_
+    return get_problem_type(problem_type).linear_weights(model, num_labels)
 
 
 def logits(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -68,7 +53,7 @@ def cross_validation_folds(problem_type: str, y: np.ndarray, folds: int,
     classification when the most frequent label has a row for every fold, else plain shuffled k folds."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    if problem_type == "single_label" and np.bincount(y).max() >= folds:
+    if get_problem_type(problem_type).exclusive and np.bincount(y).max() >= folds:
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed % 2**32)
     else:
         splitter = KFold(folds, shuffle=True, random_state=seed % 2**32)

@@ -116,7 +116,7 @@ def _subject(source, trust_remote_code: bool, pooling: str, layers, normalize: b
     from .inference import load_model
     from .predictors import OnnxEncoder, ProbeClassifier, TextClassifier, TokenTagger
     from .sidecar import read_sidecar
-    from .tasks.embeddings import EmbedSettings, Encoder
+    from .encoders import EmbedSettings, Encoder
 
     try:
         model = load_model(source, "cpu", trust_remote_code)
@@ -169,11 +169,14 @@ def _build_graph(kind: str, *args):
     """The torch module whose forward becomes the ONNX graph (torch is imported here, not at module import)."""
     import torch
 
+    from .tasks.problems import problem_type as kind_of
+
     def activate(logits, temperature, problem_type: str):
         """The calibrated probabilities predict gives: sigmoid (multi-label) or softmax of logits / T."""
-        if problem_type == "multi_label":
+        problem = kind_of(problem_type)
+        if problem.multi_hot:
             return torch.sigmoid(logits / temperature)
-        if problem_type == "regression":
+        if not problem.labelled:  # regression: the values
             return logits
         return torch.softmax(logits / temperature, dim=-1)
 
@@ -203,7 +206,7 @@ def _build_graph(kind: str, *args):
             self.model, self.settings = model, settings
 
         def pooled(self, input_ids, attention_mask, token_type_ids=None):
-            from .tasks.embeddings import pool
+            from .encoders import pool
 
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
             layers = list(self.settings.layers)
@@ -350,6 +353,7 @@ def _check(subject: _Subject, folder: Path, files: dict[str, str], texts: list, 
     import numpy as np
 
     from .inference import load_model
+    from .tasks.problems import problem_type as kind_of
 
     parity = {}
     settings = subject.sidecar.get("embedding")
@@ -384,7 +388,7 @@ def _check(subject: _Subject, folder: Path, files: dict[str, str], texts: list, 
             labels = decide(exported.calibration.probabilities(got, problem_type), problem_type, exported.threshold)
             agree = np.all(ref_labels == labels, axis=tuple(range(1, np.ndim(labels))))
             row = {"max_abs_diff": float(np.abs(reference - got).max()), "label_agreement": float(np.mean(agree))}
-            if gold is not None and problem_type == "single_label":
+            if gold is not None and kind_of(problem_type).exclusive:
                 row["accuracy"] = float(np.mean(labels == np.asarray(gold)))
                 row["accuracy_torch"] = float(np.mean(ref_labels == np.asarray(gold)))
             ok = row["max_abs_diff"] <= FP32_TOLERANCE and row["label_agreement"] == 1.0
@@ -402,7 +406,7 @@ def _outputs(model, kind: str, texts: list, settings: dict | None = None):
     import numpy as np
 
     if kind == "encoder":
-        from .tasks.embeddings import EmbedSettings
+        from .encoders import EmbedSettings
 
         return model.encode(texts, EmbedSettings(**settings))
     if kind == "tagger":

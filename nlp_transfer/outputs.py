@@ -46,9 +46,11 @@ def score_final(model: Callable[[], Any], recipe, card, metrics: dict[str, Any],
 def calibrates(recipe, metrics: dict[str, Any]) -> bool:
     """A classifier with an evaluation split whose recipe asks for calibration (the default)."""
     from .tasks import get_task
+    from .tasks.problems import PROBLEM_TYPES
 
+    kind = PROBLEM_TYPES.get(metrics.get("problem_type"))  # None: no (or no known) problem type
     return (get_task(recipe.task).calibrated and recipe.calibration.enabled and bool(metrics.get("eval_split"))
-            and metrics.get("problem_type") in ("single_label", "multi_label"))
+            and kind is not None and kind.labelled)
 
 
 def calibrate_staged(staging: Path, model: Any, recipe, metrics: dict[str, Any],

@@ -24,7 +24,7 @@ from .models import load_tokenizer
 from .runtime import Runtime
 from .sidecar import check_positions
 from .tasks.classification import LabelPredictor, short_problem_type
-from .tasks.embeddings import EmbedSettings, Encoder
+from .encoders import EmbedSettings, Encoder
 from .tasks.ner import WordTagger
 
 
@@ -175,10 +175,10 @@ class TokenTagger(WordTagger):
     def tag_words(self, sentences: Sequence[Sequence[str]], strategy: str = "first", batch_size: int = 32,
                   progress: bool = False) -> list[tuple[list[str], list[float]]]:
         """For each pre-split sentence: (one tag per word, the probability of that tag)."""
-        from .tasks.ner import STRATEGIES, WindowMerger, tokenize_words
+        from .tasks.ner import SUBWORD_MERGES, WindowMerger, tokenize_words
 
-        if strategy not in STRATEGIES:
-            raise NLPTransferError(f"strategy '{strategy}' is not one of {', '.join(STRATEGIES)}")
+        if strategy not in SUBWORD_MERGES:
+            raise NLPTransferError(f"strategy '{strategy}' is not one of {', '.join(SUBWORD_MERGES)}")
         sentences = [list(words) for words in sentences]
         merger = WindowMerger([len(words) for words in sentences], strategy)
         if any(sentences):

@@ -22,7 +22,8 @@ from .jobs import Fitted, Job
 from .linear import PROBE_FILE, logits, search_strength
 from .tasks import classification as cls_task
 from .tasks.base import row_groups
-from .tasks.embeddings import Encoder, EmbedSettings, save_array_atomic
+from .tasks.problems import problem_type as get_problem_type
+from .encoders import Encoder, EmbedSettings, save_array_atomic
 
 
 
@@ -95,7 +96,7 @@ def _fit_probe(recipe, data, train_x: np.ndarray, eval_x: np.ndarray):
                                          row_groups(data.splits[recipe.eval_split])))
     metrics_fn = cls_task.StreamingMetrics(problem_type, label_names, threshold)
     metrics_fn.decisions = {"predicted": predicted, "gold": eval_y,
-                            "score": scores if problem_type == "regression" else scores.max(axis=-1)}
+                            "score": get_problem_type(problem_type).confidence(scores)}
     return chosen, result, metrics_fn
 
 
@@ -146,7 +147,7 @@ def train_probe(job: Job, settings: EmbedSettings | None = None) -> Fitted:
         recipe, card, backend="probe", problem_type=problem_type, main_metric=main, model=recipe.model,
         strategy=strategy.name, eval_scores=result, eval_split=recipe.eval_split,
         train={"runtime_s": round(train_seconds, 2), "feature_seconds": round(feature_seconds, 2),
-               "probe": "ridge" if problem_type == "regression" else "logistic-regression", "C": chosen.strength,
+               "probe": get_problem_type(problem_type).linear_model, "C": chosen.strength,
                "search": chosen.table, "global_step": 0,
                **({"contrastive": encoder_training} if trained else {})},
         params={"trainable": int(weight.size + bias.size) + (encoder_params if trained else 0),

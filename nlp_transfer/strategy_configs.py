@@ -155,7 +155,7 @@ class FeatureExtraction(Strategy):
         return "probe" if self.probe == "logistic" else "trainer"
 
     def embedding(self) -> dict[str, Any]:
-        """The probe's feature settings (`tasks.embeddings.EmbedSettings` fields)."""
+        """The probe's feature settings (`encoders.EmbedSettings` fields)."""
         return {"pooling": self.pooling, "layers": list(self.layers), "normalize": self.normalize}
 
     def probe_encoder(self, recipe, texts: list[str], labels: list[int], folder, device: str):
@@ -263,7 +263,10 @@ class Contrastive(Strategy):
         check_installed()
 
     def check_data(self, problem_type: str, pairs: bool, source: str) -> None:
-        if problem_type != "single_label" or pairs:
+        from .tasks.problems import PROBLEM_TYPES
+
+        exclusive = problem_type in PROBLEM_TYPES and PROBLEM_TYPES[problem_type].exclusive
+        if not exclusive or pairs:
             what = "sentence pairs" if pairs else f"{problem_type.replace('_', '-')} data"
             raise NLPTransferError(f"{source}: strategy contrastive draws same-label / other-label pairs from "
                                    f"single-label rows of one text; this is {what}: use feature-extraction or full")

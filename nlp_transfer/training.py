@@ -26,6 +26,7 @@ from .errors import NLPTransferError, did_you_mean
 from .outputs import finish
 from .runtime import Runtime, is_main_process, world_size
 from .tasks import get_task
+from .tasks.problems import PROBLEM_TYPES, chosen_problem_type, data_kind
 from .version import __version__
 
 
@@ -54,6 +55,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
 
         return RunResult(Path(recipe.output_dir), train_seeds(
             recipe, lambda one: train(one, callbacks=callbacks, device=device, precision=precision)))
+    runtime = Runtime.resolve(device or "auto", precision) if device or precision else None
     backend = get_backend(recipe.backend)
     card = _checked_card(recipe, backend)
     eval_cards = _eval_set_cards(recipe, card)
@@ -65,7 +67,6 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
         return _finished_run(run)
     backend.check(recipe, card)
     data = _read_data(recipe, card, eval_cards)
-    runtime = Runtime.resolve(device or "auto", precision) if device or precision else None
     record = {"task": recipe.task, "backend": backend.name, "model": backend.model_name(recipe),
               "nlp_transfer_version": __version__}
     job = Job(recipe, card, data, eval_cards, run, runtime, on_start=lambda: rundir.begin(run, record),
@@ -145,7 +146,7 @@ def _eval_set_cards(recipe: Recipe, card) -> dict[str, tuple[Any, str]]:
             except NLPTransferError as exc:
                 raise NLPTransferError(f"{recipe.source}: eval_sets.{name}: {exc}") from None
         eval_card = merge_cards(cards)
-        if eval_card.task != card.task:
+        if data_kind(eval_card.task) is not data_kind(card.task):
             raise NLPTransferError(f"{recipe.source}: eval_sets.{name}: {eval_card.source} holds {eval_card.task} data "
                                    f"but the model is trained on {card.task}; use a card of the same task")
         if entry["split"] not in eval_card.splits:
@@ -173,7 +174,7 @@ def _subsample(data, recipe: Recipe) -> None:
 
     rows = data.splits[recipe.train_split]  # train_rows is a positive integer (config checks it)
     rng = np.random.default_rng(recipe.seed)
-    single_label = data.problem_type == "single_label" and "label" in rows.column_names
+    single_label = _exclusive(data) and "label" in rows.column_names
     if recipe.train_rows_per_class is not None:
         if not single_label:
             raise NLPTransferError(f"{recipe.source or 'recipe'}: train_rows_per_class draws rows per label of "
@@ -196,9 +197,14 @@ def _sample_eval(data, recipe: Recipe) -> None:
     rows = data.splits[recipe.eval_split]
     if recipe.eval_rows >= len(rows):
         return
-    stratified = data.problem_type == "single_label" and "label" in rows.column_names
+    stratified = _exclusive(data) and "label" in rows.column_names
     data.splits[recipe.eval_split] = rows.select(
         _draw(rows, recipe.eval_rows, np.random.default_rng(EVAL_SAMPLE_SEED), stratified))
+
+
+def _exclusive(data) -> bool:
+    """One label per row (single-label data); token and plain-text data have no problem type."""
+    return data.problem_type in PROBLEM_TYPES and PROBLEM_TYPES[data.problem_type].exclusive
 
 
 def _draw(rows, count: int, rng, stratified: bool):
@@ -246,9 +252,10 @@ def stratified_choice(labels, count: int, rng):
 def _with_problem_type(recipe: Recipe, card):
     """The card as this recipe reads it: a copy with the recipe's problem_type when it sets one (cards are never
     changed after loading)."""
-    if recipe.problem_type == "auto" or recipe.problem_type == card.problem_type:
+    chosen = chosen_problem_type(recipe.problem_type, card.problem_type)
+    if chosen == card.problem_type:
         return card
-    return dataclasses.replace(card, problem_type=recipe.problem_type)
+    return dataclasses.replace(card, problem_type=chosen)
 
 
 

@@ -242,8 +242,9 @@ def suggest(trial, key: str, spec: dict[str, Any]) -> Any:
 def main_metric(recipe: Recipe, card) -> str:
     """The metric a recipe's metrics.json selects by (``main_metric``), from its task and the card's problem type."""
     from .tasks import get_task
+    from .tasks.problems import chosen_problem_type
 
-    problem_type = card.problem_type if recipe.problem_type == "auto" else recipe.problem_type
+    problem_type = chosen_problem_type(recipe.problem_type, card.problem_type)
     return get_task(recipe.task).implementation().main_metric(problem_type)
 
 
@@ -257,6 +258,7 @@ def write_holdout(base: Recipe, fraction: float, seed: int, folder: Path) -> tup
     from .data.conll import label_list
     from .data.labels import infer_label_names
     from .data.readers import read_labelled
+    from .tasks.problems import chosen_problem_type, problem_type as get_problem_type
     from .training import stratified_choice
 
     card = recipe_card(base)
@@ -267,10 +269,10 @@ def write_holdout(base: Recipe, fraction: float, seed: int, folder: Path) -> tup
     if len(rows) < 2:
         raise NLPTransferError(f"--holdout {fraction}: the training split has {len(rows)} row; nothing to hold out")
     words = "tokens" in rows[0]
-    problem_type = card.problem_type if base.problem_type == "auto" else base.problem_type
+    problem = get_problem_type(chosen_problem_type(base.problem_type, card.problem_type))
     count = min(len(rows) - 1, max(1, round(fraction * len(rows))))
     rng = np.random.default_rng(seed)
-    if not words and problem_type == "single_label":
+    if not words and problem.exclusive:
         held = stratified_choice([str(row["label"]) for row in rows], count, rng)
     else:
         held = np.sort(rng.choice(len(rows), count, replace=False))
@@ -284,7 +286,7 @@ def write_holdout(base: Recipe, fraction: float, seed: int, folder: Path) -> tup
         names = list(card.labels) if card.labels else label_list(rows)
         front = {"task": card.task, "text": "tokens", "label": "tags", "scheme": "IOB2"}
     else:
-        names = (None if problem_type == "regression" else
+        names = (None if not problem.labelled else
                  list(card.labels or labelled.declared or infer_label_names(rows, card)))
         front = {"task": card.task, "text": ["text", "text_pair"] if "text_pair" in rows[0] else ["text"],
                  "label": "label", "problem_type": card.problem_type, "label_separator": card.label_separator,
@@ -311,7 +313,7 @@ def write_holdout(base: Recipe, fraction: float, seed: int, folder: Path) -> tup
     test = f"; test: the card's '{base.eval_split}' split, unchanged" if "test" in parts else ""
     body = (f"# {card.name}, training split held out by nlp-transfer tune\n\nDerived from {card.source} by "
             f"`nlp-transfer tune --holdout {fraction}` (seed {seed}): train: the '{base.train_split}' split less "
-            f"{count} seeded rows{' (label shares kept)' if not words and problem_type == 'single_label' else ''}; "
+            f"{count} seeded rows{' (label shares kept)' if not words and problem.exclusive else ''}; "
             f"validation: those rows (the search selects on them){test}.\n\n{card.description}".rstrip() + "\n")
     files = {f"{name}.jsonl": "".join(json.dumps(record(row), ensure_ascii=False) + "\n" for row in part)
              for name, part in parts.items()}

@@ -13,7 +13,7 @@ import torch
 from conftest import SAMPLE_DEV
 
 from nlp_transfer import NLPTransferError, embed
-from nlp_transfer.tasks.embeddings import Encoder, load_embeddings
+from nlp_transfer.encoders import Encoder, load_embeddings
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "bad", "the plot is nothing but boilerplate clichés from start to end",
          "it 's a charming and often affecting journey .", "Москва — столица России", "東京は日本の首都です"]

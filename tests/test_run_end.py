@@ -31,3 +31,18 @@ def test_final_scoring_opens_the_trained_model_once(tiny_bert, tmp_path, monkeyp
     for key in ("accuracy", "f1_macro"):
         assert metrics["test"][key] == pytest.approx(fresh[key], abs=1e-6)
         assert metrics["eval_sets"]["again"][key] == pytest.approx(fresh[key], abs=1e-6)
+
+
+def test_train_runs_where_the_command_line_says(tiny_bert, sst2_toy, tmp_path, capsys):
+    import yaml
+
+    from nlp_transfer.cli import main
+    from conftest import cli_error
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=2)))
+    assert main(["train", str(recipe), "--device", "cpu", "--precision", "bfloat16"]) == 0  # autocast: GPUs only
+    capsys.readouterr()
+    message = cli_error(capsys, ["train", str(recipe), "--device", "tpu", "output_dir=" + str(tmp_path / "other")])
+    assert "device 'tpu' is not one of auto, cpu, cuda, cuda:N, mps" in message
+    assert not (tmp_path / "other").exists()

@@ -40,7 +40,7 @@ def test_load_model_and_the_encoder_place_the_model_on_the_resolved_device(monke
     model to a CUDA device that is not there cannot be faked, so the chosen device is what is asserted)."""
     import nlp_transfer
     from conftest import tiny_recipe
-    from nlp_transfer.tasks.embeddings import Encoder
+    from nlp_transfer.encoders import Encoder
 
     out = nlp_transfer.train(tiny_recipe(sst2_toy, tiny_bert, tmp_path / "run", max_steps=2)).output_dir
     chosen = []

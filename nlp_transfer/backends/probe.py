@@ -16,9 +16,10 @@ class ProbeBackend(Backend):
     needs_eval = "the probe chooses its regularisation"
 
     def check(self, recipe, card) -> None:
+        from ..tasks.problems import problem_type
         from .trainer import check_model
 
-        if recipe.class_weights is not None and card.problem_type != "single_label":
+        if recipe.class_weights is not None and not problem_type(card.problem_type).exclusive:
             raise NLPTransferError(f"{recipe.source}: the probe weighs classes for single-label data only; remove "
                                    f"class_weights or train with strategy full")
         check_model(recipe)

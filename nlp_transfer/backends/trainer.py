@@ -141,7 +141,7 @@ def _train(job: Job, task, trainer, prepared, main_metric: str) -> dict[str, Any
     world = trainer.args.world_size
     if world > 1:
         print(f"[rank {trainer.args.process_index}/{world}] finished: global_step={trainer.state.global_step} "
-              f"eval_{main_metric}={eval_metrics.get('eval_' + main_metric)} weights={weights_fingerprint(trainer.model)} "
+              f"eval_{main_metric}={eval_metrics.get('eval_' + main_metric)} weights={state_digest(trainer.model)} "
               f"writes_outputs={trainer.args.should_save}", flush=True)
     return metrics
 
@@ -364,7 +364,7 @@ def _count_parameters(model) -> dict[str, int]:
     return {"trainable": trainable, "total": total}
 
 
-def weights_fingerprint(model) -> str:
+def state_digest(model) -> str:
     """A hash of all weights: equal on every DDP rank when the ranks stayed in sync."""
     digest = hashlib.sha1()
     for name, tensor in sorted(model.state_dict().items()):

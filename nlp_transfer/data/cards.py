@@ -34,11 +34,12 @@ import yaml
 
 from ..errors import NLPTransferError, did_you_mean
 from ..io import check_input_file
+from ..tasks.problems import DATA_KINDS, PROBLEM_TYPES as PROBLEM_TYPE_KINDS, DataKind
 from .files import decode
 
 FORMATS = ("csv", "tsv", "jsonl", "conll", "datasets")
-CARD_TASKS = ("sequence-classification", "token-classification", "text")
-PROBLEM_TYPES = ("single_label", "multi_label", "regression")
+CARD_TASKS = tuple(DATA_KINDS)  # sequence-classification, token-classification, text
+PROBLEM_TYPES = tuple(PROBLEM_TYPE_KINDS)  # single_label, multi_label, regression
 CARD_SUFFIXES = (".md",)
 CARD_FIX = ("a data card is one .md file with YAML front matter that names the data files (see data_cards/sst2.md); "
             "check the path")
@@ -171,6 +172,11 @@ CARD_ALIASES = {
 }
 
 
+def _data_kind(task: Any) -> DataKind | None:
+    """The `DataKind` a front matter's ``task:`` names, or None when it names none (checked after the card is built)."""
+    return DATA_KINDS.get(task) if isinstance(task, str) else None
+
+
 def card_from_dict(values: dict[str, Any], path: Path | None = None, description: str = "") -> DataCard:
     source = str(path) if path else "data card"
     unknown = [k for k in values if k not in CARD_KEYS]
@@ -179,16 +185,17 @@ def card_from_dict(values: dict[str, Any], path: Path | None = None, description
                                f"{did_you_mean(unknown[0], CARD_KEYS, aliases=CARD_ALIASES)}")
     values = dict(values)
     values.setdefault("name", path.stem if path else "data")
-    if values.get("task") == "token-classification":  # JSONL / datasets keys for words and their tags
-        values.setdefault("text", "tokens")
-        values.setdefault("label", "tags")
+    kind = _data_kind(values.get("task"))
+    if kind is not None and kind.words:  # JSONL / datasets keys for words and their tags
+        values.setdefault("text", kind.text_key)
+        values.setdefault("label", kind.label_key)
     if isinstance(values.get("text"), str):
         values["text"] = [values["text"]]
     if values.get("labels") is not None:
         values["labels"] = [str(v) for v in values["labels"]]
     values["groups"] = parse_groups(values.get("groups"), source)
     columns = [g.column for g in values["groups"] or () if g.column]
-    if columns and values.get("task") == "token-classification":
+    if columns and kind is not None and kind.words:
         raise NLPTransferError(f"{source}: groups: column '{columns[0]}': token data takes length buckets only "
                                f"({{name: length, words: [10, 25]}}); for groups of sentences, write one card per group "
                                f"and list them together (data: [a.md, b.md]): each reads as a language")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import NLPTransferError, did_you_mean
+from ..tasks.problems import problem_type as get_problem_type
 from .cards import DataCard
 
 def _as_int(value: Any) -> int | None:
@@ -25,7 +26,7 @@ def _as_int(value: Any) -> int | None:
 
 def infer_label_names(rows: list[dict], card: DataCard) -> list[str]:
     """Distinct label values of the training rows, numerically sorted when they are all integers."""
-    if card.problem_type == "multi_label":
+    if get_problem_type(card.problem_type).multi_hot:
         values = {name for row in rows for name in _split_multi(row["label"], card)}
     else:
         values = {_label_text(row["label"]) for row in rows}
@@ -67,14 +68,15 @@ def encode_labels(rows: list[dict], card: DataCard, label_names: list[str], path
     indexes (default: when the card declares ``labels:``); otherwise labels match by name only."""
     ids = bool(card.labels) if ids is None else ids
     unit = "row" if card.format == "datasets" else "line"
+    kind = get_problem_type(card.problem_type)
     for row in rows:
         where = f"{path}: {unit} {row['line']}"
-        if card.problem_type == "regression":
+        if not kind.labelled:
             try:
                 row["label"] = float(row["label"])
             except (TypeError, ValueError):
                 raise NLPTransferError(f"{where}: label '{row['label']}' is not a number; regression needs numeric labels") from None
-        elif card.problem_type == "multi_label":
+        elif kind.multi_hot:
             names = _split_multi(row["label"], card)
             if not names and not card.allow_empty_labels:  # a cell of separators only ("|")
                 raise NLPTransferError(f"{where}: no label in column '{card.label}'; give at least one, or set "
@@ -90,7 +92,7 @@ def encode_labels(rows: list[dict], card: DataCard, label_names: list[str], path
 def file_order(card: DataCard, label_names: list[str], declared: list[str] | None = None) -> tuple[list[str], bool]:
     """The label order the card's files use, and whether numbers in them are ids in that order: the card's
     ``labels:``, else the names a ``datasets`` ClassLabel ``declared``, else ``label_names`` by name only."""
-    if card.problem_type != "regression":
+    if get_problem_type(card.problem_type).labelled:
         if card.labels:
             return list(card.labels), True
         if declared:
@@ -105,8 +107,9 @@ def to_model_order(rows: list[dict], names_in_files: list[str], label_names: lis
     if unknown:
         raise NLPTransferError(f"{source}: label '{unknown[0]}' is not one the model knows ({', '.join(label_names)})")
     index = [label_names.index(name) for name in names_in_files]
+    exclusive = get_problem_type(problem_type).exclusive
     for row in rows:
-        if problem_type == "single_label":
+        if exclusive:
             row["label"] = index[row["label"]]
         else:
             hot = [0.0] * len(label_names)
@@ -121,7 +124,7 @@ def encode_in_order(rows: list[dict], card: DataCard, label_names: list[str], pa
     the files' order (`file_order`), then mapped onto ``label_names`` by name (`to_model_order`)."""
     names_in_files, ids = file_order(card, label_names, declared)
     encode_labels(rows, card, names_in_files, path, ids=ids)
-    if card.problem_type != "regression" and names_in_files != list(label_names):
+    if get_problem_type(card.problem_type).labelled and names_in_files != list(label_names):
         to_model_order(rows, names_in_files, list(label_names), card.problem_type, card.source)
 
 

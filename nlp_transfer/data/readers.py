@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import NLPTransferError, did_you_mean
 from ..io import check_input_file
+from ..tasks.problems import DATA_KINDS, DataKind, problem_type as get_problem_type
 from .cards import FORMATS, DataCard, load_cards
 from .files import read_file
 from .labels import (apply_label_map, check_iob2, encode_in_order, encode_tags, entity_types, infer_label_names,
@@ -34,13 +35,24 @@ from .labels import (apply_label_map, check_iob2, encode_in_order, encode_tags, 
 
 # ---------------------------------------------------------------- raw rows
 
+def _data_kind(card: DataCard) -> DataKind | None:
+    """What the card's ``task:`` says about its rows; None for a task no card may name."""
+    return DATA_KINDS.get(card.task) if isinstance(card.task, str) else None
+
+
+def _words(card: DataCard) -> bool:
+    """The card's rows are pre-split words with one tag each (token classification)."""
+    kind = _data_kind(card)
+    return kind is not None and kind.words
+
+
 def _format_of(card: DataCard, path: str) -> str:
     if card.format:
         return card.format
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix in ("csv", "tsv", "jsonl"):
         return suffix
-    if suffix in ("conll", "bio", "iob", "txt") and card.task == "token-classification":
+    if suffix in ("conll", "bio", "iob", "txt") and _words(card):
         return "conll"
     if suffix == "json":
         return "jsonl"
@@ -175,6 +187,7 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
         else:
             raw_rows = _iter_delimited(path, text, "," if fmt == "csv" else "\t", needed, fix)
     unit = "row" if fmt == "datasets" else "line"
+    multi_hot = bool(labelled and card.label) and get_problem_type(card.problem_type).multi_hot
     rows = []
     for number, record in raw_rows:
         row = {"line": number}
@@ -187,14 +200,14 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
             row[key] = str(value).strip()
         if labelled and card.label:
             value = record[card.label]
-            if isinstance(value, list) and card.problem_type != "multi_label":
+            if isinstance(value, list) and not multi_hot:
                 raise NLPTransferError(f"{path}: {unit} {number}: label {json.dumps(value, ensure_ascii=False)} in "
                                        f"column '{card.label}' is a list, so the data is multi-label, but the card "
                                        f"reads it as {card.problem_type}; set problem_type: multi_label in {card.source}")
             if _is_missing(value) if not isinstance(value, list) else not value:
-                if not (card.allow_empty_labels and card.problem_type == "multi_label"):
+                if not (card.allow_empty_labels and multi_hot):
                     allow = (" (or set allow_empty_labels: true in the card if no label applies to such rows)"
-                             if card.problem_type == "multi_label" else "")
+                             if multi_hot else "")
                     raise NLPTransferError(f"{path}: {unit} {number}: empty label in column '{card.label}'; fill it in "
                                            f"or remove the row{allow}")
                 value = []
@@ -241,7 +254,7 @@ def _read_parts(card: DataCard, split: str, read) -> tuple[list, str, list[str] 
     rows, paths, names = [], [], None
     for part in having:
         part_rows, path, part_names = read(part)
-        if card.task == "token-classification" and part.scheme != card.scheme:
+        if _words(card) and part.scheme != card.scheme:
             from . import conll
 
             conll.normalise(part_rows, part.scheme, path)  # to IOB2 here: the merged card reads as IOB2
@@ -364,7 +377,7 @@ def read_labelled(card: DataCard, split: str, label_names: list[str] | None = No
 
     ``label_names`` None keeps the labels as read (classification: the raw values; tokens: IOB2 tags after the
     label_map, checked to be IOB2), to infer the names from before `encode_split`."""
-    if card.task == "token-classification":
+    if _words(card):
         from . import conll
 
         sentences, path, _ = read_token_rows(card, split)
@@ -386,7 +399,7 @@ def encode_split(card: DataCard, labelled: LabelledSplit, label_names: list[str]
     ``label_names`` order (the rows are encoded in place)."""
     if labelled.label_names is not None:
         raise NLPTransferError(f"{labelled.path}: the labels are already encoded")
-    if card.task == "token-classification":
+    if _words(card):
         encode_tags(labelled.rows, label_names, labelled.path)
     else:
         encode_in_order(labelled.rows, card, label_names, labelled.path, labelled.declared)
@@ -411,22 +424,24 @@ def load_data(card: DataCard | str | Path | list, splits: list[str] | None = Non
 
     if not isinstance(card, DataCard):
         card = load_cards(card)
-    if card.task == "token-classification":
+    kind = _data_kind(card)
+    if kind is not None and kind.words:
         return load_token_data(card, splits, train_split, label_map)
     if label_map:
         raise NLPTransferError(f"{card.source}: label_map maps entity types and applies to token-classification data only")
-    if card.task == "text":  # unlabelled text (masked-LM pretraining)
+    if kind is not None and not kind.labelled:  # unlabelled text (masked-LM pretraining)
         out, files = {}, {}
         for split in splits or list(card.splits):
             rows, files[split], _ = read_rows(card, split, labelled=False)
             out[split] = datasets.Dataset.from_list(rows)
         return LoadedData(out, [], "text", card, files)
-    if card.task != "sequence-classification":
+    if kind is None:  # neither words nor plain text: sequence classification is the one kind left
         raise NLPTransferError(f"{card.source}: task '{card.task}' cannot be read as sequence classification")
     wanted = splits or list(card.splits)
     first = train_split if train_split in wanted else wanted[0]
     raw = read_labelled(card, first)  # labels as read: the label names may come from them
-    if card.problem_type == "regression":
+    problem = get_problem_type(card.problem_type)
+    if not problem.labelled:
         label_names = [card.label or "score"]
     elif card.labels:
         label_names = list(card.labels)
@@ -434,7 +449,7 @@ def load_data(card: DataCard | str | Path | list, splits: list[str] | None = Non
         label_names = [str(n) for n in raw.declared]
     else:
         label_names = infer_label_names(raw.rows, card)
-    if card.problem_type != "regression" and len(label_names) < 2:
+    if problem.labelled and len(label_names) < 2:
         raise NLPTransferError(
             f"{card.source}: only one label ({', '.join(label_names)}) found; classification needs at least two"
         )

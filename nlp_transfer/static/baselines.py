@@ -53,6 +53,7 @@ from ..linear import logits as linear_logits
 from ..tasks import classification as cls_task
 from ..tasks import get_task
 from ..tasks.base import row_groups
+from ..tasks.problems import problem_type as get_problem_type
 from .matrix import EmbeddingMatrix, embedding_matrix
 from .models import (CASING, PREDICT_BATCH, BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder,
                      average_features, classifier_forward, classifier_logits, length_batches, pad, tagger_forward,
@@ -121,7 +122,7 @@ class Outcome:
 
 
 @dataclass
-class Run:
+class StaticRun:
     recipe: Any
     card: Any
     data: Any  # nlp_transfer.data.readers.LoadedData
@@ -170,7 +171,7 @@ def train_static(job: Job, config: StaticConfig) -> Fitted:
     vectors = load_vectors(path, config.format, config.limit, unicode_errors=config.unicode_errors)
     vectors_seconds = time.perf_counter() - started
     device = job.runtime.device if job.runtime is not None else static_device(config)
-    run = Run(recipe, job.card, job.data, config, vectors, f"{vectors_name(path)} (static)", job.run.work, device)
+    run = StaticRun(recipe, job.card, job.data, config, vectors, f"{vectors_name(path)} (static)", job.run.work, device)
     # Small recurrent models gain nothing from intra-op threads, and spin-waiting threads make them many times
     # slower when the cores are shared with other work (measured: 2-3 s per demo epoch on 1 thread, minutes on 2
     # threads beside another job). One thread by default; `threads: null` keeps torch's setting.
@@ -190,7 +191,7 @@ def train_static(job: Job, config: StaticConfig) -> Fitted:
     return _stage(run, outcome, coverage, _metrics(run, outcome, coverage))
 
 
-def _announce(run: Run, strategy: str, coverage, detail: str) -> None:
+def _announce(run: StaticRun, strategy: str, coverage, detail: str) -> None:
     recipe, data = run.recipe, run.data
     print(f"nlp-transfer: {strategy} with {run.model_name} on {run.card.name} "
           f"({len(data.splits[recipe.train_split])} train rows, {len(data.splits[recipe.eval_split])} "
@@ -199,7 +200,7 @@ def _announce(run: Run, strategy: str, coverage, detail: str) -> None:
     print(f"nlp-transfer: {coverage}" + (f"; most frequent missing: {missing}" if missing else ""), flush=True)
 
 
-def _metrics(run: Run, outcome: Outcome, coverage) -> dict[str, Any]:
+def _metrics(run: StaticRun, outcome: Outcome, coverage) -> dict[str, Any]:
     from ..record import run_record
 
     recipe = run.recipe
@@ -214,7 +215,7 @@ def _metrics(run: Run, outcome: Outcome, coverage) -> dict[str, Any]:
     return metrics
 
 
-def _stage(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any]) -> Fitted:
+def _stage(run: StaticRun, outcome: Outcome, coverage, metrics: dict[str, Any]) -> Fitted:
     """Stage the weights, vocabulary and sidecar; `outputs.finish` scores and writes the rest, then moves them into
     output_dir (as for the probe and Trainer runs)."""
     from safetensors.numpy import save_file
@@ -240,7 +241,7 @@ def _stage(run: Run, outcome: Outcome, coverage, metrics: dict[str, Any]) -> Fit
                                     if get_task(recipe.task).calibrated else None))
 
 
-def _readme(run: Run, metrics: dict[str, Any]) -> str:
+def _readme(run: StaticRun, metrics: dict[str, Any]) -> str:
     from ..reports import calibration_lines, results_lines
 
     train, params = metrics["train"], metrics["params"]
@@ -288,7 +289,7 @@ def _texts(dataset) -> tuple[list[str], list[str] | None]:
     return list(dataset["text"]), pairs
 
 
-def _vocabulary(embedding: EmbeddingMatrix) -> list[str]:
+def vocabulary_of(embedding: EmbeddingMatrix) -> list[str]:
     vocabulary = [""] * len(embedding.matrix)
     for word, row in embedding.word_to_index.items():
         vocabulary[row] = word
@@ -302,7 +303,7 @@ def _word_counts(texts: list[str], config: StaticConfig) -> Counter:
     return counts
 
 
-def _build_embedding(run: Run, counts: Counter) -> EmbeddingMatrix:
+def _build_embedding(run: StaticRun, counts: Counter) -> EmbeddingMatrix:
     config = run.config
     return embedding_matrix(counts, run.vectors, oov=config.oov, seed=run.recipe.seed, min_count=config.min_count,
                             lowercase_fallback=True, all_vectors=config.all_vectors)
@@ -316,7 +317,7 @@ def _classification_rows(dataset, metrics_fn) -> list[dict[str, Any]]:
     return rows
 
 
-def _decisions(run: Run, logits: np.ndarray, gold: np.ndarray, groups: bool = True):
+def _decisions(run: StaticRun, logits: np.ndarray, gold: np.ndarray, groups: bool = True):
     """(metrics, StreamingMetrics holding the decisions for the predictions file); ``groups``: with the per-group
     scores of the evaluation split (off while searching C)."""
     problem_type, label_names = run.data.problem_type, run.data.label_names
@@ -328,7 +329,7 @@ def _decisions(run: Run, logits: np.ndarray, gold: np.ndarray, groups: bool = Tr
                                              row_groups(run.data.splits[run.recipe.eval_split])))
     holder = cls_task.StreamingMetrics(problem_type, label_names, run.recipe.threshold)
     holder.decisions = {"predicted": predicted, "gold": gold,
-                        "score": scores if problem_type == "regression" else scores.max(axis=-1)}
+                        "score": get_problem_type(problem_type).confidence(scores)}
     return result, holder
 
 
@@ -421,7 +422,7 @@ def average_rows(config: StaticConfig, matrix: np.ndarray, vocabulary: list[str]
     return matrix, tensors, sidecar
 
 
-def _train_average(run: Run) -> tuple[Outcome, Any]:
+def _train_average(run: StaticRun) -> tuple[Outcome, Any]:
     """Averaged word vectors + a linear model: keep the training rows, build the embedding and the standardized
     features, choose C (`_choose_strength`), then score the chosen model on the evaluation split from raw text."""
     recipe, data, config = run.recipe, run.data, run.config
@@ -430,7 +431,7 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
     strategy = _average_strategy(config)
     _announce(run, strategy, embedding.coverage, f"{len(embedding.matrix):,} embedding rows")
     started = time.perf_counter()
-    vocabulary = _vocabulary(embedding)
+    vocabulary = vocabulary_of(embedding)
     features, train_x, tensors, sidecar = _average_features(run, embedding, vocabulary, train_texts, train_pairs)
     if dropped:
         sidecar["min_words"] = {"kept_rows": len(train_texts), "dropped_rows": dropped}
@@ -455,7 +456,7 @@ def _train_average(run: Run) -> tuple[Outcome, Any]:
     return outcome, embedding.coverage
 
 
-def _kept_training_rows(run: Run) -> tuple[list[str], list[str] | None, np.ndarray, int]:
+def _kept_training_rows(run: StaticRun) -> tuple[list[str], list[str] | None, np.ndarray, int]:
     """(texts, pairs, labels, rows dropped) of the training split without the rows shorter than ``min_words``: left
     out of everything the fit sees (vocabulary counts, SIF's p(w), components, C)."""
     recipe, config = run.recipe, run.config
@@ -521,7 +522,7 @@ class _AverageFeatures:
         return tensors
 
 
-def _average_features(run: Run, embedding: EmbeddingMatrix, vocabulary: list[str], train_texts: list[str],
+def _average_features(run: StaticRun, embedding: EmbeddingMatrix, vocabulary: list[str], train_texts: list[str],
                       train_pairs: list[str] | None
                       ) -> tuple[_AverageFeatures, np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
     """(features, standardized training features, tensors to save, sidecar notes): IDF over the training texts,
@@ -542,7 +543,7 @@ def _average_features(run: Run, embedding: EmbeddingMatrix, vocabulary: list[str
     return features, train_x, tensors, sidecar
 
 
-def _choose_strength(run: Run, features: _AverageFeatures, train_x: np.ndarray,
+def _choose_strength(run: StaticRun, features: _AverageFeatures, train_x: np.ndarray,
                      train_y: np.ndarray) -> StrengthSearch:
     """`linear.search_strength` (no class weights) on the evaluation split, or with ``select_on: train-cv`` by k-fold
     cross-validation on the training rows: the evaluation split is then not looked at until the chosen model
@@ -570,7 +571,7 @@ def _choose_strength(run: Run, features: _AverageFeatures, train_x: np.ndarray,
                            seed=recipe.seed, report=report, **selection)
 
 
-def _average_training_record(run: Run, chosen: StrengthSearch, seconds: float, rows_used: int,
+def _average_training_record(run: StaticRun, chosen: StrengthSearch, seconds: float, rows_used: int,
                              dropped: int) -> dict[str, Any]:
     """metrics.json's ``train`` of an averaged-vectors run: the chosen C, how it was chosen and the per-C table."""
     config, main = run.config, run.main
@@ -580,7 +581,7 @@ def _average_training_record(run: Run, chosen: StrengthSearch, seconds: float, r
     if config.select_on == "train-cv":
         selection.update({"cv_folds": config.cv_folds, f"cv_{main}": chosen.score})
     return {"runtime_s": round(seconds, 2), "epochs": 1, "global_step": 0,
-            "classifier": "ridge" if run.data.problem_type == "regression" else "logistic-regression",
+            "classifier": get_problem_type(run.data.problem_type).linear_model,
             "C": chosen.strength, **selection, "search": chosen.table}
 
 
@@ -589,7 +590,12 @@ def _count(model: nn.Module) -> dict[str, int]:
             "total": int(sum(p.numel() for p in model.parameters()))}
 
 
-def _fit(model: nn.Module, run: Run, train_lengths: np.ndarray, batch_loss: Callable[[np.ndarray], torch.Tensor],
+# The static BiLSTMs keep this loop rather than transformers.Trainer (issue 28 asks for one or the other, with the
+# reason): their inputs are word ids from the package's own word tokenizer and a frozen embedding matrix, not a
+# tokenizer's batches, so Trainer would need a PreTrainedModel wrapper, a word collator and a checkpoint format of
+# its own; the static backend runs in one process (no accelerate launch to gain); and the loop is one screen:
+# AdamW, an evaluation per epoch, early stopping, the best epoch restored. Not measured against Trainer here.
+def _fit(model: nn.Module, run: StaticRun, train_lengths: np.ndarray, batch_loss: Callable[[np.ndarray], torch.Tensor],
          evaluate: Callable[[], dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """AdamW over the trainable parameters, one evaluation per epoch, early stopping on the main metric;
     the best epoch's weights are restored at the end. Returns (history, train info)."""
@@ -644,7 +650,7 @@ def _state_tensors(model: nn.Module) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------- BiLSTM classifier
 
-def _train_classifier(run: Run) -> tuple[Outcome, Any]:
+def _train_classifier(run: StaticRun) -> tuple[Outcome, Any]:
     recipe, data, config = run.recipe, run.data, run.config
     problem_type = data.problem_type
     train_texts, train_pairs = _texts(data.splits[recipe.train_split])
@@ -653,7 +659,8 @@ def _train_classifier(run: Run) -> tuple[Outcome, Any]:
     _announce(run, "static-bilstm", embedding.coverage,
               f"{len(embedding.matrix):,} embedding rows, OOV {config.oov}, on {run.device}")
     encode = TextEncoder(embedding.word_to_index, config)
-    outputs = 1 if problem_type == "regression" else len(data.label_names)
+    kind = get_problem_type(problem_type)
+    outputs = len(data.label_names) if kind.labelled else 1
     torch.manual_seed(recipe.seed)
     model = BiLSTMClassifier(StaticEmbedding.from_matrix(embedding), config, outputs, pairs=train_pairs is not None)
     model.to(run.device)
@@ -661,11 +668,11 @@ def _train_classifier(run: Run) -> tuple[Outcome, Any]:
     weights = cls_task.class_weight_tensor(recipe.class_weights, train_labels, problem_type, len(data.label_names))
 
     def loss_fn(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
-        if weights is not None and problem_type != "regression":
+        if weights is not None and kind.labelled:
             return cls_task.weighted_loss(logits, gold, weights, problem_type)
-        if problem_type == "regression":
+        if not kind.labelled:
             return nn.functional.mse_loss(logits.squeeze(-1), gold.float())
-        if problem_type == "multi_label":
+        if kind.multi_hot:
             return nn.functional.binary_cross_entropy_with_logits(logits, gold.float())
         return nn.functional.cross_entropy(logits, gold)
 
@@ -699,7 +706,7 @@ def _train_classifier(run: Run) -> tuple[Outcome, Any]:
         strategy="static-bilstm", eval=result,
         train={"runtime_s": round(train_seconds, 2), **info, "samples_per_second": None},
         params=_count(model), predict_rate=round(rate, 1), history=history, tensors=_state_tensors(model),
-        vocabulary=_vocabulary(embedding),
+        vocabulary=vocabulary_of(embedding),
         prediction_rows=_classification_rows(data.splits[recipe.eval_split], holder),
         sidecar={"pairs": train_pairs is not None, "outputs": outputs})
     steps = info["epochs"] * len(train_ids)
@@ -709,7 +716,7 @@ def _train_classifier(run: Run) -> tuple[Outcome, Any]:
 
 # ---------------------------------------------------------------- BiLSTM tagger
 
-def _train_tagger(run: Run) -> tuple[Outcome, Any]:
+def _train_tagger(run: StaticRun) -> tuple[Outcome, Any]:
     from ..tasks.ner import entity_metrics
 
     recipe, data, config = run.recipe, run.data, run.config
@@ -775,6 +782,6 @@ def _train_tagger(run: Run) -> tuple[Outcome, Any]:
     outcome = Outcome(
         strategy="static-bilstm", eval=result, train={"runtime_s": round(train_seconds, 2), **info},
         params=_count(model), predict_rate=round(rate, 1), history=history, tensors=_state_tensors(model),
-        vocabulary=_vocabulary(embedding), prediction_rows=rows,
+        vocabulary=vocabulary_of(embedding), prediction_rows=rows,
         sidecar={"casing": list(CASING), "strict": recipe.strict})
     return outcome, embedding.coverage

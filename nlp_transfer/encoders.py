@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import NLPTransferError
-from ..io import save_array_atomic
-from ..runtime import Runtime
+from .errors import NLPTransferError
+from .io import save_array_atomic
+from .runtime import Runtime
 
 POOLINGS = ("cls", "mean", "max")
 DEFAULT_MAX_LENGTH = 256  # tokens embedded per text when the caller does not say (fewer if the model reads fewer)
@@ -72,7 +72,7 @@ class Encoder:
         """``runtime``: a `Runtime`, or a device name (``auto``: CUDA when present)."""
         from transformers import AutoModel
 
-        from ..models import load_pretrained, load_tokenizer
+        from .models import load_pretrained, load_tokenizer
 
         self.name = name
         self.tokenizer = load_tokenizer(name, trust_remote_code)
@@ -93,7 +93,7 @@ class Encoder:
     @property
     def positions(self) -> int | None:
         """How many tokens the model reads at most (None when its config does not say)."""
-        from ..models import max_positions
+        from .models import max_positions
 
         return max_positions(self.model.config)
 
@@ -106,7 +106,7 @@ class Encoder:
 
     def encode(self, texts: Sequence[str], settings: EmbedSettings, progress=None) -> np.ndarray:
         """float32 [len(texts), dim] in input order."""
-        from ..data.adapters import length_sorted_batches
+        from .data.adapters import length_sorted_batches
 
         settings.check()
         self.check_layers(settings.layers)
@@ -172,7 +172,7 @@ def embed(model: Any, texts: Sequence[str], output: str | Path | None = None, po
                              max_length or DEFAULT_MAX_LENGTH, batch_size, dtype)
     settings.check()
     if output is not None:  # before the model loads: a wrong path fails fast, nothing is touched
-        from ..io import check_folder_target
+        from .io import check_folder_target
 
         check_folder_target(output, "output")
     texts = [str(t) for t in texts]
@@ -237,7 +237,7 @@ def _embed_to_disk(encoder: Encoder, texts: list[str], out: Path, settings: Embe
     sidecar = {"model": encoder.name, **asdict(settings), "dim": encoder.dim, "count": len(texts),
                "input_sha256": digest, "chunks": len(starts), "resumed_chunks": resumed,
                "seconds": round(time.perf_counter() - started, 2)}
-    from ..io import write_json_atomic
+    from .io import write_json_atomic
 
     write_json_atomic(out / "embeddings.json", sidecar)
     shutil.rmtree(chunks)
