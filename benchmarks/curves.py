@@ -128,7 +128,7 @@ def entries(curve_data: dict, grid: str) -> dict[str, float]:
 def section(grid: str, curve_data: dict, report: str, wall_s: float | None) -> str:
     """RESULTS.md's section of a grid: its command, curve.md's table and advice, and the two plots."""
     body = report.split("\n", 2)[2].strip()  # curve.md without its title line; its heading as bold text here
-    body = body.replace("## Advice (from the table)", "**Advice** (derived by `nlp_transfer.curve.advice` from the table):")
+    body = body.replace("## Advice (from the table)", "**Advice** (derived by `nlp_transfer.analysis.curve.advice` from the table):")
     took = f", {wall_s / 60:.0f} min wall clock on one thread" if wall_s else ""
     return (f"<!-- curve:{grid}:start -->\n`{command_line(grid)}` ({date.today().isoformat()}{took}; "
             f"`python -m benchmarks.curves run {grid}` runs and records it)\n\n{body}\n\n"

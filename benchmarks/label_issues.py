@@ -5,7 +5,7 @@
     python -m benchmarks.label_issues --show                            # RESULTS.md section from results.json
 
 Takes a seeded subset of SST-2's training rows (``--rows``; 0: all), flips ``--flip`` of their labels at random
-(seed ``--seed``; the flipped rows are the ground truth), runs `nlp_transfer.label_issues.find_label_issues` on the
+(seed ``--seed``; the flipped rows are the ground truth), runs `nlp_transfer.analysis.label_issues.find_label_issues` on the
 noisy labels (frozen ``--model`` features, ``--folds`` out-of-fold LogisticRegression probes, cleanlab) and scores
 the ranking against the flipped mask: AUROC of the ranking, precision and recall of cleanlab's flagged set,
 precision at k = the number flipped, and the probes' out-of-fold accuracy on the noisy labels. The goal (issue 17):
@@ -116,7 +116,7 @@ def variants(results: dict) -> dict[str, dict]:
 def section(results: dict) -> str:
     """RESULTS.md's section: every recorded variant, its command and what the numbers mean."""
     lines = [START, "## Label issues: finding flipped SST-2 training labels", "",
-             "`nlp_transfer.label_issues.find_label_issues` ranks training rows by how likely their label is wrong: "
+             "`nlp_transfer.analysis.label_issues.find_label_issues` ranks training rows by how likely their label is wrong: "
              "5-fold cross-validated probes (LogisticRegression, C=1 unless stated, on frozen mean-pooled MiniLM-L6 "
              "features, max_length 64) give every row out-of-fold probabilities, and cleanlab's confident learning "
              "scores and flags them (quality: the out-of-fold probability of the given label). The probabilities "
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
 
-    from nlp_transfer.label_issues import find_label_issues
+    from nlp_transfer.analysis.label_issues import find_label_issues
 
     if not args.data.is_file():
         raise SystemExit(f"{args.data}: not found; pass --data PATH/TO/sst2/train.tsv")

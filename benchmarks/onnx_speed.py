@@ -42,7 +42,7 @@ def best_time(calls: dict[str, callable], rounds: int) -> dict[str, float]:
 
 def classifier(run: Path, out: Path, batch1_rows: int, rounds: int) -> dict:
     from nlp_transfer import load_model
-    from nlp_transfer.onnx_export import export_onnx
+    from nlp_transfer.export.onnx_export import export_onnx
 
     rows = [line.rsplit("\t", 1) for line in (SHARED / "sst2" / "dev.tsv").read_text().splitlines()[1:]]
     texts, gold = [r[0].strip() for r in rows], np.array([int(r[1]) for r in rows])
@@ -69,7 +69,7 @@ def tagger(run: Path, out: Path, batch1_rows: int, rounds: int) -> dict:
     from nlp_transfer.config import load_recipe, resolve_path
     from nlp_transfer.data.cards import load_card
     from nlp_transfer.data.readers import read_labelled
-    from nlp_transfer.onnx_export import export_onnx
+    from nlp_transfer.export.onnx_export import export_onnx
     from nlp_transfer.tasks.ner import entity_metrics
 
     recipe = load_recipe(run / "recipe.yaml")
@@ -92,7 +92,7 @@ def tagger(run: Path, out: Path, batch1_rows: int, rounds: int) -> dict:
 
 def encoder(name: str, out: Path, batch1_rows: int, rounds: int) -> dict:
     from nlp_transfer import load_model
-    from nlp_transfer.onnx_export import export_onnx
+    from nlp_transfer.export.onnx_export import export_onnx
     from nlp_transfer.encoders import EmbedSettings, Encoder
 
     texts = [line.rsplit("\t", 1)[0].strip() for line in (SHARED / "sst2" / "dev.tsv").read_text().splitlines()[1:]]
@@ -177,7 +177,7 @@ def main() -> None:
                    measured)
     lines += ["int8: onnxruntime `quantize_dynamic`, per-channel int8 weights, activations quantized at run time, the "
               "products that read a GELU output (feed-forward down-projections) left in fp32 (see "
-              "nlp_transfer.onnx_export._quantize for why). fp32 differences are float rounding between two kernels.",
+              "nlp_transfer.export.onnx_export._quantize for why). fp32 differences are float rounding between two kernels.",
               END]
     for key, value in figures.items():
         print(f"{key}: {value}")

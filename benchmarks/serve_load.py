@@ -4,7 +4,7 @@
     python -m benchmarks.serve_load RUN_DIR --requests 200 --concurrency 4 --texts-per-request 8 --no-record
     python -m benchmarks.serve_load --max-batch 1            # batching off: every request is its own model call
 
-The server runs in this process (`nlp_transfer.serve.start_in_thread`, uvicorn, logs off) on a free localhost port;
+The server runs in this process (`nlp_transfer.export.serve.start_in_thread`, uvicorn, logs off) on a free localhost port;
 the clients run in a second Python process (plain ``http.client``, one keep-alive connection per client thread), so
 they do not compete with the server for this process's GIL. Each round is bounded twice: ``--requests`` in all, and
 no new request after ``--max-seconds`` (the report says how many were sent). Texts are SST-2 dev sentences
@@ -169,7 +169,7 @@ def measure(args) -> dict:
     import torch
 
     from nlp_transfer import load_model
-    from nlp_transfer.serve import create_app, start_in_thread
+    from nlp_transfer.export.serve import create_app, start_in_thread
 
     torch.set_num_threads(args.threads)
     run = resolve_run(args.run_dir)

@@ -34,7 +34,7 @@ def measure(run: Path, name: str, train_command: str) -> dict:
     from nlp_transfer.config import load_recipe, resolve_path
     from nlp_transfer.data.cards import load_cards
     from nlp_transfer.data.readers import read_labelled
-    from nlp_transfer.error_analysis import analyse
+    from nlp_transfer.analysis.error_analysis import analyse
     from nlp_transfer.evaluation import calibrate, evaluate
 
     recipe = load_recipe(run / "recipe.yaml")

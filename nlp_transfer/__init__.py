@@ -7,11 +7,11 @@
 """
 from .version import __version__  # noqa: E402
 
-# not lazy: a wrapper named `compare` would be replaced by the submodule nlp_transfer.compare once imported
-from .compare import compare  # noqa: E402  (stdlib only at import; matplotlib loads when plotting)
+# compare and tune import nothing heavy at import time (matplotlib, optuna, torch load when they run)
+from .analysis.compare import compare  # noqa: E402  (stdlib only at import; matplotlib loads when plotting)
 from .config import Recipe, load_recipe  # noqa: E402
 from .errors import NLPTransferError  # noqa: E402
-from .tune import tune  # noqa: E402  (likewise: optuna, torch and transformers load when a search starts)
+from .analysis.tune import tune  # noqa: E402  (likewise: optuna, torch and transformers load when a search starts)
 
 
 def train(recipe, overrides=None, **kwargs):

@@ -94,7 +94,7 @@ def _add_curve(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_curve(args) -> int:
-    from .curve import REPORT, advice_line, curve, parse_list, parse_strategy_overrides
+    from .analysis.curve import REPORT, advice_line, curve, parse_list, parse_strategy_overrides
     from .seeds import parse_seeds
 
     strategies = [part.strip() for part in args.strategies.split(",") if part.strip()]
@@ -121,7 +121,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
                         help="finished (complete or pruned) trials to reach; run again to resume a killed search, or "
                              "with a larger count to search more")
     parser.add_argument("--space", help="YAML search space: KEY: {type: float|int|categorical, low, high, log, step, "
-                                        "choices} (default: the strategy's, see nlp_transfer.tune.DEFAULT_SPACES)")
+                                        "choices} (default: the strategy's, see nlp_transfer.analysis.tune.DEFAULT_SPACES)")
     parser.add_argument("--rows", type=int, help="search on a seeded subset of this many training rows (stratified); "
                                                  "best.yaml trains on all of them")
     parser.add_argument("--holdout", type=float,
@@ -140,7 +140,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_tune(args) -> int:
-    from .tune import tune
+    from .analysis.tune import tune
 
     result = tune(args.recipe, args.trials, space=args.space, rows=args.rows, holdout=args.holdout, out=args.out,
                   overrides=list(args.overrides), seed=args.seed, pruner=not args.no_prune, confirm=args.confirm,
@@ -316,7 +316,7 @@ def _add_errors(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_errors(args) -> int:
-    from .error_analysis import analyse
+    from .analysis.error_analysis import analyse
 
     for option, value, low in (("--top", args.top, 1), ("--train-rows", args.train_rows, 10), ("--folds", args.folds, 2)):
         if value is not None and value < low:
@@ -448,7 +448,7 @@ def _cmd_export(args) -> int:
         out = export_merged(args.model, args.output)
         print(f"nlp-transfer: wrote the merged model to {out}")
         return 0
-    from .onnx_export import export_onnx
+    from .export.onnx_export import export_onnx
 
     texts = None
     if args.check_texts:
@@ -475,7 +475,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args) -> int:
-    from .compare import load_runs, write_report
+    from .analysis.compare import load_runs, write_report
     from .io import check_folder_target
 
     check_folder_target(args.out, "--out")
@@ -538,8 +538,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_serve(args) -> int:
-    """Options are checked before the model loads (nlp_transfer.serve.serve checks them first)."""
-    from .serve import serve
+    """Options are checked before the model loads (nlp_transfer.export.serve.serve checks them first)."""
+    from .export.serve import serve
 
     serve(args.model, host=args.host, port=args.port, device=args.device, precision=args.precision,
           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_texts=args.max_texts, max_bytes=args.max_bytes)

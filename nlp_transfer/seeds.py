@@ -7,7 +7,7 @@ mean, the sample standard deviation (ddof=1; 0 for one seed) and each seed's val
     summary = train_seeds(recipe, train)   # train: nlp_transfer.training.train, which calls this for a recipe with seeds
 
 With ``resume=true`` a finished seed folder is left as it is (`nlp_transfer.rundir` says it has nothing to do).
-`nlp_transfer.compare` reads the summary to show ``mean ± std (n seeds)``.
+`nlp_transfer.analysis.compare` reads the summary to show ``mean ± std (n seeds)``.
 """
 from __future__ import annotations
 

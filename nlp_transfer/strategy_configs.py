@@ -263,9 +263,9 @@ class Contrastive(Strategy):
         check_installed()
 
     def check_data(self, problem_type: str, pairs: bool, source: str) -> None:
-        from .tasks.problems import PROBLEM_TYPES
+        from .tasks.problems import exclusive_labels
 
-        exclusive = problem_type in PROBLEM_TYPES and PROBLEM_TYPES[problem_type].exclusive
+        exclusive = exclusive_labels(problem_type)
         if not exclusive or pairs:
             what = "sentence pairs" if pairs else f"{problem_type.replace('_', '-')} data"
             raise NLPTransferError(f"{source}: strategy contrastive draws same-label / other-label pairs from "

@@ -26,7 +26,7 @@ from .errors import NLPTransferError, did_you_mean
 from .outputs import finish
 from .runtime import Runtime, is_main_process, world_size
 from .tasks import get_task
-from .tasks.problems import PROBLEM_TYPES, chosen_problem_type, data_kind
+from .tasks.problems import chosen_problem_type, data_kind, exclusive_labels
 from .version import __version__
 
 
@@ -47,7 +47,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
 
     ``device`` / ``precision`` (``train --device/--precision``): where every backend runs (default: a GPU when
     there is one, in float32, or what ``training:`` / ``static.device`` say). ``callbacks``: more
-    `transformers.TrainerCallback` objects for the Trainer backend, after the strategy's own (`nlp_transfer.tune`
+    `transformers.TrainerCallback` objects for the Trainer backend, after the strategy's own (`nlp_transfer.analysis.tune`
     reports each evaluation to Optuna's pruner this way); the probe and static backends have no Trainer."""
     recipe = load_recipe(recipe, overrides, **kwargs)
     if recipe.seeds is not None:  # once per seed into output_dir/seed-N, then output_dir/seeds.json
@@ -204,7 +204,7 @@ def _sample_eval(data, recipe: Recipe) -> None:
 
 def _exclusive(data) -> bool:
     """One label per row (single-label data); token and plain-text data have no problem type."""
-    return data.problem_type in PROBLEM_TYPES and PROBLEM_TYPES[data.problem_type].exclusive
+    return exclusive_labels(data.problem_type)
 
 
 def _draw(rows, count: int, rng, stratified: bool):

@@ -108,7 +108,7 @@ LAYERS = (
     ("training", ("probe", "static.baselines")),
     ("backends", ("backends",)),
     ("runs", ("inference", "evaluation", "outputs", "training", "seeds")),
-    ("analysis and export", ("error_analysis", "label_issues", "compare", "curve", "tune", "onnx_export", "serve")),
+    ("analysis and export", ("analysis", "export")),
     ("interface", ("cli", "__main__", "")),
 )
 

@@ -13,7 +13,7 @@ from conftest import tiny_recipe
 import nlp_transfer
 from nlp_transfer import NLPTransferError, compare, train
 from nlp_transfer.cli import main
-from nlp_transfer.compare import load_runs
+from nlp_transfer.analysis.compare import load_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("metrics.png", "learning_curves.png", "confusion.png")
@@ -224,7 +224,7 @@ def test_missing_keys_show_a_dash_and_a_plot_without_data_is_not_written(tmp_pat
 
 
 def test_a_failure_while_rendering_leaves_the_previous_report_untouched(written_runs, tmp_path, monkeypatch):
-    module = importlib.import_module("nlp_transfer.compare")  # the package attribute stays the function
+    module = importlib.import_module("nlp_transfer.analysis.compare")  # the package attribute stays the function
 
     assert callable(nlp_transfer.compare) and nlp_transfer.compare is module.compare
     out = compare(written_runs, output=tmp_path / "report")
@@ -258,7 +258,7 @@ def test_a_lower_is_better_main_metric_sorts_ascending(tmp_path):
 
 
 def test_strategy_cell_names_the_options_that_distinguish_runs():
-    from nlp_transfer.compare import strategy_note
+    from nlp_transfer.analysis.compare import strategy_note
 
     assert strategy_note({"strategy": {"name": "full", "lr_decay": 0.8, "n": 2}}) == "lr decay 0.8"  # n: last-n only
     assert strategy_note({"strategy": {"name": "last-n", "n": 2, "head_warmup_steps": 60}}) == "n 2, head warmup steps 60"

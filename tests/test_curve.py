@@ -1,4 +1,4 @@
-"""Learning curves (`nlp_transfer.curve`): real tiny runs per strategy, size and seed; curve.json's numbers are the run
+"""Learning curves (`nlp_transfer.analysis.curve`): real tiny runs per strategy, size and seed; curve.json's numbers are the run
 folders' numbers; an interrupted curve resumes without retraining finished points; the advice follows the numbers;
 bad input is one line."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import yaml
 from conftest import cli_error, tiny_recipe, write_sst2_card
 
 from nlp_transfer.cli import main
-from nlp_transfer.curve import SUMMARY, advice, curve, markdown, point_folder
+from nlp_transfer.analysis.curve import SUMMARY, advice, curve, markdown, point_folder
 from nlp_transfer.training import stratified_choice
 
 
@@ -123,7 +123,7 @@ def test_a_killed_curve_process_resumes_without_retraining_finished_points(recip
 
 
 def test_per_class_sizes_min_steps_and_strategy_overrides_shape_the_points(tmp_path, tiny_bert):
-    from nlp_transfer.curve import plan_points
+    from nlp_transfer.analysis.curve import plan_points
 
     card = write_sst2_card(tmp_path / "data", train_rows=120, dev_rows=40)
     values = tiny_recipe(card, tiny_bert, tmp_path / "unused")  # 2 epochs at batch 16, no max_steps

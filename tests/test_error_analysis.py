@@ -7,7 +7,7 @@ import pytest
 
 from conftest import cli_error, tiny_recipe
 from nlp_transfer import train
-from nlp_transfer.error_analysis import analyse, entity_errors, spans
+from nlp_transfer.analysis.error_analysis import analyse, entity_errors, spans
 
 
 def kinds(gold, predicted):

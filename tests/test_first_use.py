@@ -213,7 +213,7 @@ def test_onnx_export_prints_no_torchvision_warnings(run_folder, tmp_path):
     assert "nlp-transfer: exported" in done.stdout
     import logging
 
-    from nlp_transfer.onnx_export import EXPORTER_LOGGERS, quiet_loggers
+    from nlp_transfer.export.onnx_export import EXPORTER_LOGGERS, quiet_loggers
 
     logger = logging.getLogger(EXPORTER_LOGGERS[0])
     before = logger.level
@@ -268,7 +268,7 @@ def test_a_temperature_that_lowers_the_ece_is_applied():
 def test_every_default_search_space_samples_as_a_space_file_would(strategy):
     optuna = pytest.importorskip("optuna")
     from nlp_transfer.config import load_recipe
-    from nlp_transfer.tune import DEFAULT_SPACES, default_space, suggest
+    from nlp_transfer.analysis.tune import DEFAULT_SPACES, default_space, suggest
 
     name, _, head = strategy.partition("/")
     options = {"name": name, **({"probe": "head"} if head else {})}

@@ -88,7 +88,7 @@ def test_a_run_reports_groups_in_metrics_model_card_and_evaluate(tiny_bert, tmp_
         assert scored["per_group"]["source"]["groups"][value]["rows"] == row["rows"]
     # compare shows the reliability diagram, the per-group bars, the worst groups and links the error analysis
     from nlp_transfer import compare
-    from nlp_transfer.error_analysis import analyse
+    from nlp_transfer.analysis.error_analysis import analyse
 
     analyse(tmp_path / "run")
     folder = compare([tmp_path / "run"], tmp_path / "report")

@@ -1,4 +1,4 @@
-"""Label-issue ranking (`nlp_transfer.label_issues`): out-of-fold probabilities, cleanlab's ranking of known flipped
+"""Label-issue ranking (`nlp_transfer.analysis.label_issues`): out-of-fold probabilities, cleanlab's ranking of known flipped
 labels, the end-to-end call on a tiny real encoder, and the message when cleanlab is missing."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from conftest import SAMPLE_TRAIN, sample_rows
 from nlp_transfer.errors import NLPTransferError
-from nlp_transfer.label_issues import find_label_issues, out_of_fold_probabilities, rank_label_issues
+from nlp_transfer.analysis.label_issues import find_label_issues, out_of_fold_probabilities, rank_label_issues
 
 needs_cleanlab = pytest.mark.skipif(importlib.util.find_spec("cleanlab") is None,
                                     reason="cleanlab (nlp_transfer[errors], in the test extra) is not installed")

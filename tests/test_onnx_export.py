@@ -10,7 +10,7 @@ from conftest import cli_error, tiny_recipe
 from nlp_transfer import load_model, train
 from nlp_transfer.errors import NLPTransferError
 
-from nlp_transfer.onnx_export import export_onnx
+from nlp_transfer.export.onnx_export import export_onnx
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "dull and lifeless", "it is a film", "bad", "the best film of the year"]
 
@@ -118,7 +118,7 @@ def test_export_command(classifier_run, tmp_path, capsys):
 def test_the_server_serves_an_onnx_export(classifier_run, tmp_path):
     import urllib.request
 
-    from nlp_transfer.serve import create_app, start_in_thread
+    from nlp_transfer.export.serve import create_app, start_in_thread
 
     export_onnx(classifier_run, tmp_path / "onnx")
     exported = load_model(tmp_path / "onnx")

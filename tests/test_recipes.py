@@ -27,7 +27,7 @@ def test_every_recipe_loads_and_names_an_existing_card(path, monkeypatch):
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
 def test_every_search_space_fits_the_recipe_it_is_named_after(path, monkeypatch):
-    from nlp_transfer.tune import fit_space, load_space
+    from nlp_transfer.analysis.tune import fit_space, load_space
 
     monkeypatch.chdir(REPO)
     recipe = load_recipe(REPO / "recipes" / path.name)  # recipes/spaces/NAME.yaml searches recipes/NAME.yaml

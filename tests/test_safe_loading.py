@@ -23,7 +23,7 @@ import yaml
 from conftest import cli_error, tiny_recipe, tree_hashes, write_card, write_sst2_card
 
 from nlp_transfer import NLPTransferError, embed, evaluate, load_model, train
-from nlp_transfer.compare import compare
+from nlp_transfer.analysis.compare import compare
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés from start to end"]
 

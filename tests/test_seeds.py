@@ -13,7 +13,7 @@ from test_static_baselines import POSITIVE, NEGATIVE, write_vectors
 
 from nlp_transfer import train
 from nlp_transfer.cli import main
-from nlp_transfer.compare import load_runs, markdown_table
+from nlp_transfer.analysis.compare import load_runs, markdown_table
 from nlp_transfer.static import words
 
 SEEDS = [1, 2, 3]

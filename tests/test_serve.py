@@ -20,7 +20,7 @@ import pytest
 from conftest import CONLL_DIR, REPO, cli_error, take_sentences, tiny_recipe, write_card, write_sst2_card
 
 from nlp_transfer import NLPTransferError, load_model, train
-from nlp_transfer.serve import create_app, start_in_thread
+from nlp_transfer.export.serve import create_app, start_in_thread
 
 TEXTS = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés",
          "an utterly charming and hilarious film", "it 's a dull , lifeless mess", "not bad at all",
@@ -201,7 +201,7 @@ def test_stop_finishes_the_request_in_flight_then_frees_the_port():
 def test_closing_the_batcher_answers_what_is_still_waiting_with_503():
     import asyncio
 
-    from nlp_transfer.serve import Batcher, RequestError
+    from nlp_transfer.export.serve import Batcher, RequestError
 
     async def scenario():
         batcher = Batcher(Stub(delay=0.3).predict, max_batch=2, max_wait_ms=0)

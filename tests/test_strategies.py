@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from nlp_transfer import NLPTransferError, load_recipe, strategy_configs, train
 from nlp_transfer.checks import checked
-from nlp_transfer.compare import strategy_note
+from nlp_transfer.analysis.compare import strategy_note
 from nlp_transfer.strategies import depth_of_parameters, layer_map
 from nlp_transfer.strategy_configs import Strategy, build_strategy, describe_saved, register
 

@@ -1,4 +1,4 @@
-"""Hyperparameter search (`nlp_transfer.tune`) on tiny real models: a search killed with SIGKILL resumes to its trial
+"""Hyperparameter search (`nlp_transfer.analysis.tune`) on tiny real models: a search killed with SIGKILL resumes to its trial
 count and its best recipe trains; an interrupted trial runs again with its values in its folder; the pruner stops
 trials at an evaluation; --rows searches on a subset and --confirm trains the best on all rows; --holdout selects on
 held-out training rows and keeps the card's validation split as a test; bad input is one line."""
@@ -18,7 +18,7 @@ from conftest import cli_error, tiny_recipe, write_sst2_card
 
 from nlp_transfer.cli import main
 from nlp_transfer.config import load_recipe
-from nlp_transfer.tune import DEFAULT_SPACES, STUDY, STUDY_NAME, fit_space, tune
+from nlp_transfer.analysis.tune import DEFAULT_SPACES, STUDY, STUDY_NAME, fit_space, tune
 
 optuna = pytest.importorskip("optuna")
 LR = {"training.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}

@@ -8,7 +8,7 @@ from ..errors import NLPTransferError
 from ..runtime import Runtime
 from .base import Backend, register
 
-ONNX_KINDS = ("classifier", "tagger", "encoder")  # what an export folder holds (nlp_transfer.onnx_export)
+ONNX_KINDS = ("classifier", "tagger", "encoder")  # what an export folder holds (nlp_transfer.export.onnx_export)
 
 
 @register("onnx")

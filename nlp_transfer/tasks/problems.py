@@ -133,6 +133,13 @@ def problem_type(name: str | ProblemType) -> ProblemType:
                                f"{did_you_mean(str(name), PROBLEM_TYPES)}") from None
 
 
+def exclusive_labels(name: str | None) -> bool:
+    """One label per row (single-label data): stratified and per-class sampling apply. False for the other problem
+    types and for data that has none (token tags, plain text)."""
+    kind = PROBLEM_TYPES.get(name) if isinstance(name, str) else None
+    return kind is not None and kind.exclusive
+
+
 def chosen_problem_type(recipe_value: str, card_value: str) -> str:
     """A recipe's ``problem_type`` over its card's: ``auto`` keeps the card's."""
     return card_value if recipe_value == "auto" else recipe_value

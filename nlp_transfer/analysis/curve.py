@@ -30,14 +30,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .config import IGNORED_BY_BACKEND, TRAINING_DEFAULTS, Recipe, load_recipe, resolve_path
-from .errors import NLPTransferError, did_you_mean
-from .io import atomic_open, write_json_atomic, write_text_atomic
-from .plots import figure, png
-from .rundir import is_finished, is_run_folder
-from .seeds import mean_std, seed_folder
-from .strategy_configs import build_strategy, strategy_names
-from .tasks.base import greater_is_better
+from ..config import IGNORED_BY_BACKEND, TRAINING_DEFAULTS, Recipe, load_recipe, resolve_path
+from ..errors import NLPTransferError, did_you_mean
+from ..io import atomic_open, write_json_atomic, write_text_atomic
+from ..plots import figure, png
+from ..rundir import is_finished, is_run_folder
+from ..seeds import mean_std, seed_folder
+from ..strategy_configs import build_strategy, strategy_names
+from ..tasks.base import greater_is_better
 
 SUMMARY = "curve.json"
 REPORT = "curve.md"
@@ -93,16 +93,16 @@ def point_folder(output: str | Path, strategy: str, size: int, seed: int) -> Pat
 def training_rows(recipe: Recipe) -> tuple[int, dict[str, int] | None]:
     """Rows of the recipe's training split, read as training reads them, and the rows of each label (single-label
     data; None otherwise)."""
-    from .config import recipe_card
-    from .data.readers import load_data
-    from .tasks.problems import PROBLEM_TYPES
+    from ..config import recipe_card
+    from ..data.readers import load_data
+    from ..tasks.problems import exclusive_labels
 
     card = recipe_card(recipe)
     if recipe.train_split not in card.splits:
         raise NLPTransferError(f"{card.source}: no '{recipe.train_split}' split{did_you_mean(recipe.train_split, card.splits)}")
     data = load_data(card, [recipe.train_split], recipe.train_split, label_map=recipe.label_map)
     rows = data.splits[recipe.train_split]
-    exclusive = data.problem_type in PROBLEM_TYPES and PROBLEM_TYPES[data.problem_type].exclusive
+    exclusive = exclusive_labels(data.problem_type)
     if not exclusive or "label" not in rows.column_names:
         return len(rows), None
     labels = list(rows["label"])
@@ -226,7 +226,7 @@ def curve(recipe: Recipe | str | Path | dict, sizes: list[int], strategies: list
     ``per_class``: sizes are rows of each label (``train_rows_per_class``). ``min_steps``: a fine-tuning point
     trains at least this many optimizer steps (few rows at the recipe's epochs may give only a handful).
     ``strategy_overrides``: recipe overrides for one strategy's points, e.g. {"lora": ["training.learning_rate=5e-4"]}."""
-    from .training import train
+    from ..training import train
 
     points, description = plan_points(recipe, sizes, strategies, seeds, output, overrides, static_recipe,
                                       per_class, min_steps, strategy_overrides)

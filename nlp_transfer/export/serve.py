@@ -9,7 +9,7 @@
 From Python (tests, benchmarks, notebooks):
 
     from nlp_transfer import load_model
-    from nlp_transfer.serve import create_app, start_in_thread
+    from nlp_transfer.export.serve import create_app, start_in_thread
 
     server = start_in_thread(create_app(load_model("runs/sst2-demo")), port=0)   # port 0: any free port
     print(server.url)          # http://127.0.0.1:PORT
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import NLPTransferError, did_you_mean
+from ..errors import NLPTransferError, did_you_mean
 
 INSTALL = "nlp-transfer serve needs FastAPI and uvicorn: pip install 'nlp_transfer[serve]'"
 LIMITS = {"max_texts": 64, "max_bytes": 1_000_000, "max_batch": 32, "max_wait_ms": 5.0}
@@ -465,7 +465,7 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, device
           precision: str = "float32", log_level: str = "info", **limits) -> dict:
     """Serve a run folder until Ctrl-C or SIGTERM (both shut down cleanly); return the final counters.
 
-        nlp_transfer.serve.serve("runs/sst2-demo", port=8000, max_batch=16)   # the CLI: nlp-transfer serve
+        nlp_transfer.export.serve.serve("runs/sst2-demo", port=8000, max_batch=16)   # the CLI: nlp-transfer serve
     """
     unknown = sorted(set(limits) - set(LIMITS))
     if unknown:
@@ -477,7 +477,7 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, device
 
     import uvicorn
 
-    from .inference import load_model
+    from ..inference import load_model
 
     sock = bind(host, port)  # a taken port fails before the model loads
     try:

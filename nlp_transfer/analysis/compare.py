@@ -10,7 +10,7 @@ Every run folder holds the ``metrics.json`` that training, the probe or a static
 older run lacks shows as "—". Rows are grouped by task (then data set and metric name: scores on different
 data or metrics do not compare), best main metric first. Runs that differ only by ``seed`` in their recipe.yaml, and
 the seed folders of a multi-seed run (a folder holding seeds.json, `nlp_transfer.seeds`), make one row showing
-``mean ± std (n seeds)``. A hyperparameter search's folder (`nlp_transfer.tune`: it holds tune.json) gives its
+``mean ± std (n seeds)``. A hyperparameter search's folder (`nlp_transfer.analysis.tune`: it holds tune.json) gives its
 complete trials and its confirmed best run as rows, and the report a section with the search's trials table and plot.
 """
 from __future__ import annotations
@@ -24,13 +24,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import NLPTransferError, did_you_mean
-from .io import atomic_open, check_folder_target, write_text_atomic
-from . import plots
-from .rundir import read_record
-from .seeds import SUMMARY, format_spread, mean_std, seed_folder
-from .strategy_configs import describe_saved
-from .tasks.base import greater_is_better
+from ..errors import NLPTransferError, did_you_mean
+from ..io import atomic_open, check_folder_target, write_text_atomic
+from .. import plots
+from ..rundir import read_record
+from ..seeds import SUMMARY, format_spread, mean_std, seed_folder
+from ..strategy_configs import describe_saved
+from ..tasks.base import greater_is_better
 from .tune import BEST_RUN, PLOT as TRIALS_PLOT, SUMMARY as TUNE_SUMMARY, TRIALS_MD
 
 MISSING = "—"

@@ -1,6 +1,6 @@
 """Find likely mislabelled training rows: rank every row by how much a model that never saw it doubts its label.
 
-    from nlp_transfer.label_issues import find_label_issues
+    from nlp_transfer.analysis.label_issues import find_label_issues
     ranking, stats = find_label_issues("minilm-l6", texts, labels)
     ranking[0]   # {"row": 812, "given": 1, "suggested": 0, "quality": 0.004, "flagged": True}
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NLPTransferError
+from ..errors import NLPTransferError
 
 MISSING_CLEANLAB = "label-issue ranking needs cleanlab: pip install 'nlp_transfer[errors]'"
 QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
@@ -114,8 +114,8 @@ def find_label_issues(model_name: str, texts: list[str], labels: list[int], fold
     `EmbedSettings`; default mean pooling, max_length 64), K-fold LogisticRegression(C) probabilities and cleanlab.
     Returns ``(ranking, stats)``: the ranking as `rank_label_issues` gives it, and stats ``{"rows", "labels",
     "folds", "flagged", "out_of_fold_accuracy", "feature_seconds", "probe_seconds"}``."""
-    from .probe import features
-    from .encoders import EmbedSettings, Encoder
+    from ..probe import features
+    from ..encoders import EmbedSettings, Encoder
 
     texts = [str(text) for text in texts]
     if len(texts) != len(labels):

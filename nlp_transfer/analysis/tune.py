@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from .config import Recipe, load_recipe, recipe_card, resolve_path
-from .errors import NLPTransferError, did_you_mean
-from .io import atomic_open, check_folder_target, remove_tree, write_json_atomic, write_jsonl_atomic, write_text_atomic
-from .runtime import world_size
+from ..config import Recipe, load_recipe, recipe_card, resolve_path
+from ..errors import NLPTransferError, did_you_mean
+from ..io import atomic_open, check_folder_target, remove_tree, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from ..runtime import world_size
 
 STUDY = "study.db"
 STUDY_NAME = "nlp-transfer-tune"
@@ -241,8 +241,8 @@ def suggest(trial, key: str, spec: dict[str, Any]) -> Any:
 
 def main_metric(recipe: Recipe, card) -> str:
     """The metric a recipe's metrics.json selects by (``main_metric``), from its task and the card's problem type."""
-    from .tasks import get_task
-    from .tasks.problems import chosen_problem_type
+    from ..tasks import get_task
+    from ..tasks.problems import chosen_problem_type
 
     problem_type = chosen_problem_type(recipe.problem_type, card.problem_type)
     return get_task(recipe.task).implementation().main_metric(problem_type)
@@ -255,11 +255,11 @@ def write_holdout(base: Recipe, fraction: float, seed: int, folder: Path) -> tup
     rows per split. Rewriting it later gives the same files; different ones (the data changed) are an error."""
     import numpy as np
 
-    from .data.conll import label_list
-    from .data.labels import infer_label_names
-    from .data.readers import read_labelled
-    from .tasks.problems import chosen_problem_type, problem_type as get_problem_type
-    from .training import stratified_choice
+    from ..data.conll import label_list
+    from ..data.labels import infer_label_names
+    from ..data.readers import read_labelled
+    from ..tasks.problems import chosen_problem_type, problem_type as get_problem_type
+    from ..training import stratified_choice
 
     card = recipe_card(base)
     if base.train_split not in card.splits:
@@ -471,7 +471,7 @@ def tune(recipe: Recipe | str | Path | dict, trials: int, space: str | Path | di
     space_dict, space_source = _resolve_space(space, base)
     card = recipe_card(base)
     metric = main_metric(base, card)
-    from .tasks.base import greater_is_better
+    from ..tasks.base import greater_is_better
 
     higher = greater_is_better(metric)
     _check_selection(base, card, holdout)
@@ -515,7 +515,7 @@ def _output_folder(base: Recipe, out: str | Path | None) -> Path:
     """The search's folder: ``out``, or the recipe's output_dir + "-tune"; never a single run's folder."""
     out = Path(out) if out is not None else Path(f"{base.output_dir}-tune")
     check_folder_target(out, "--out")
-    from .rundir import is_run_folder
+    from ..rundir import is_run_folder
 
     if out.is_dir() and is_run_folder(out):
         raise NLPTransferError(f"--out {out}: holds a single run; choose another folder for the search")
@@ -538,7 +538,7 @@ def _resolve_space(space: str | Path | dict | None, base: Recipe) -> tuple[dict[
 def _check_selection(base: Recipe, card, holdout: float | None) -> None:
     """The split the search selects on exists: the card's evaluation split, or ``holdout`` where the task keeps a
     test split apart and the recipe has none yet."""
-    from .tasks import get_task
+    from ..tasks import get_task
 
     if holdout is not None:
         if not get_task(base.task).scored_sets:
@@ -557,7 +557,7 @@ def _search(optuna, plan: SearchPlan) -> TuneResult:
     """Open (or resume) the study in OUT, train the missing trials, write the outputs, confirm the best."""
     from optuna.trial import TrialState
 
-    from .training import train  # torch and transformers load before the study is opened
+    from ..training import train  # torch and transformers load before the study is opened
 
     study = _open_study(optuna, plan)
     plan = _with_search_data(plan)
@@ -630,7 +630,7 @@ def _trial_folder(trial, out: Path) -> Path:
 def _objective(optuna, plan: SearchPlan, train):
     """The study's objective: sample the space, train the recipe with those values into the trial's folder, return
     the main metric on the evaluation split (NaN, a failed trial, when it is missing or not finite)."""
-    from .tasks import get_task
+    from ..tasks import get_task
 
     def objective(trial):
         params = {key: suggest(trial, key, spec) for key, spec in plan.space.items()}
@@ -898,7 +898,7 @@ def markdown(summary: dict[str, Any], table: list[dict[str, Any]]) -> str:
 
 def _write_plot(table: list[dict[str, Any]], metric: str, higher: bool, path: Path) -> Path | None:
     """The objective per trial (pruned trials at their last evaluation) and the best so far."""
-    from .plots import figure, png
+    from ..plots import figure, png
 
     done = [row for row in table if row["state"] == "complete" and row["value"] is not None]
     pruned = [row for row in table if row["state"] == "pruned" and row["evaluations"]]
@@ -931,8 +931,8 @@ def _write_plot(table: list[dict[str, Any]], metric: str, higher: bool, path: Pa
 def _confirm(out: Path, metric: str) -> dict[str, Any]:
     """Train best.yaml into OUT/best: resumed when the folder already trains the same recipe, replaced when it holds
     an earlier best."""
-    from .rundir import is_run_folder
-    from .training import train
+    from ..rundir import is_run_folder
+    from ..training import train
 
     target = out / BEST_RUN
     recipe = load_recipe(out / BEST)

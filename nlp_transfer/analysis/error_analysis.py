@@ -1,7 +1,7 @@
 """Where a trained model fails: its most confident mistakes, the labels it confuses, NER entity errors by kind,
 and (optionally) training rows whose label is likely wrong.
 
-    from nlp_transfer.error_analysis import analyse
+    from nlp_transfer.analysis.error_analysis import analyse
     analyse("runs/sst2-demo")                        # the run's evaluation split -> runs/sst2-demo/errors/
     analyse("runs/conll03-minilm", split="test")     # entity errors by kind
     analyse("runs/sst2-demo", label_issues=True, train_rows=5000)
@@ -16,7 +16,7 @@ JSONL files (for tools) into ``RUN_DIR/errors/`` (or ``out``), each atomically:
   ``wrong boundary`` (same type, overlapping words), ``wrong type and boundary``, ``missed`` (a gold entity no
   prediction overlaps), ``spurious`` (a predicted entity no gold one overlaps);
 - ``label_issues.jsonl`` (``label_issues=True``, single-label classification): training rows ranked by how likely
-  their label is wrong (`nlp_transfer.label_issues`: confident learning on cross-validated frozen-feature probes).
+  their label is wrong (`nlp_transfer.analysis.label_issues`: confident learning on cross-validated frozen-feature probes).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .errors import NLPTransferError
+from ..errors import NLPTransferError
 
 ERRORS_DIR = "errors"
 KINDS = ("wrong type", "wrong boundary", "wrong type and boundary", "missed", "spurious")
@@ -105,17 +105,17 @@ def analyse(run_dir: str | Path, data: Any = None, split: str | None = None, out
             batch_size: int = 64, device: str | None = "auto") -> Analysis:
     """Error analysis of the run in ``run_dir`` on ``split`` of ``data`` (default: the run's card and eval split),
     written into ``out`` (default ``RUN_DIR/errors``)."""
-    from .evaluation import run_evaluation_data
-    from .inference import load_model
-    from .io import check_folder_target
-    from .tasks import get_task
+    from ..evaluation import run_evaluation_data
+    from ..inference import load_model
+    from ..io import check_folder_target
+    from ..tasks import get_task
 
     run_dir = Path(run_dir)
     recipe, data, split = run_evaluation_data(run_dir, data, split)
     folder = Path(out) if out else run_dir / ERRORS_DIR
     check_folder_target(folder, "--out")
     model = load_model(run_dir, device)
-    from .data.cards import DataCard, load_cards
+    from ..data.cards import DataCard, load_cards
 
     card = data if isinstance(data, DataCard) else load_cards(data)
     if get_task(model.task).words_input:
@@ -136,10 +136,10 @@ def analyse(run_dir: str | Path, data: Any = None, split: str | None = None, out
 
 
 def _classifier_errors(model, card, split: str, folder: Path, top: int, batch_size: int):
-    from .data.readers import read_labelled
-    from .tasks.classification import model_inputs
-    from .tasks.problems import problem_type
-    from .io import write_jsonl_atomic
+    from ..data.readers import read_labelled
+    from ..tasks.classification import model_inputs
+    from ..tasks.problems import problem_type
+    from ..io import write_jsonl_atomic
 
     kind = problem_type(model.problem_type)
     if not kind.labelled:
@@ -187,8 +187,8 @@ def _classifier_errors(model, card, split: str, folder: Path, top: int, batch_si
 
 
 def _tagger_errors(tagger, card, split: str, folder: Path, top: int, batch_size: int, label_map):
-    from .data.readers import read_labelled
-    from .io import write_jsonl_atomic
+    from ..data.readers import read_labelled
+    from ..io import write_jsonl_atomic
 
     sentences = read_labelled(card, split, label_map=label_map).rows
     tagged = tagger.tag_words([s["tokens"] for s in sentences], batch_size=batch_size, progress=len(sentences) > 500)
@@ -219,11 +219,11 @@ def _tagger_errors(tagger, card, split: str, folder: Path, top: int, batch_size:
 def _label_issues(model, recipe, card, folder: Path, top: int, train_rows: int | None, folds: int, device):
     import numpy as np
 
-    from .data.readers import read_labelled
-    from .sidecar import read_sidecar
-    from .io import write_jsonl_atomic
+    from ..data.readers import read_labelled
+    from ..sidecar import read_sidecar
+    from ..io import write_jsonl_atomic
     from .label_issues import find_label_issues
-    from .tasks.problems import problem_type
+    from ..tasks.problems import problem_type
 
     if not problem_type(model.problem_type).exclusive:
         raise NLPTransferError("--label-issues ranks rows of single-label data; this model is "
@@ -250,7 +250,7 @@ def _label_issues(model, recipe, card, folder: Path, top: int, train_rows: int |
 
 
 def _write_markdown(folder: Path, summary: dict[str, Any]) -> Path:
-    from .io import write_text_atomic
+    from ..io import write_text_atomic
 
     lines = [f"# Error analysis: {summary['run']}", "",
              f"Data `{summary['data']}`, split `{summary['split']}` ({summary['rows']} rows)."]

@@ -1,6 +1,6 @@
 """Export a trained folder to ONNX (fp32, and int8 on request) that checks itself before it says it is done.
 
-    from nlp_transfer.onnx_export import export_onnx
+    from nlp_transfer.export.onnx_export import export_onnx
     report = export_onnx("runs/sst2-minilm", "exports/sst2-onnx", int8=True)
     report.parity   # {"fp32": {"max_abs_diff": 3e-06, "label_agreement": 1.0, ...}, "int8": {...}}
 
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import NLPTransferError
+from ..errors import NLPTransferError
 
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 FP32_TOLERANCE = 1e-4
@@ -68,8 +68,8 @@ def export_onnx(source: str | Path, output: str | Path, int8: bool = False, chec
     ``check_texts``: held-out texts for the parity check (default: up to ``check_rows`` rows of the run's evaluation
     split, read from its recipe.yaml and card; for encoders without one, a few built-in sentences). ``pooling``,
     ``layers``, ``normalize``, ``max_length``: the embedding settings baked into an encoder's graph."""
-    from .sidecar import read_sidecar
-    from .io import check_folder_target, move_contents
+    from ..sidecar import read_sidecar
+    from ..io import check_folder_target, move_contents
 
     started = time.perf_counter()
     output = check_folder_target(output, "--output")
@@ -112,11 +112,11 @@ class _Subject:
 
 
 def _subject(source, trust_remote_code: bool, pooling: str, layers, normalize: bool, max_length: int) -> _Subject:
-    from .errors import NoTaskHeadError
-    from .inference import load_model
-    from .predictors import OnnxEncoder, ProbeClassifier, TextClassifier, TokenTagger
-    from .sidecar import read_sidecar
-    from .encoders import EmbedSettings, Encoder
+    from ..errors import NoTaskHeadError
+    from ..inference import load_model
+    from ..predictors import OnnxEncoder, ProbeClassifier, TextClassifier, TokenTagger
+    from ..sidecar import read_sidecar
+    from ..encoders import EmbedSettings, Encoder
 
     try:
         model = load_model(source, "cpu", trust_remote_code)
@@ -169,7 +169,7 @@ def _build_graph(kind: str, *args):
     """The torch module whose forward becomes the ONNX graph (torch is imported here, not at module import)."""
     import torch
 
-    from .tasks.problems import problem_type as kind_of
+    from ..tasks.problems import problem_type as kind_of
 
     def activate(logits, temperature, problem_type: str):
         """The calibrated probabilities predict gives: sigmoid (multi-label) or softmax of logits / T."""
@@ -206,7 +206,7 @@ def _build_graph(kind: str, *args):
             self.model, self.settings = model, settings
 
         def pooled(self, input_ids, attention_mask, token_type_ids=None):
-            from .encoders import pool
+            from ..encoders import pool
 
             extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
             layers = list(self.settings.layers)
@@ -308,7 +308,7 @@ def quiet_loggers(names: tuple[str, ...], level: int = logging.ERROR):
 
 def _write_side_files(subject: _Subject, source, staging: Path, files: dict[str, str], default: str,
                       int8_fp32_nodes: list[str]) -> None:
-    from .sidecar import write_sidecar
+    from ..sidecar import write_sidecar
 
     subject.tokenizer.save_pretrained(staging)
     subject.config.save_pretrained(staging)  # label names (id2label) for any reader; the tokenizer loader needs it
@@ -326,10 +326,10 @@ def _write_side_files(subject: _Subject, source, staging: Path, files: dict[str,
 
 def _held_out(source, subject: _Subject, rows: int) -> tuple[list, Any]:
     """Up to ``rows`` rows of the run's evaluation split (texts, gold), or the built-in sentences."""
-    from .data.cards import load_cards
-    from .data.readers import read_labelled
-    from .evaluation import run_evaluation_data
-    from .tasks.classification import model_inputs
+    from ..data.cards import load_cards
+    from ..data.readers import read_labelled
+    from ..evaluation import run_evaluation_data
+    from ..tasks.classification import model_inputs
 
     if not (Path(source) / "recipe.yaml").is_file():
         return list(DEFAULT_CHECK_TEXTS), None
@@ -352,8 +352,8 @@ def _check(subject: _Subject, folder: Path, files: dict[str, str], texts: list, 
     """Compare every exported graph with the torch model on ``texts``; fp32 must match (else NLPTransferError)."""
     import numpy as np
 
-    from .inference import load_model
-    from .tasks.problems import problem_type as kind_of
+    from ..inference import load_model
+    from ..tasks.problems import problem_type as kind_of
 
     parity = {}
     settings = subject.sidecar.get("embedding")
@@ -375,7 +375,7 @@ def _check(subject: _Subject, folder: Path, files: dict[str, str], texts: list, 
                                              default=0.0)),
                    "tag_agreement": float(np.mean(same)) if same else 1.0}
             if gold is not None:
-                from .tasks.ner import entity_metrics
+                from ..tasks.ner import entity_metrics
 
                 row["entity_f1"] = entity_metrics(gold, tags)["f1"]
                 row["entity_f1_torch"] = entity_metrics(gold, ref_tags)["f1"]
@@ -406,7 +406,7 @@ def _outputs(model, kind: str, texts: list, settings: dict | None = None):
     import numpy as np
 
     if kind == "encoder":
-        from .encoders import EmbedSettings
+        from ..encoders import EmbedSettings
 
         return model.encode(texts, EmbedSettings(**settings))
     if kind == "tagger":
@@ -416,7 +416,7 @@ def _outputs(model, kind: str, texts: list, settings: dict | None = None):
 
 
 def _write_readme(folder: Path, subject: _Subject, source, files: dict[str, str], parity: dict, rows: int) -> None:
-    from .io import write_json_atomic, write_text_atomic
+    from ..io import write_json_atomic, write_text_atomic
 
     write_json_atomic(folder / "export.json", {"source": str(source), "kind": subject.kind, "files": files,
                                                 "parity": parity, "outputs": subject.outputs})
