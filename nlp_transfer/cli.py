@@ -180,22 +180,43 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--tag-column", default="-1", help="NER .conll input: tag column to ignore (index)")
     parser.add_argument("--raw-scores", action="store_true",
                         help="classifiers: the raw softmax/sigmoid scores, without the run's calibration")
+    parser.add_argument("--chunk-size", type=int, default=4096,
+                        help="texts predicted and written together (resume granularity; memory grows with it)")
     _add_runtime_arguments(parser)
 
 
 def _cmd_predict(args) -> int:
-    """The output path and the inputs are checked before the model loads, so bad input fails fast with one line."""
+    """The output path and the inputs are checked before the model loads, so bad input fails fast with one line.
+    Texts stream through `bulk.predict_file` (chunks, resumable, sharded under accelerate launch); pre-tokenized
+    CoNLL input is read whole."""
     from .inference import load_model
     from .tasks import get_task
 
     conll_input, conll_output = _check_predict_paths(args)
-    inputs = _read_predict_input(args, conll_input)
-    model = load_model(args.model, args.device, precision=args.precision)
-    if not get_task(model.task).words_input:
-        count = _predict_labels(args, model, inputs, conll_input)
+    if args.chunk_size < 1:
+        raise NLPTransferError(f"--chunk-size {args.chunk_size}: give at least 1 (texts predicted and written together)")
+    if conll_input:
+        inputs = _read_conll_input(args)
     else:
-        count = _predict_entities(args, model, inputs, conll_input, conll_output)
-    print(f"nlp-transfer: wrote {count} predictions to {args.output}")
+        import itertools
+
+        from .data.readers import iter_texts
+
+        # the first chunk is read before the model loads: a small file's bad row fails fast; a later one stops the run
+        # when the reading reaches it, with its line number, the rows before it kept in OUTPUT.partial
+        for _ in itertools.islice(iter_texts(args.input, args.text_column), args.chunk_size):
+            pass
+    model = load_model(args.model, args.device, precision=args.precision)
+    if conll_input:
+        if not get_task(model.task).words_input:
+            raise NLPTransferError(f"{args.input}: a CoNLL file is NER input, but {args.model} is a text classifier")
+        count = _predict_conll(args, model, inputs, conll_output)
+    else:
+        count = _predict_stream(args, model, get_task(model.task).words_input)
+    from .runtime import is_main_process
+
+    if is_main_process():  # under accelerate launch the main process joined every process's rows
+        print(f"nlp-transfer: wrote {count} predictions to {args.output}")
     return 0
 
 
@@ -216,37 +237,42 @@ def _check_predict_paths(args) -> tuple[bool, bool]:
     return conll_input, conll_output
 
 
-def _read_predict_input(args, conll_input: bool) -> list:
-    """The texts of --input, or for CoNLL input its pre-tokenized sentences (lists of tokens)."""
-    if conll_input:
-        from .data.conll import read_conll
+def _read_conll_input(args) -> list:
+    """The pre-tokenized sentences (lists of tokens) of a CoNLL --input."""
+    from .data.conll import read_conll
 
-        tag_column = int(args.tag_column) if args.tag_column.lstrip("-").isdigit() else args.tag_column
-        return [s["tokens"] for s in read_conll(args.input, tag_column=tag_column)[0]]
-    from .data.readers import read_texts
-
-    return read_texts(args.input, args.text_column)
+    tag_column = int(args.tag_column) if args.tag_column.lstrip("-").isdigit() else args.tag_column
+    return [s["tokens"] for s in read_conll(args.input, tag_column=tag_column)[0]]
 
 
-def _predict_labels(args, model, texts: list, conll_input: bool) -> int:
-    """A text classifier's predictions as JSON lines; the count written."""
-    from .io import write_jsonl_atomic
+def _predict_stream(args, model, words: bool) -> int:
+    """Texts of --input, read and predicted chunk by chunk into --output (`bulk.predict_file`): labels and scores
+    of a classifier, entity spans of a tagger; the rows written."""
+    from .bulk import predict_file
+    from .data.files import count_lines
+    from .data.readers import iter_texts
 
-    if conll_input:
-        raise NLPTransferError(f"{args.input}: a CoNLL file is NER input, but {args.model} is a text classifier")
-    predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride,
-                                progress=True, calibrated=not args.raw_scores)
-    return write_jsonl_atomic(args.output, ({"text": t, **p} for t, p in zip(texts, predictions)))
+    if words:
+        def rows_of(texts):
+            found = model.predict(texts, args.strategy, args.batch_size)
+            return [{"text": text, "entities": spans} for text, spans in zip(texts, found)]
+    else:
+        def rows_of(texts):
+            predictions = model.predict(texts, batch_size=args.batch_size, window=args.window, stride=args.stride,
+                                        calibrated=not args.raw_scores)
+            return [{"text": text, **prediction} for text, prediction in zip(texts, predictions)]
+    settings = {"model": str(Path(args.model).resolve()), "text_column": args.text_column,
+                "batch_size": args.batch_size, "window": args.window, "stride": args.stride,
+                "strategy": args.strategy, "raw_scores": args.raw_scores, "precision": args.precision}
+    return predict_file(rows_of, iter_texts(args.input, args.text_column), args.output, settings, args.input,
+                        args.chunk_size, total=count_lines(args.input))
 
 
-def _predict_entities(args, model, inputs: list, conll_input: bool, conll_output: bool) -> int:
-    """An NER model's predictions: tags per token of CoNLL input (JSON lines or CoNLL), else entity spans per text."""
+def _predict_conll(args, model, sentences: list, conll_output: bool) -> int:
+    """Tags per token of pre-tokenized CoNLL sentences, as JSON lines or CoNLL; the sentences written."""
     from .io import write_jsonl_atomic, write_text_atomic
 
-    if not conll_input:
-        found = model.predict(inputs, args.strategy, args.batch_size, progress=True)
-        return write_jsonl_atomic(args.output, ({"text": t, "entities": spans} for t, spans in zip(inputs, found)))
-    results = model.predict_tokens(inputs, args.strategy, args.batch_size, progress=True)
+    results = model.predict_tokens(sentences, args.strategy, args.batch_size, progress=True)
     if not conll_output:
         return write_jsonl_atomic(args.output, results)
     blocks = ["\n".join(f"{token}\t{tag}" for token, tag in zip(r["tokens"], r["tags"])) for r in results]

@@ -19,7 +19,7 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from ..errors import NLPTransferError, did_you_mean
 from ..io import check_input_file
 from ..tasks.problems import DATA_KINDS, DataKind, problem_type as get_problem_type
 from .cards import FORMATS, DataCard, load_cards
-from .files import read_file
+from .files import decoded_lines, read_file
 from .labels import (apply_label_map, check_iob2, encode_in_order, encode_tags, entity_types, infer_label_names,
                      map_entity_types)
 
@@ -75,11 +75,11 @@ def _missing_column(path: str, line: int, column: str, columns: list[str], role:
     )
 
 
-def _iter_delimited(path: str, text: str, delimiter: str, needed: list[tuple[str, str]],
+def _iter_delimited(path: str, lines: Iterable[str], delimiter: str, needed: list[tuple[str, str]],
                     fix: str = COLUMN_FIX) -> Iterator[tuple[int, dict]]:
     # TSV files (GLUE among them) do not quote; quotes inside sentences are plain characters there.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -108,8 +108,9 @@ def _iter_delimited(path: str, text: str, delimiter: str, needed: list[tuple[str
         yield reader.line_num, dict(zip(header, row))
 
 
-def _iter_jsonl(path: str, text: str, needed: list[tuple[str, str]], fix: str = COLUMN_FIX) -> Iterator[tuple[int, dict]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+def _iter_jsonl(path: str, lines: Iterable[str], needed: list[tuple[str, str]],
+                fix: str = COLUMN_FIX) -> Iterator[tuple[int, dict]]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -169,6 +170,17 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
     Rows get a ``language`` when the card has a ``language_column`` or is several cards merged."""
     if card.parts:
         return _read_parts(card, split, lambda part: read_rows(part, split, labelled, fix))
+    rows, path, names = iter_rows(card, split, labelled, fix)
+    rows = list(rows)
+    if not rows:
+        raise NLPTransferError(f"{path}: split '{split}' has no rows; add data or remove the split from {card.source}")
+    return rows, path, names
+
+
+def iter_rows(card: DataCard, split: str, labelled: bool = True,
+              fix: str = COLUMN_FIX) -> tuple[Iterator[dict], str, list[str] | None]:
+    """`read_rows` of one card (not several merged), one row at a time as the file is read: memory stays flat in
+    the file size, and a bad row is the same one-line error, raised when the reading reaches it."""
     path = card.split_path(split)
     needed = [(column, "text") for column in card.text]
     if labelled and card.label:
@@ -181,14 +193,17 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
     if fmt == "datasets":
         raw_rows, names = _iter_datasets(path, split, needed)
     else:
-        text = read_file(path, card.encoding)
+        lines = decoded_lines(path, card.encoding)
         if fmt == "jsonl":
-            raw_rows = _iter_jsonl(path, text, needed, fix)
+            raw_rows = _iter_jsonl(path, lines, needed, fix)
         else:
-            raw_rows = _iter_delimited(path, text, "," if fmt == "csv" else "\t", needed, fix)
-    unit = "row" if fmt == "datasets" else "line"
+            raw_rows = _iter_delimited(path, lines, "," if fmt == "csv" else "\t", needed, fix)
+    return _checked_rows(card, raw_rows, path, "row" if fmt == "datasets" else "line", labelled), path, names
+
+
+def _checked_rows(card: DataCard, raw_rows: Iterator[tuple[int, dict]], path: str, unit: str,
+                  labelled: bool) -> Iterator[dict]:
     multi_hot = bool(labelled and card.label) and get_problem_type(card.problem_type).multi_hot
-    rows = []
     for number, record in raw_rows:
         row = {"line": number}
         for key, column in zip(("text", "text_pair"), card.text):
@@ -199,27 +214,27 @@ def read_rows(card: DataCard, split: str, labelled: bool = True,
                 )
             row[key] = str(value).strip()
         if labelled and card.label:
-            value = record[card.label]
-            if isinstance(value, list) and not multi_hot:
-                raise NLPTransferError(f"{path}: {unit} {number}: label {json.dumps(value, ensure_ascii=False)} in "
-                                       f"column '{card.label}' is a list, so the data is multi-label, but the card "
-                                       f"reads it as {card.problem_type}; set problem_type: multi_label in {card.source}")
-            if _is_missing(value) if not isinstance(value, list) else not value:
-                if not (card.allow_empty_labels and multi_hot):
-                    allow = (" (or set allow_empty_labels: true in the card if no label applies to such rows)"
-                             if multi_hot else "")
-                    raise NLPTransferError(f"{path}: {unit} {number}: empty label in column '{card.label}'; fill it in "
-                                           f"or remove the row{allow}")
-                value = []
-            row["label"] = value
+            row["label"] = _checked_label(card, record[card.label], multi_hot, f"{path}: {unit} {number}")
         if card.language_column:
             row["language"] = _language_of(record[card.language_column], path, unit, number, card.language_column)
         if card.groups:
             row["groups"] = _groups_of(card.groups, record, row, path, unit, number)
-        rows.append(row)
-    if not rows:
-        raise NLPTransferError(f"{path}: split '{split}' has no rows; add data or remove the split from {card.source}")
-    return rows, path, names
+        yield row
+
+
+def _checked_label(card: DataCard, value, multi_hot: bool, where: str):
+    """A row's raw label, refused with one line when it is a list in single-label data or empty."""
+    if isinstance(value, list) and not multi_hot:
+        raise NLPTransferError(f"{where}: label {json.dumps(value, ensure_ascii=False)} in column '{card.label}' is a "
+                               f"list, so the data is multi-label, but the card reads it as {card.problem_type}; set "
+                               f"problem_type: multi_label in {card.source}")
+    if _is_missing(value) if not isinstance(value, list) else not value:
+        if not (card.allow_empty_labels and multi_hot):
+            allow = " (or set allow_empty_labels: true in the card if no label applies to such rows)" if multi_hot else ""
+            raise NLPTransferError(f"{where}: empty label in column '{card.label}'; fill it in or remove the row{allow}")
+        value = []
+    return value
+
 
 
 def _groups_of(groups, record: dict, row: dict, path: str, unit: str, number: int) -> dict[str, str]:
@@ -269,21 +284,39 @@ def _read_parts(card: DataCard, split: str, read) -> tuple[list, str, list[str] 
 def read_texts(path: str, column: str = "text") -> list[str]:
     """Texts to predict on: .txt (one per non-blank line), or the ``column`` of a .csv/.tsv/.jsonl file,
     checked exactly like a data card's files."""
+    return [text for _, text in iter_texts(path, column)]
+
+
+def iter_texts(path: str, column: str = "text") -> Iterator[tuple[int, str]]:
+    """`read_texts` one text at a time as the file is read, with its line number: memory flat in the file size. A
+    bad row is the same one-line error, raised when the reading reaches it; a file without texts, at its end."""
     check_input_file(path, "input file", TEXT_SUFFIXES, INPUT_FIX)
     suffix = Path(path).suffix.lower()
-    content = read_file(path, "utf-8")
-    lines = [line for line in content.splitlines() if line.strip()]
-    header = 1 if suffix in (".csv", ".tsv") else 0
-    if len(lines) <= header:
-        what = ("the file is empty" if not content else "the file has only blank lines" if not lines
-                else "the file has only a header line")
-        raise NLPTransferError(f"{path}: no texts ({what}); add texts to it (one per line, or rows under a header "
-                               f"for .csv/.tsv)")
+    count = 0
     if suffix not in (".csv", ".tsv", ".jsonl", ".json"):
-        return lines
-    card = DataCard(name=str(path), splits={"input": str(Path(path).resolve())}, text=[column], label=None)
-    rows, _, _ = read_rows(card, "input", labelled=False, fix="pass the right one with --text-column")
-    return [row["text"] for row in rows]
+        for number, line in enumerate(decoded_lines(path, "utf-8"), start=1):
+            for part in line.splitlines():  # the same breaks as str.splitlines on the whole file
+                if part.strip():
+                    count += 1
+                    yield number, part
+    else:
+        card = DataCard(name=str(path), splits={"input": str(Path(path).resolve())}, text=[column], label=None)
+        rows, _, _ = iter_rows(card, "input", labelled=False, fix="pass the right one with --text-column")
+        for row in rows:
+            count += 1
+            yield row["line"], row["text"]
+    if not count:
+        raise NLPTransferError(f"{path}: no texts ({_why_no_texts(path, suffix)}); add texts to it (one per line, or "
+                               f"rows under a header for .csv/.tsv)")
+
+
+def _why_no_texts(path: str, suffix: str) -> str:
+    if Path(path).stat().st_size == 0:
+        return "the file is empty"
+    blank = all(not line.strip() for line in decoded_lines(path, "utf-8"))
+    if blank:
+        return "the file has only blank lines"
+    return "the file has only a header line" if suffix in (".csv", ".tsv") else "no row has a text"
 
 
 # ---------------------------------------------------------------- token classification

@@ -1,0 +1,207 @@
+"""Predicting on files of any size: the input is read in chunks of rows, each chunk is predicted and its rows are
+appended to ``OUTPUT.partial`` as soon as they are ready, so memory stays flat in the input size.
+
+    predict_file(rows_of, "big.txt", "big.jsonl", settings={...})   # rows_of(texts) -> one output row per text
+
+- **Resumable**: after each chunk the rows are flushed to disk and ``OUTPUT.partial.json`` records how many chunks
+  and bytes are complete. The same command after a kill truncates the partial file to the last complete chunk and
+  continues with the next one (no duplicates, no gaps). Other settings or a changed input start over.
+- **Never presented as complete too early**: the output gets its name only when every row is written; until then, and
+  after a bad row stops the run, the rows so far are in ``OUTPUT.partial``.
+- **Sharded under accelerate launch / torchrun**: chunk k goes to process k mod N; each process writes its own part
+  (``OUTPUT.partial-rank<r>``, resumable the same way) and the main process joins them in input order, so the output is
+  identical to one process's. (accelerate's `split_between_processes` needs the whole input in memory; dealing the
+  chunks round-robin as they are read does not.)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import NLPTransferError
+from .io import atomic_open, write_json_atomic
+
+CHUNK_ROWS = 4096  # rows predicted and written together: the resume granularity
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of the work: chunks ``k`` with ``k % world == rank``, written to ``path``."""
+
+    rank: int
+    world: int
+    path: Path
+    state: Path
+
+    def owns(self, chunk: int) -> bool:
+        return chunk % self.world == self.rank
+
+
+def predict_file(rows_of: Callable[[list], list[dict]], inputs: Iterable[tuple[int, Any]], output: str | Path,
+                 settings: dict[str, Any], source: str | Path, chunk_rows: int = CHUNK_ROWS,
+                 total: int | None = None) -> int:
+    """Predict every input (``(line, text)`` pairs, read lazily) in chunks with ``rows_of`` and write one JSON line per
+    input to ``output`` in input order; returns the rows written. ``settings`` (model, options) and ``source`` (the
+    input file: its path, size and modification time) decide whether an unfinished run may be resumed."""
+    output = Path(output)
+    shard = _shard(output)
+    key = _resume_key(source, settings, chunk_rows, shard.world)
+    done, offset = _resume(shard, key)
+    bar = _bar(total, shard.rank == 0)
+    counts = list(done)
+    try:
+        with open(shard.path, "r+b" if offset else "wb") as handle:
+            handle.truncate(offset)
+            handle.seek(offset)
+            for chunk, rows in enumerate(_chunks(inputs, chunk_rows)):
+                if not shard.owns(chunk) or chunk // shard.world < len(done):
+                    _advance(bar, len(rows))
+                    continue
+                for row in rows_of([text for _, text in rows]):
+                    handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+                counts.append(len(rows))
+                write_json_atomic(shard.state, {"key": key, "chunks": counts, "bytes": handle.tell()})
+                _advance(bar, len(rows))
+                _release_freed_memory()
+            write_json_atomic(shard.state, {"key": key, "chunks": counts, "bytes": handle.tell()})  # even with none
+        if bar is not None:
+            bar.total = bar.n  # the line count included blank lines and headers: a finished run ends at 100%
+    except NLPTransferError as exc:
+        raise NLPTransferError(f"{exc} (the predictions before it are in {shard.path}, which is not complete)") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return _complete(output, shard, counts)
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap pages freed by the chunk just finished back to the operating system (glibc's ``malloc_trim``;
+    elsewhere nothing). Batches of ever-different shapes otherwise leave glibc's arenas growing slowly with the
+    number of chunks, which reads as memory growing with the input."""
+    if os.environ.get("NLP_TRANSFER_NO_TRIM"):
+        return
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        _LIBC = getattr(ctypes.CDLL(name), "malloc_trim", False) if name else False
+    if _LIBC:
+        _LIBC(0)
+
+
+_LIBC = None
+
+
+def _chunks(inputs: Iterable[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
+    chunk: list[tuple[int, Any]] = []
+    for item in inputs:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _shard(output: Path) -> Shard:
+    """This process's shard: the whole output in one process, a rank's part under accelerate launch / torchrun."""
+    from .runtime import world_size
+
+    if world_size() == 1:
+        return Shard(0, 1, _partial(output), _partial(output).with_name(_partial(output).name + ".json"))
+    state = _distributed()
+    path = output.with_name(f"{output.name}.partial-rank{state.process_index}")
+    return Shard(state.process_index, state.num_processes, path, path.with_name(path.name + ".json"))
+
+
+def _distributed():
+    """accelerate's process state; on CPU processes (no GPU) over gloo, as the Trainer backend runs them."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def _partial(output: Path) -> Path:
+    return output.with_name(output.name + ".partial")
+
+
+def _resume_key(source: str | Path, settings: dict[str, Any], chunk_rows: int, world: int) -> str:
+    stat = Path(source).stat()
+    identity = {"input": str(Path(source).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "settings": settings, "chunk_rows": chunk_rows, "world": world}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _resume(shard: Shard, key: str) -> tuple[list[int], int]:
+    """(row counts of the chunks this shard completed, bytes of its file they fill) to continue from; nothing when
+    there is no unfinished run of the same input and settings."""
+    try:
+        state = json.loads(shard.state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [], 0
+    if state.get("key") != key or not shard.path.is_file() or shard.path.stat().st_size < state.get("bytes", 0):
+        return [], 0
+    if shard.rank == 0 and state["chunks"]:
+        print(f"nlp-transfer: resuming after {sum(state['chunks'])} rows already in {shard.path}", flush=True)
+    return list(state["chunks"]), int(state["bytes"])
+
+
+def _complete(output: Path, shard: Shard, counts: list[int]) -> int:
+    """Give the finished output its name: the one shard renamed, or (main process, once every process is done)
+    the shards joined in input order. Returns the rows of the whole output."""
+    if shard.world == 1:
+        os.replace(shard.path, output)
+        shard.state.unlink(missing_ok=True)
+        return sum(counts)
+    state = _distributed()
+    state.wait_for_everyone()
+    rows = 0
+    if state.is_main_process:
+        rows = _join(output, shard.world)
+    state.wait_for_everyone()
+    return rows
+
+
+def _join(output: Path, world: int) -> int:
+    """Interleave the ranks' parts chunk by chunk (chunk k came from rank k mod world) into ``output``."""
+    parts = [output.with_name(f"{output.name}.partial-rank{rank}") for rank in range(world)]
+    counts = [json.loads(part.with_name(part.name + ".json").read_text(encoding="utf-8"))["chunks"] for part in parts]
+    handles = [part.open("rb") for part in parts]
+    rows = 0
+    try:
+        with atomic_open(output, binary=True) as out:
+            for chunk in range(sum(len(c) for c in counts)):
+                rank, index = chunk % world, chunk // world
+                for _ in range(counts[rank][index]):
+                    out.write(handles[rank].readline())
+                rows += counts[rank][index]
+    finally:
+        for handle in handles:
+            handle.close()
+    for part in parts:
+        part.unlink()
+        part.with_name(part.name + ".json").unlink(missing_ok=True)
+    return rows
+
+
+def _bar(total: int | None, show: bool):
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="predicting", unit="row", smoothing=0.05)
+
+
+def _advance(bar, rows: int) -> None:
+    if bar is not None:
+        bar.update(rows)
