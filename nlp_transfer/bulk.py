@@ -115,10 +115,12 @@ def _shard(output: Path) -> Shard:
     from .runtime import world_size
 
     if world_size() == 1:
-        return Shard(0, 1, _partial(output), _partial(output).with_name(_partial(output).name + ".json"))
-    state = _distributed()
-    path = output.with_name(f"{output.name}.partial-rank{state.process_index}")
-    return Shard(state.process_index, state.num_processes, path, path.with_name(path.name + ".json"))
+        rank, world, path = 0, 1, output.with_name(output.name + ".partial")
+    else:
+        state = _distributed()
+        rank, world = state.process_index, state.num_processes
+        path = output.with_name(f"{output.name}.partial-rank{rank}")
+    return Shard(rank, world, path, path.with_name(path.name + ".json"))
 
 
 def _distributed():
@@ -127,10 +129,6 @@ def _distributed():
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available())
-
-
-def _partial(output: Path) -> Path:
-    return output.with_name(output.name + ".partial")
 
 
 def _resume_key(source: str | Path, settings: dict[str, Any], chunk_rows: int, world: int) -> str:

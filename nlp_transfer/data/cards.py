@@ -34,7 +34,7 @@ import yaml
 
 from ..errors import NLPTransferError, did_you_mean
 from ..io import check_input_file
-from ..tasks.problems import DATA_KINDS, PROBLEM_TYPES as PROBLEM_TYPE_KINDS, DataKind
+from ..tasks.problems import DATA_KINDS, PROBLEM_TYPES as PROBLEM_TYPE_KINDS, find_data_kind
 from .files import decode
 
 FORMATS = ("csv", "tsv", "jsonl", "conll", "datasets")
@@ -172,11 +172,6 @@ CARD_ALIASES = {
 }
 
 
-def _data_kind(task: Any) -> DataKind | None:
-    """The `DataKind` a front matter's ``task:`` names, or None when it names none (checked after the card is built)."""
-    return DATA_KINDS.get(task) if isinstance(task, str) else None
-
-
 def card_from_dict(values: dict[str, Any], path: Path | None = None, description: str = "") -> DataCard:
     source = str(path) if path else "data card"
     unknown = [k for k in values if k not in CARD_KEYS]
@@ -185,7 +180,7 @@ def card_from_dict(values: dict[str, Any], path: Path | None = None, description
                                f"{did_you_mean(unknown[0], CARD_KEYS, aliases=CARD_ALIASES)}")
     values = dict(values)
     values.setdefault("name", path.stem if path else "data")
-    kind = _data_kind(values.get("task"))
+    kind = find_data_kind(values.get("task"))  # None: checked after the card is built
     if kind is not None and kind.words:  # JSONL / datasets keys for words and their tags
         values.setdefault("text", kind.text_key)
         values.setdefault("label", kind.label_key)

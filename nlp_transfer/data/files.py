@@ -8,41 +8,37 @@ from pathlib import Path
 from ..errors import NLPTransferError
 
 
-def decode(raw: bytes, path: Path | str, encoding: str) -> str:
+def decode(raw: bytes, path: Path | str, encoding: str, first_line: int = 1) -> str:
+    """``raw`` as text; a byte that is not valid in ``encoding`` is a one-line error naming its line (``raw`` starts
+    at line ``first_line`` of the file). A BOM is dropped at the start of the file."""
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        line = first_line + raw[: exc.start].count(b"\n")
         raise NLPTransferError(
             f"{path}: line {line}: bytes that are not valid {encoding} ({raw[exc.start:exc.start + 1]!r}); "
             f"re-save the file as {encoding} or set 'encoding:' in the data card"
         ) from None
-    return text.lstrip("\ufeff")
+    return text.lstrip("\ufeff") if first_line == 1 else text
+
+
+def _data_file(path: str | Path) -> Path:
+    file = Path(path)
+    if not file.is_file():
+        raise NLPTransferError(f"data file '{path}' not found; check the split paths in the data card (they are relative to the card)")
+    return file
 
 
 def read_file(path: str, encoding: str) -> str:
-    file = Path(path)
-    if not file.is_file():
-        raise NLPTransferError(f"data file '{path}' not found; check the split paths in the data card (they are relative to the card)")
-    return decode(file.read_bytes(), path, encoding)
+    return decode(_data_file(path).read_bytes(), path, encoding)
 
 
 def decoded_lines(path: str | Path, encoding: str) -> Iterator[str]:
-    """The file's lines (line endings kept, a leading BOM dropped), read and decoded one at a time; a byte that is
-    not valid in ``encoding`` is the same one-line error as `decode` gives, naming its line."""
-    file = Path(path)
-    if not file.is_file():
-        raise NLPTransferError(f"data file '{path}' not found; check the split paths in the data card (they are relative to the card)")
-    with file.open("rb") as handle:
+    """The file's lines (line endings kept, a leading BOM dropped), read and decoded one at a time with `decode`:
+    memory flat in the file size, the same one-line error for a bad byte."""
+    with _data_file(path).open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode(encoding)
-            except UnicodeDecodeError as exc:
-                raise NLPTransferError(
-                    f"{path}: line {number}: bytes that are not valid {encoding} ({raw[exc.start:exc.start + 1]!r}); "
-                    f"re-save the file as {encoding} or set 'encoding:' in the data card"
-                ) from None
-            yield line.lstrip("\ufeff") if number == 1 else line
+            yield decode(raw, path, encoding, number)
 
 
 def count_lines(path: str | Path, block: int = 1 << 20) -> int:

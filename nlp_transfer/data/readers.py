@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import NLPTransferError, did_you_mean
 from ..io import check_input_file
-from ..tasks.problems import DATA_KINDS, DataKind, problem_type as get_problem_type
+from ..tasks.problems import find_data_kind, problem_type as get_problem_type
 from .cards import FORMATS, DataCard, load_cards
 from .files import decoded_lines, read_file
 from .labels import (apply_label_map, check_iob2, encode_in_order, encode_tags, entity_types, infer_label_names,
@@ -35,14 +35,9 @@ from .labels import (apply_label_map, check_iob2, encode_in_order, encode_tags, 
 
 # ---------------------------------------------------------------- raw rows
 
-def _data_kind(card: DataCard) -> DataKind | None:
-    """What the card's ``task:`` says about its rows; None for a task no card may name."""
-    return DATA_KINDS.get(card.task) if isinstance(card.task, str) else None
-
-
 def _words(card: DataCard) -> bool:
     """The card's rows are pre-split words with one tag each (token classification)."""
-    kind = _data_kind(card)
+    kind = find_data_kind(card.task)
     return kind is not None and kind.words
 
 
@@ -457,7 +452,7 @@ def load_data(card: DataCard | str | Path | list, splits: list[str] | None = Non
 
     if not isinstance(card, DataCard):
         card = load_cards(card)
-    kind = _data_kind(card)
+    kind = find_data_kind(card.task)
     if kind is not None and kind.words:
         return load_token_data(card, splits, train_split, label_map)
     if label_map:

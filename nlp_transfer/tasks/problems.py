@@ -163,6 +163,11 @@ DATA_KINDS: dict[str, DataKind] = {kind.name: kind for kind in (
 )}
 
 
+def find_data_kind(name) -> DataKind | None:
+    """The `DataKind` named ``name``, or None for anything else (a card not validated yet, an unknown task)."""
+    return DATA_KINDS.get(name) if isinstance(name, str) else None
+
+
 def data_kind(name: str) -> DataKind:
     try:
         return DATA_KINDS[name]
