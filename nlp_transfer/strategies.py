@@ -24,6 +24,7 @@ layer; that and other unmapped architectures get a clear error.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -190,8 +191,11 @@ def make_gradual_unfreezing(every):
                 self._open(model, state.global_step // every, state.global_step)
 
         def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+            # one group per epoch begun before this one: state.epoch is that whole number at an epoch's start, but
+            # a run resumed mid-epoch begins its epoch at the checkpoint's fraction (1.75: the second epoch, 15 of
+            # its 20 steps done), which must open what that epoch opened (1), not round up to the next epoch's (2)
             if every == "epoch":
-                self._open(model, int(round(state.epoch or 0)), state.global_step)
+                self._open(model, math.floor(state.epoch or 0), state.global_step)
 
         def on_step_begin(self, args, state, control, model=None, **kwargs):
             if every != "epoch" and state.global_step and state.global_step % every == 0:

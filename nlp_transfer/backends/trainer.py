@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,7 @@ def _build(job: Job, task, args, tokenizer):
                                                                       token_labels=prepared.token_labels),
             compute_metrics=prepared.metrics, callbacks=callbacks, task_loss=prepared.loss,
             preprocess_logits_for_metrics=prepared.preprocess_logits, strategy=strategy,
+            train_sampler=prepared.train_sampler,
         )
     return trainer, prepared
 
@@ -229,8 +231,9 @@ def trainer_class():
     class TaskTrainer(Trainer):
         """Stock Trainer, plus: a task's own loss (class weights), and evaluation read in dataset order."""
 
-        def __init__(self, *args, task_loss=None, strategy=None, **kwargs):
+        def __init__(self, *args, task_loss=None, strategy=None, train_sampler=None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.train_sampler = train_sampler  # the task's training order (a split on disk); None: Trainer's own
             self.strategy = strategy  # a strategies.StrategyPlan: optimizer groups and schedule (None: stock)
             self.head_warmup = strategy.head_warmup if strategy else None  # its stage length is resolved here
             # Our heads return a batch *mean* loss and ignore num_items_in_batch, but their forward() takes
@@ -238,6 +241,11 @@ def trainer_class():
             # gradients on 2 ranks). Declaring that the model takes no loss kwargs keeps the mean as it is.
             self.model_accepts_loss_kwargs = False
             self.task_loss = task_loss
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.train_sampler is not None:  # the task's own order (a split on disk: data.order.ScatteredOrder)
+                return self.train_sampler
+            return epoch_seeded(super()._get_train_sampler(train_dataset), self.args)  # resumes read the same batches
 
         def _get_eval_sampler(self, eval_dataset):
             # Trainer groups *evaluation* batches by length too when train_sampling_strategy="group_by_length",
@@ -293,6 +301,46 @@ def trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return TaskTrainer
+
+
+def epoch_seeded(sampler, args):
+    """The training sampler Trainer chose, with ``group_by_length`` (our default) shuffling each epoch from
+    ``(data_seed or seed) + epoch`` alone; other samplers as they are.
+
+    transformers' LengthGroupedSampler draws each epoch's order from the global torch RNG as the epoch starts. A
+    run resumed mid-epoch starts that epoch with another RNG state (Trainer restores the checkpoint's only after the
+    first batch), so it would train the rest of the epoch, and every later one, on other batches than the run that
+    was killed, and end with other weights. Seeded by epoch, as transformers' BatchRebalanceSampler and accelerate's
+    seedable RandomSampler are, the order of an epoch is the same whether it is trained whole or resumed mid-way;
+    Trainer calls ``set_epoch`` before each epoch (through accelerate's data loader, also when it skips the batches
+    a resumed run has already trained). Every rank of a distributed run draws the same order, as before."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    if type(sampler) is not LengthGroupedSampler:
+        return sampler
+    seed = args.data_seed if args.data_seed is not None else args.seed
+    return _epoch_seeded_sampler_class()(sampler.batch_size, sampler.lengths, seed)
+
+
+@lru_cache(maxsize=None)
+def _epoch_seeded_sampler_class():
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        def __init__(self, batch_size: int, lengths: list[int], seed: int):
+            super().__init__(batch_size, lengths=list(lengths))
+            self.seed = seed
+            self.epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return super().__iter__()
+
+    return EpochSeededLengthGroupedSampler
 
 
 def training_arguments(recipe, main_metric: str, has_eval: bool, output_dir: str | Path | None = None,
