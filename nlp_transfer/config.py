@@ -70,6 +70,7 @@ class Recipe:
     train_rows_stratified: bool = False  # single-label classification: the train_rows subset keeps the label shares
     train_rows_per_class: int | None = checked(None, low=1)  # single-label: this many rows of each label (seeded)
     eval_rows: int | None = checked(None, low=1)  # score (and select on) a fixed sample of the eval split: same rows for every seed
+    data_storage: str = checked("auto", choices=("auto", "memory", "arrow"))  # splits in memory, or streamed to a memory-mapped Arrow cache (auto: files of 256 MB or more)
     eval_sets: Any = None  # extra sets scored once by the final model: {name: {data: CARD, split: test}} or a list
     label_map: dict[str, str] | None = None  # NER: entity type -> type or O, applied on reading ({MISC: O})
     stride: int = checked(32, low=0)  # subwords shared by overlapping windows of long inputs (NER training and prediction)
@@ -108,6 +109,8 @@ class Recipe:
         for key in ("train_rows_per_class", "eval_rows"):  # keys newer than most saved runs: only when set
             if out[key] is None:
                 out.pop(key)
+        if out["data_storage"] == "auto":
+            out.pop("data_storage")
         if out["calibration"] == dataclasses.asdict(CalibrationConfig()):
             out.pop("calibration")
         out["strategy"] = self.strategy.to_dict()  # with its name (a class attribute)

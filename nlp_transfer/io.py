@@ -196,3 +196,9 @@ def check_folder_target(path: str | Path, option: str = "--output") -> Path:
     elif not os.access(path, os.W_OK | os.X_OK):
         raise NLPTransferError(f"{option} {path}: the folder is not writable; choose another one or fix its permissions")
     return path
+
+
+def cache_folder(name: str) -> Path:
+    """The package's cache of one kind (``features``, ``vectors``, ``data``): ``$NLP_TRANSFER_CACHE/<name>``, by
+    default under ``~/.cache/nlp_transfer``. Everything there is derived and may be deleted at any time."""
+    return Path(os.environ.get("NLP_TRANSFER_CACHE") or Path.home() / ".cache" / "nlp_transfer") / name

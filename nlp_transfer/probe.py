@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,12 @@ from .tasks import classification as cls_task
 from .tasks.base import row_groups
 from .tasks.problems import problem_type as get_problem_type
 from .encoders import Encoder, EmbedSettings, save_array_atomic
+from .io import cache_folder
 
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("NLP_TRANSFER_CACHE", Path.home() / ".cache" / "nlp_transfer")) / "features"
+    return cache_folder("features")
 
 
 def features(encoder: Encoder, texts: list[str], pairs: list[str] | None, settings: EmbedSettings,

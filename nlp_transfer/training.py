@@ -101,7 +101,7 @@ def _read_data(recipe: Recipe, card, eval_cards: dict[str, tuple[Any, str]]):
     has_eval = recipe.eval_split in card.splits
     splits = [recipe.train_split] + ([recipe.eval_split] if has_eval else [])
     splits += [recipe.test_split] if recipe.test_split and recipe.test_split not in splits else []
-    data = load_data(card, splits, recipe.train_split, label_map=recipe.label_map)
+    data = load_data(card, splits, recipe.train_split, label_map=recipe.label_map, storage=recipe.data_storage)
     _check_eval_set_rows(eval_cards, data, recipe.label_map, get_task(recipe.task))
     recipe.strategy.check_data(data.problem_type, "text_pair" in data.splits[recipe.train_split].column_names,
                                recipe.source or "recipe")

@@ -100,7 +100,8 @@ def training_rows(recipe: Recipe) -> tuple[int, dict[str, int] | None]:
     card = recipe_card(recipe)
     if recipe.train_split not in card.splits:
         raise NLPTransferError(f"{card.source}: no '{recipe.train_split}' split{did_you_mean(recipe.train_split, card.splits)}")
-    data = load_data(card, [recipe.train_split], recipe.train_split, label_map=recipe.label_map)
+    data = load_data(card, [recipe.train_split], recipe.train_split, label_map=recipe.label_map,
+                     storage=recipe.data_storage)
     rows = data.splits[recipe.train_split]
     exclusive = exclusive_labels(data.problem_type)
     if not exclusive or "label" not in rows.column_names:

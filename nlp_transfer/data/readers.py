@@ -444,48 +444,159 @@ class LoadedData:
     repairs: dict[str, int] = field(default_factory=dict)  # token tags: split -> invalid IOB2 tags repaired
 
 
+STORAGES = ("auto", "memory", "arrow")
+ARROW_FROM_BYTES = 256 << 20  # auto: a split whose files reach this size goes to the Arrow cache, smaller ones to memory
+ENCODE_ROWS = 10_000  # rows of a cached split whose labels are read or encoded together
+
+
 def load_data(card: DataCard | str | Path | list, splits: list[str] | None = None, train_split: str = "train",
-              label_map: dict[str, str] | None = None) -> LoadedData:
+              label_map: dict[str, str] | None = None, storage: str = "memory") -> LoadedData:
     """Read and validate the card's splits (all of them, or ``splits``); a list of cards is read as one.
-    ``label_map`` (token classification) renames or drops entity types as they are read."""
+    ``label_map`` (token classification) renames or drops entity types as they are read.
+
+    ``storage``: ``memory`` reads each split into a list and an in-memory `datasets.Dataset`; ``arrow`` streams it
+    into a memory-mapped Arrow file keyed by the files' content (`arrow_cache`: memory flat in the file size, a
+    second run opens the file without reading the text); ``auto``: arrow for splits of ``ARROW_FROM_BYTES`` or
+    more. The rows are the same either way. Token-classification data is read into memory."""
     import datasets
 
     if not isinstance(card, DataCard):
         card = load_cards(card)
+    if storage not in STORAGES:
+        raise NLPTransferError(f"data_storage '{storage}' is not one of {', '.join(STORAGES)}{did_you_mean(storage, STORAGES)}")
     kind = find_data_kind(card.task)
     if kind is not None and kind.words:
+        if storage == "arrow":
+            raise NLPTransferError(f"{card.source}: data_storage: arrow streams text data; token-classification "
+                                   f"sentences are read into memory: set data_storage to auto or memory")
         return load_token_data(card, splits, train_split, label_map)
     if label_map:
         raise NLPTransferError(f"{card.source}: label_map maps entity types and applies to token-classification data only")
+    wanted = splits or list(card.splits)
+    on_arrow = {split: _on_arrow(card, split, storage) for split in wanted}
     if kind is not None and not kind.labelled:  # unlabelled text (masked-LM pretraining)
         out, files = {}, {}
-        for split in splits or list(card.splits):
-            rows, files[split], _ = read_rows(card, split, labelled=False)
-            out[split] = datasets.Dataset.from_list(rows)
+        for split in wanted:
+            if on_arrow[split]:
+                out[split], files[split] = _cached_rows(card, split, labelled=False)
+            else:
+                rows, files[split], _ = read_rows(card, split, labelled=False)
+                out[split] = datasets.Dataset.from_list(rows)
         return LoadedData(out, [], "text", card, files)
     if kind is None:  # neither words nor plain text: sequence classification is the one kind left
         raise NLPTransferError(f"{card.source}: task '{card.task}' cannot be read as sequence classification")
-    wanted = splits or list(card.splits)
     first = train_split if train_split in wanted else wanted[0]
-    raw = read_labelled(card, first)  # labels as read: the label names may come from them
+    out, files = {}, {}
+    for split in wanted:  # labels as read; the names may come from the first split's
+        if on_arrow[split]:
+            out[split], files[split] = _cached_rows(card, split, labelled=True)
+    raw = None if on_arrow[first] else read_labelled(card, first)
+    declared = raw.declared if raw is not None else _split_rows(card, first, True)[2]
+    label_names = _label_names(card, declared, raw.rows if raw is not None else lambda: _label_column(out[first]))
+    for split in _first_then_rest(wanted, first):
+        if on_arrow[split]:
+            out[split] = _encode_cached(out[split], card, label_names, files[split], declared)
+            continue
+        read = encode_split(card, raw, label_names) if split == first else read_labelled(card, split, label_names)
+        out[split], files[split] = datasets.Dataset.from_list(read.rows), read.path
+    return LoadedData({split: out[split] for split in wanted}, label_names, card.problem_type, card, files)
+
+
+def _label_names(card: DataCard, declared: list[str] | None, rows) -> list[str]:
+    """The label order of a classification card: its ``labels:``, else a `datasets` ClassLabel's names, else the
+    distinct labels of ``rows`` (a list, or a function giving them one at a time: read only when needed)."""
     problem = get_problem_type(card.problem_type)
     if not problem.labelled:
         label_names = [card.label or "score"]
     elif card.labels:
         label_names = list(card.labels)
-    elif raw.declared:
-        label_names = [str(n) for n in raw.declared]
+    elif declared:
+        label_names = [str(n) for n in declared]
     else:
-        label_names = infer_label_names(raw.rows, card)
+        label_names = infer_label_names(rows() if callable(rows) else rows, card)
     if problem.labelled and len(label_names) < 2:
         raise NLPTransferError(
             f"{card.source}: only one label ({', '.join(label_names)}) found; classification needs at least two"
         )
-    read = {split: encode_split(card, raw, label_names) if split == first else read_labelled(card, split, label_names)
-            for split in _first_then_rest(wanted, first)}
-    out = {split: datasets.Dataset.from_list(read[split].rows) for split in wanted}
-    files = {split: read[split].path for split in wanted}
-    return LoadedData(out, label_names, card.problem_type, card, files)
+    return label_names
+
+
+def _split_files(card: DataCard, split: str) -> list[str]:
+    if card.parts:
+        return [path for part in card.parts if split in part.splits for path in _split_files(part, split)]
+    return [card.split_path(split)]
+
+
+def _on_arrow(card: DataCard, split: str, storage: str) -> bool:
+    if storage != "auto":
+        return storage == "arrow"
+    files = [Path(path) for path in _split_files(card, split)]
+    size = sum(p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+               for p in files if p.exists())
+    return size >= ARROW_FROM_BYTES
+
+
+def _split_rows(card: DataCard, split: str, labelled: bool) -> tuple[Iterator[dict], str, list[str] | None]:
+    """`iter_rows` of a card or of several merged ones (each row then tagged with its card's language)."""
+    if not card.parts:
+        return iter_rows(card, split, labelled)
+    having = [part for part in card.parts if split in part.splits]
+    if not having:
+        raise NLPTransferError(f"{card.source}: no split '{split}'{did_you_mean(split, card.splits)} "
+                               f"(splits: {', '.join(card.splits)})")
+    read = [(part, *iter_rows(part, split, labelled)) for part in having]
+
+    def rows() -> Iterator[dict]:
+        for part, part_rows, _, _ in read:
+            for row in part_rows:
+                row.setdefault("language", part.row_language())
+                yield row
+
+    return rows(), " + ".join(path for _, _, path, _ in read), next((names for *_, names in read if names), None)
+
+
+def _cached_rows(card: DataCard, split: str, labelled: bool):
+    """(the split as a memory-mapped Arrow dataset, its files): rows as `read_rows` gives them (labels as read),
+    written to the cache once per content and settings."""
+    from .arrow_cache import cached_split, file_identity
+    from .files import count_lines
+
+    files = _split_files(card, split)
+    identity = lambda: {"rows": "labelled" if labelled else "text", "card": _card_settings(card),  # noqa: E731
+                        "split": split, "files": [file_identity(path) for path in files]}
+
+    def total() -> int | None:
+        return sum(count_lines(path) for path in files) if all(Path(p).is_file() for p in files) else None
+
+    empty = f"{' + '.join(files)}: split '{split}' has no rows; add data or remove the split from {card.source}"
+    return (cached_split(identity, lambda: _split_rows(card, split, labelled)[0], empty, split, total),
+            " + ".join(files))
+
+
+def _label_column(dataset) -> Iterator[dict]:
+    """The rows of a cached split as ``{"label"}`` only, read column-wise in batches."""
+    for batch in dataset.select_columns(["label"]).iter(batch_size=ENCODE_ROWS):
+        for value in batch["label"]:
+            yield {"label": value}
+
+
+def _encode_cached(dataset, card: DataCard, label_names: list[str], path: str, declared: list[str] | None):
+    """A cached split with its labels encoded in ``label_names`` order (`encode_in_order`, a batch at a time; the
+    result is cached by `datasets` beside the rows)."""
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        encode_in_order(rows, card, label_names, path, declared)
+        return {"label": [row["label"] for row in rows]}
+
+    return dataset.map(encode, batched=True, batch_size=ENCODE_ROWS, desc="encoding labels")
+
+
+def _card_settings(card: DataCard) -> dict[str, Any]:
+    """What of a card shapes its rows (not its prose, name or licence)."""
+    settings = {key: value for key, value in vars(card).items()
+                if key not in ("description", "path", "name", "license", "parts", "splits")}
+    settings["parts"] = [_card_settings(part) for part in card.parts or ()]
+    return settings
 
 
 def load_token_data(card: DataCard, splits: list[str] | None = None, train_split: str = "train",

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NLPTransferError, did_you_mean
+from ..io import cache_folder
 
 FORMATS = ("auto", "glove", "word2vec", "word2vec-bin", "fasttext", "fasttext-bin", "npy")
 NPY_MAGIC = b"\x93NUMPY"
@@ -41,7 +42,7 @@ BLOCK_BYTES = 16 * 1024 * 1024
 
 def cache_root() -> Path:
     """Where cached vectors live: ``$NLP_TRANSFER_CACHE/vectors`` or ``~/.cache/nlp_transfer/vectors``."""
-    return Path(os.environ.get("NLP_TRANSFER_CACHE", Path.home() / ".cache" / "nlp_transfer")) / "vectors"
+    return cache_folder("vectors")
 
 
 def load_vectors(path: str | Path, format: str = "auto", limit: int | None = None, cache: bool = True,

@@ -38,6 +38,7 @@ class Prepared:
     evaluate_before: bool = False  # also evaluate the untouched model first (e.g. held-out perplexity before MLM)
     after_save: Callable | None = None  # (saved folder, model) -> None: final touches to the saved model
     calibration_rows: Callable[[], tuple[list, list]] | None = None  # evaluation (texts, gold): calibration is fitted on
+    train_sampler: Any | None = None  # the training order (e.g. data.order.ScatteredOrder); None: the Trainer's own
 
 
 def row_groups(rows) -> list[dict[str, str]] | None:

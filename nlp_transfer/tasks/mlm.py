@@ -87,9 +87,8 @@ class MaskingCollator:
         return batch
 
 
-def _encode(dataset, tokenizer, max_length: int, whole_word: bool, desc: str):
-    text_pair = "text_pair" in dataset.column_names
-
+def _encoder(tokenizer, max_length: int, whole_word: bool, text_pair: bool):
+    """A batch of rows (columns text[, text_pair]) -> their token ids (with offsets for whole-word masking)."""
     def encode(batch):
         encoded = tokenizer(batch["text"], batch["text_pair"] if text_pair else None, truncation=True,
                             max_length=max_length, return_special_tokens_mask=True,
@@ -97,7 +96,33 @@ def _encode(dataset, tokenizer, max_length: int, whole_word: bool, desc: str):
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         return encoded
 
+    return encode
+
+
+def _encode(dataset, tokenizer, max_length: int, whole_word: bool, desc: str):
+    encode = _encoder(tokenizer, max_length, whole_word, "text_pair" in dataset.column_names)
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc=desc)
+
+
+class TokenizedOnRead:
+    """A split on disk (a memory-mapped Arrow cache, `data.arrow_cache`) tokenized row by row as training reads it.
+
+    For corpora larger than memory: tokenizing the whole split first (`Dataset.map`) would read every page of the
+    memory-mapped text into the process (its resident memory grows with the corpus) and the length-grouped sampler
+    would hold every row's length in a list. Read on demand, a run of N steps touches N batches of rows, whatever
+    the corpus size; a fast tokenizer takes about a millisecond for a batch, little next to a training step."""
+
+    def __init__(self, dataset, tokenizer, max_length: int, whole_word: bool):
+        self.dataset = dataset
+        self.encode = _encoder(tokenizer, max_length, whole_word, "text_pair" in dataset.column_names)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.dataset[int(index)]
+        encoded = self.encode({key: [value] for key, value in row.items()})
+        return {key: values[0] for key, values in encoded.items()}
 
 
 def mask_once(dataset, tokenizer, probability: float, whole_word: bool, seed: int):
@@ -213,7 +238,15 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
         raise NLPTransferError(f"{recipe.source}: mlm_probability must be between 0 and 1, got {recipe.mlm_probability!r}")
     whole = bool(recipe.whole_word_mask)
     collator = MaskingCollator(tokenizer, recipe.mlm_probability, whole, seed=None)
-    train_set = _encode(data.splits[recipe.train_split], tokenizer, recipe.max_length, whole, "tokenizing train")
+    train_split = data.splits[recipe.train_split]
+    sampler = None
+    if train_split.cache_files:  # on disk (data_storage: arrow): tokenized as read, shuffled without a permutation list
+        from ..data.order import ScatteredOrder
+
+        train_set = TokenizedOnRead(train_split, tokenizer, recipe.max_length, whole)
+        sampler = ScatteredOrder(len(train_set), recipe.seed)
+    else:
+        train_set = _encode(train_split, tokenizer, recipe.max_length, whole, "tokenizing train")
     eval_set = None
     if has_eval:
         encoded = _encode(data.splits[recipe.eval_split], tokenizer, recipe.max_length, whole, "tokenizing eval")
@@ -226,6 +259,6 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
         summary=f"masked LM, {recipe.mlm_probability:.0%} of {'words' if whole else 'tokens'} masked"
                 + (f", {masked} held-out masked tokens" if has_eval else ""),
         pipeline_tag="fill-mask", sidecar={"mlm_probability": recipe.mlm_probability, "whole_word_mask": whole},
-        collator=collator, evaluate_before=True,
+        collator=collator, evaluate_before=True, train_sampler=sampler,
         after_save=lambda folder, model: carry_over_base_weights(folder, recipe.model, model, recipe.trust_remote_code),
     )

@@ -1,0 +1,132 @@
+"""Splits larger than memory: the checked rows of a split written once to a memory-mapped Arrow file, and read from
+it by every later run (issue 29).
+
+    dataset = cached_split(identity, rows, empty="no rows", name="train")   # a datasets.Dataset over CACHE/<key>.arrow
+
+- **Written as read**: rows come from the streaming readers one at a time and go to disk in batches through
+  ``datasets``' own `ArrowWriter`; memory stays flat in the file size, and a bad row is the readers' one-line error
+  (the unfinished file is removed, nothing half-written is ever found by a later run: it is renamed into place only
+  when complete).
+- **Keyed by content**: ``identity`` holds the files' content digests (`file_identity`) and everything that shapes
+  the rows (card settings, label order); a second run with the same files and settings opens the cached file
+  without reading the text again, an edited file gets a new key.
+- **Where**: ``$NLP_TRANSFER_CACHE/data``, by default ``~/.cache/nlp_transfer/data``; any file there may be deleted at any time
+  (it is written again when needed). ``datasets`` keeps its tokenized copies (`Dataset.map`) beside it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import NLPTransferError
+from ..io import cache_folder, write_text_atomic
+
+FORMAT = 1  # bump when the rows written for the same inputs change, so old files are not read as new ones
+WRITER_BATCH = 10_000  # rows per Arrow record batch: the memory held while writing
+DIGEST_BLOCK = 8 << 20
+
+
+def cache_dir() -> Path:
+    return cache_folder("data")
+
+
+def file_identity(location: str | Path) -> dict[str, Any]:
+    """What decides whether a cached split is still the file's: the BLAKE2b digest of a file's bytes (about a second
+    per GB, remembered for the file's path, size, inode and modification time, so an unchanged file is read once);
+    for a saved ``datasets`` folder the names, sizes and modification times of its files; for a hub id the id (its
+    cache pins a revision)."""
+    path = Path(location)
+    if path.is_file():
+        return {"file": str(location), "blake2b": _content_digest(path)}
+    if path.is_dir():
+        stats = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                       for p in path.rglob("*") if p.is_file())
+        return {"folder": str(location), "files": stats}
+    return {"hub": str(location)}
+
+
+def _content_digest(path: Path) -> str:
+    stat = path.stat()
+    seen = json.dumps([str(path.resolve()), stat.st_size, stat.st_ino, stat.st_mtime_ns])
+    memo = cache_dir() / "digests" / f"{hashlib.sha256(seen.encode()).hexdigest()}.txt"
+    if memo.is_file():
+        return memo.read_text(encoding="utf-8").strip()
+    digest = hashlib.blake2b(digest_size=20)
+    with path.open("rb") as handle:
+        while block := handle.read(DIGEST_BLOCK):
+            digest.update(block)
+    write_text_atomic(memo, digest.hexdigest())
+    return digest.hexdigest()
+
+
+def cache_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps({**identity, "format": FORMAT}, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cached_split(identity: Callable[[], dict[str, Any]], rows: Callable[[], Iterator[dict]], empty: str,
+                 name: str = "split", total: Callable[[], int | None] | None = None):
+    """The rows of ``rows()`` as a `datasets.Dataset` memory-mapped from the cache: opened when a file with this
+    ``identity()`` is there, else written first, with a progress bar over ``total()`` rows (a cheap count, asked for
+    only then). ``empty``: the error when there are no rows. Says in one line which it was and what it took. Under
+    accelerate launch the main process writes and the others open what it wrote."""
+    import datasets
+
+    from ..runtime import is_main_process, world_size
+
+    started = time.perf_counter()
+    with _main_process_first(world_size() > 1):
+        path = cache_dir() / f"{cache_key(identity())}.arrow"
+        found = path.is_file()
+        if not found:
+            _write(path, rows(), f"caching {name}", total() if total else None, empty)
+        dataset = datasets.Dataset.from_file(str(path))
+    if is_main_process():
+        print(f"nlp-transfer: {name}: {len(dataset):,} rows {'opened from' if found else 'written to'} the Arrow cache "
+              f"in {time.perf_counter() - started:.1f} s ({path})", flush=True)
+    return dataset
+
+
+@contextmanager
+def _main_process_first(distributed: bool):
+    if not distributed:
+        yield
+        return
+    import torch
+    from accelerate import PartialState
+
+    with PartialState(cpu=not torch.cuda.is_available()).main_process_first():  # as bulk and the Trainer run them
+        yield
+
+
+def _write(path: Path, rows: Iterator[dict], desc: str, total: int | None, empty: str) -> None:
+    from datasets.arrow_writer import ArrowWriter
+    from tqdm.auto import tqdm
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial")
+    written = 0
+    try:
+        with tqdm(total=total, desc=desc, unit="row", mininterval=1.0, disable=total is not None and total < WRITER_BATCH) as bar:
+            writer = ArrowWriter(path=str(tmp), writer_batch_size=WRITER_BATCH)
+            try:
+                for row in rows:
+                    writer.write(row)
+                    written += 1
+                    if written % 1000 == 0:
+                        bar.update(1000)
+                if written and writer.finalize()[0] != written:  # (rows, bytes) as written
+                    raise NLPTransferError(f"{path}: the Arrow cache lost rows while writing; delete {path.parent} and retry")
+            finally:
+                writer.close()
+            bar.update(written % 1000)
+        if not written:
+            raise NLPTransferError(empty)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
