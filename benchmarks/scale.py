@@ -1,11 +1,14 @@
-"""Memory and speed of `nlp-transfer predict` on large generated inputs (issue 29), side by side in one run.
+"""Memory and speed of `nlp-transfer predict` and `nlp-transfer embed` on large generated inputs (issue 29), side by
+side in one run.
 
-    python -m benchmarks.scale [--model runs/sst2-demo] [--sizes 20000,80000] [--throughput-rows 20000]
-                               [--old-tree DIR] [--record]
+    python -m benchmarks.scale [--what predict,embed] [--model runs/sst2-demo] [--embed-model minilm-l6]
+                               [--sizes 20000,80000] [--throughput-rows 20000] [--old-tree DIR] [--record]
 
 Each measurement is the real command in a fresh process (its peak RSS from the operating system):
 - peak RSS above the loaded model (a 100-line run of the same command) at each size: flat when memory does not grow
-  with the input (the goal: under 500 MB at both sizes, and the largest within 10% of the smallest);
+  with the input (the goal: under 500 MB at both sizes, and the largest within 10% of the smallest); for `embed`
+  (``--output`` a folder: chunks saved as they are ready, then joined into embeddings.npy) under
+  ``scale/embed/<model>/<size>/peak_rss_over_model_mb``;
 - throughput of the streaming path against the in-memory path it replaced, on the same lines, with identical labels
   (the in-memory path is the package as of ``--old-tree``: a checkout of a24ae61, e.g. ``git worktree add DIR a24ae61``).
 Lines cycle through the first 10,000 SST-2 training sentences at every size: realistic lengths, the same ones
@@ -58,12 +61,38 @@ def predict(model: str, source: Path, output: Path, extra: list[str] = ()) -> li
             "--device", "cpu", *extra]
 
 
+def embed(model: str, source: Path, output: Path) -> list[str]:
+    return [sys.executable, "-m", "nlp_transfer", "embed", model, "--input", str(source), "--output", str(output),
+            "--device", "cpu"]
+
+
+def run_embed(model: str, sizes: list[int]) -> dict[str, float]:
+    """Peak RSS of `nlp-transfer embed` at each size, above a 100-line run (the model loaded), and its speed."""
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        write_lines(folder / "small.txt", 100)
+        base, _ = measure(embed(model, folder / "small.txt", folder / "small"), ROOT)
+        figures["model_loaded_peak_rss_mb"] = round(base, 1)
+        for size in sizes:
+            write_lines(folder / f"{size}.txt", size)
+            peak, seconds = measure(embed(model, folder / f"{size}.txt", folder / f"emb-{size}"), ROOT)
+            figures[f"{size}/peak_rss_mb"] = round(peak, 1)
+            figures[f"{size}/peak_rss_over_model_mb"] = round(peak - base, 1)
+            figures[f"{size}/texts_per_second"] = round(size / seconds, 1)
+            print(f"embed, {size} lines: peak {peak:.0f} MB ({peak - base:.0f} above the model alone, {base:.0f} MB), "
+                  f"{size / seconds:.0f} texts/s", flush=True)
+    return figures
+
+
 def labels(path: Path) -> list[str]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line)["label"] for line in handle]
 
 
 def run(model: str, sizes: list[int], throughput_rows: int, old_tree: Path | None) -> dict[str, float]:
+    """`nlp-transfer predict`: peak RSS above the model at each size; with ``old_tree``, speed against the in-memory
+    path it replaced."""
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -103,23 +132,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "runs" / "sst2-demo"), help="a trained classifier folder "
                                                                                    "(make demo writes runs/sst2-demo)")
+    parser.add_argument("--embed-model", default="minilm-l6", help="the encoder `embed` runs (an alias or folder)")
+    parser.add_argument("--what", default="predict,embed", help="commands to measure: predict, embed or both")
     parser.add_argument("--sizes", default="20000,80000")
     parser.add_argument("--throughput-rows", type=int, default=20000)
     parser.add_argument("--old-tree", help="a checkout of the in-memory path (a24ae61) to compare throughput with")
     parser.add_argument("--record", action="store_true", help="write the figures into benchmarks/results.json")
     args = parser.parse_args()
+    what = [name.strip() for name in args.what.split(",") if name.strip()]
+    if not what or set(what) - {"predict", "embed"}:
+        parser.error(f"--what {args.what}: give predict, embed or predict,embed")
     started = time.perf_counter()
-    figures = {f"scale/minilm-l6/{k}": v for k, v in run(args.model, [int(s) for s in args.sizes.split(",")],
-                                                          args.throughput_rows,
-                                                          Path(args.old_tree) if args.old_tree else None).items()}
+    sizes = [int(s) for s in args.sizes.split(",")]
+    figures = {}
+    if "predict" in what:
+        old_tree = Path(args.old_tree) if args.old_tree else None
+        figures.update({f"scale/minilm-l6/{k}": v for k, v in run(args.model, sizes, args.throughput_rows,
+                                                                  old_tree).items()})
+    if "embed" in what:
+        figures.update({f"scale/embed/{Path(args.embed_model).name}/{k}": v
+                        for k, v in run_embed(args.embed_model, sizes).items()})
     for key, value in figures.items():
         print(f"{key} = {value}")
     print(f"({time.perf_counter() - started:.0f} s)")
     if args.record:
         from benchmarks.record_run import record
 
-        record(figures, f"python -m benchmarks.scale --sizes {args.sizes} --throughput-rows {args.throughput_rows}"
-                        + (" --old-tree A24AE61_CHECKOUT" if args.old_tree else ""))
+        record(figures, f"python -m benchmarks.scale --what {','.join(what)} --sizes {args.sizes} --throughput-rows "
+                        f"{args.throughput_rows}" + (" --old-tree A24AE61_CHECKOUT" if args.old_tree else "")
+                        + (f" --embed-model {args.embed_model}" if "embed" in what else ""))
 
 
 if __name__ == "__main__":

@@ -8,21 +8,21 @@ appended to ``OUTPUT.partial`` as soon as they are ready, so memory stays flat i
   continues with the next one (no duplicates, no gaps). Other settings or a changed input start over.
 - **Never presented as complete too early**: the output gets its name only when every row is written; until then, and
   after a bad row stops the run, the rows so far are in ``OUTPUT.partial``.
-- **Sharded under accelerate launch / torchrun**: chunk k goes to process k mod N; each process writes its own part
-  (``OUTPUT.partial-rank<r>``, resumable the same way) and the main process joins them in input order, so the output is
-  identical to one process's. (accelerate's `split_between_processes` needs the whole input in memory; dealing the
-  chunks round-robin as they are read does not.)
+- **Sharded under accelerate launch / torchrun**: chunk k goes to process k mod N (`data.chunks.Shard`, shared with
+  `encoders.embed`); each process writes its own part (``OUTPUT.partial-rank<r>``, resumable the same way) and the main
+  process joins them in input order, so the output is identical to one process's.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .data.chunks import Shard, chunked, release_freed_memory
 from .errors import NLPTransferError
 from .io import atomic_open, write_json_atomic
 
@@ -30,16 +30,20 @@ CHUNK_ROWS = 4096  # rows predicted and written together: the resume granularity
 
 
 @dataclass(frozen=True)
-class Shard:
-    """This process's part of the work: chunks ``k`` with ``k % world == rank``, written to ``path``."""
+class Part:
+    """This process's part of the output: its chunks (``shard``) written to ``path``, their progress in ``state``."""
 
-    rank: int
-    world: int
+    shard: Shard
     path: Path
     state: Path
 
-    def owns(self, chunk: int) -> bool:
-        return chunk % self.world == self.rank
+    @classmethod
+    def of(cls, output: Path) -> Part:
+        """The whole output in one process (``OUTPUT.partial``), a rank's part under accelerate launch / torchrun."""
+        shard = Shard.current()
+        name = f"{output.name}.partial" if shard.world == 1 else f"{output.name}.partial-rank{shard.rank}"
+        path = output.with_name(name)
+        return cls(shard, path, path.with_name(path.name + ".json"))
 
 
 def predict_file(rows_of: Callable[[list], list[dict]], inputs: Iterable[tuple[int, Any]], output: str | Path,
@@ -49,16 +53,17 @@ def predict_file(rows_of: Callable[[list], list[dict]], inputs: Iterable[tuple[i
     input to ``output`` in input order; returns the rows written. ``settings`` (model, options) and ``source`` (the
     input file: its path, size and modification time) decide whether an unfinished run may be resumed."""
     output = Path(output)
-    shard = _shard(output)
+    part = Part.of(output)
+    shard = part.shard
     key = _resume_key(source, settings, chunk_rows, shard.world)
-    done, offset = _resume(shard, key)
-    bar = _bar(total, shard.rank == 0)
+    done, offset = _resume(part, key)
+    bar = _bar(total, shard.is_main)
     counts = list(done)
     try:
-        with open(shard.path, "r+b" if offset else "wb") as handle:
+        with open(part.path, "r+b" if offset else "wb") as handle:
             handle.truncate(offset)
             handle.seek(offset)
-            for chunk, rows in enumerate(_chunks(inputs, chunk_rows)):
+            for chunk, rows in enumerate(chunked(inputs, chunk_rows)):
                 if not shard.owns(chunk) or chunk // shard.world < len(done):
                     _advance(bar, len(rows))
                     continue
@@ -67,68 +72,18 @@ def predict_file(rows_of: Callable[[list], list[dict]], inputs: Iterable[tuple[i
                 handle.flush()
                 os.fsync(handle.fileno())
                 counts.append(len(rows))
-                write_json_atomic(shard.state, {"key": key, "chunks": counts, "bytes": handle.tell()})
+                write_json_atomic(part.state, {"key": key, "chunks": counts, "bytes": handle.tell()})
                 _advance(bar, len(rows))
-                _release_freed_memory()
-            write_json_atomic(shard.state, {"key": key, "chunks": counts, "bytes": handle.tell()})  # even with none
+                release_freed_memory()
+            write_json_atomic(part.state, {"key": key, "chunks": counts, "bytes": handle.tell()})  # even with none
         if bar is not None:
             bar.total = bar.n  # the line count included blank lines and headers: a finished run ends at 100%
     except NLPTransferError as exc:
-        raise NLPTransferError(f"{exc} (the predictions before it are in {shard.path}, which is not complete)") from None
+        raise NLPTransferError(f"{exc} (the predictions before it are in {part.path}, which is not complete)") from None
     finally:
         if bar is not None:
             bar.close()
-    return _complete(output, shard, counts)
-
-
-def _release_freed_memory() -> None:
-    """Hand the heap pages freed by the chunk just finished back to the operating system (glibc's ``malloc_trim``;
-    elsewhere nothing). Measured on 80,000 lines: the growth of peak RSS from 20,000 to 80,000 lines went from
-    +38 MB to +20 MB (benchmarks/RESULTS.md, "Large inputs"); a call costs microseconds per chunk of thousands."""
-    global _LIBC
-    if _LIBC is None:
-        import ctypes
-        import ctypes.util
-
-        name = ctypes.util.find_library("c")
-        _LIBC = getattr(ctypes.CDLL(name), "malloc_trim", False) if name else False
-    if _LIBC:
-        _LIBC(0)
-
-
-_LIBC = None
-
-
-def _chunks(inputs: Iterable[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
-    chunk: list[tuple[int, Any]] = []
-    for item in inputs:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _shard(output: Path) -> Shard:
-    """This process's shard: the whole output in one process, a rank's part under accelerate launch / torchrun."""
-    from .runtime import world_size
-
-    if world_size() == 1:
-        rank, world, path = 0, 1, output.with_name(output.name + ".partial")
-    else:
-        state = _distributed()
-        rank, world = state.process_index, state.num_processes
-        path = output.with_name(f"{output.name}.partial-rank{rank}")
-    return Shard(rank, world, path, path.with_name(path.name + ".json"))
-
-
-def _distributed():
-    """accelerate's process state; on CPU processes (no GPU) over gloo, as the Trainer backend runs them."""
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
+    return _complete(output, part, counts)
 
 
 def _resume_key(source: str | Path, settings: dict[str, Any], chunk_rows: int, world: int) -> str:
@@ -138,33 +93,31 @@ def _resume_key(source: str | Path, settings: dict[str, Any], chunk_rows: int, w
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _resume(shard: Shard, key: str) -> tuple[list[int], int]:
-    """(row counts of the chunks this shard completed, bytes of its file they fill) to continue from; nothing when
+def _resume(part: Part, key: str) -> tuple[list[int], int]:
+    """(row counts of the chunks this part completed, bytes of its file they fill) to continue from; nothing when
     there is no unfinished run of the same input and settings."""
     try:
-        state = json.loads(shard.state.read_text(encoding="utf-8"))
+        state = json.loads(part.state.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return [], 0
-    if state.get("key") != key or not shard.path.is_file() or shard.path.stat().st_size < state.get("bytes", 0):
+    if state.get("key") != key or not part.path.is_file() or part.path.stat().st_size < state.get("bytes", 0):
         return [], 0
-    if shard.rank == 0 and state["chunks"]:
-        print(f"nlp-transfer: resuming after {sum(state['chunks'])} rows already in {shard.path}", flush=True)
+    if part.shard.is_main and state["chunks"]:
+        print(f"nlp-transfer: resuming after {sum(state['chunks'])} rows already in {part.path}", flush=True)
     return list(state["chunks"]), int(state["bytes"])
 
 
-def _complete(output: Path, shard: Shard, counts: list[int]) -> int:
-    """Give the finished output its name: the one shard renamed, or (main process, once every process is done)
-    the shards joined in input order. Returns the rows of the whole output."""
+def _complete(output: Path, part: Part, counts: list[int]) -> int:
+    """Give the finished output its name: the one part renamed, or (main process, once every process is done)
+    the parts joined in input order. Returns the rows of the whole output."""
+    shard = part.shard
     if shard.world == 1:
-        os.replace(shard.path, output)
-        shard.state.unlink(missing_ok=True)
+        os.replace(part.path, output)
+        part.state.unlink(missing_ok=True)
         return sum(counts)
-    state = _distributed()
-    state.wait_for_everyone()
-    rows = 0
-    if state.is_main_process:
-        rows = _join(output, shard.world)
-    state.wait_for_everyone()
+    shard.wait()
+    rows = _join(output, shard.world) if shard.is_main else 0
+    shard.wait()
     return rows
 
 

@@ -206,7 +206,13 @@ def _cmd_predict(args) -> int:
         # when the reading reaches it, with its line number, the rows before it kept in OUTPUT.partial
         for _ in itertools.islice(iter_texts(args.input, args.text_column), args.chunk_size):
             pass
-    model = load_model(args.model, args.device, precision=args.precision)
+    device = args.device
+    if not conll_input:  # sharded under accelerate launch: each process on its own GPU, not all on the first
+        from .data.chunks import Shard
+        from .runtime import resolve_device
+
+        device = Shard.current().local_device(resolve_device(args.device))
+    model = load_model(args.model, device, precision=args.precision)
     if conll_input:
         if not get_task(model.task).words_input:
             raise NLPTransferError(f"{args.input}: a CoNLL file is NER input, but {args.model} is a text classifier")
@@ -408,39 +414,65 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-length", type=int, help="tokens read per text (default: 256, or the model's limit "
                                                        "when it reads fewer)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16"))
-    parser.add_argument("--chunk-size", type=int, default=8192, help="texts per saved chunk (resume granularity)")
+    parser.add_argument("--chunk-size", type=int, default=8192, help="texts per saved chunk (the unit of resuming and of "
+                                                                     "sharing out under accelerate launch)")
     _add_runtime_arguments(parser)
 
 
 def _cmd_embed(args) -> int:
-    from .io import check_folder_target
+    """Texts stream from --input or the --data split into `encoders.embed` (chunks saved as they are ready,
+    resumable, sharded under accelerate launch); the first chunk is read before the model loads, so a small file's
+    bad row fails fast, and a later one stops the run with its line when the reading reaches it."""
     from .encoders import embed
+    from .io import check_folder_target
+    from .runtime import is_main_process
 
     check_folder_target(args.output, "--output")
-    texts = _embed_texts(args)
+    if args.chunk_size < 1:
+        raise NLPTransferError(f"--chunk-size {args.chunk_size}: give at least 1 (texts embedded and saved together)")
     try:
         layers = [int(part) for part in args.layers.split(",")]
     except ValueError:
         raise NLPTransferError(f"--layers '{args.layers}': give integers separated by commas, e.g. -4,-3,-2,-1") from None
+    texts, total = _embed_texts(args)
     array = embed(args.model, texts, args.output, pooling=args.pooling, layers=layers, normalize=args.normalize,
                   batch_size=args.batch_size, max_length=args.max_length, dtype=args.dtype,
-                  chunk_size=args.chunk_size, progress=True, device=args.device, precision=args.precision)
-    print(f"nlp-transfer: wrote {array.shape[0]} x {array.shape[1]} {args.dtype} embeddings to "
-          f"{Path(args.output) / 'embeddings.npy'}")
+                  chunk_size=args.chunk_size, progress=True, device=args.device, precision=args.precision,
+                  total=total)
+    if is_main_process():  # under accelerate launch the main process joined every process's chunks
+        print(f"nlp-transfer: wrote {array.shape[0]} x {array.shape[1]} {args.dtype} embeddings to "
+              f"{Path(args.output) / 'embeddings.npy'}")
     return 0
 
 
-def _embed_texts(args) -> list:
-    """The texts of --split of the --data card, or of the --input file."""
+def _embed_texts(args) -> tuple:
+    """(the texts of --split of the --data card, or of the --input file, read as they are embedded; their file's line
+    count for the progress bar, None when there is no local file). The first chunk is read here once already."""
+    import itertools
+
+    from .data.files import count_lines
+    from .data.readers import iter_rows, iter_texts
+
     if args.data:
         from .data.cards import load_card
-        from .data.readers import read_rows
 
-        rows, _, _ = read_rows(load_card(args.data), args.split, labelled=False)
-        return [row["text"] for row in rows]
-    from .data.readers import read_texts
+        card = load_card(args.data)
+        parts = [part for part in card.parts if args.split in part.splits] if card.parts else [card]
+        paths = [Path(part.split_path(args.split)) for part in parts] or [Path(card.split_path(args.split))]
 
-    return read_texts(args.input, args.text_column)
+        def texts():
+            for part in parts:
+                yield from (row["text"] for row in iter_rows(part, args.split, labelled=False)[0])
+    else:
+        paths = [Path(args.input)]
+
+        def texts():
+            yield from (text for _, text in iter_texts(args.input, args.text_column))
+    if not sum(1 for _ in itertools.islice(texts(), args.chunk_size)):  # an empty --input fails in iter_texts
+        raise NLPTransferError(f"{paths[0]}: split '{args.split}' has no rows; add data or remove the split from "
+                               f"{args.data}")
+    total = sum(count_lines(path) for path in paths) if all(path.is_file() for path in paths) else None
+    return texts(), total
 
 
 # export

@@ -9,9 +9,11 @@ which hidden states to pool (``-1``: the last layer; ``[-4, -3, -2, -1]``: the m
 ``0``: the embedding layer). Texts are tokenized once, run in batches sorted by length (little padding),
 and returned in input order.
 
-On disk, texts are processed in chunks of ``chunk_size``; each finished chunk is saved atomically, so a killed
-run resumes from the last finished chunk and gives the same array as an uninterrupted one. The chunks are then
-copied into one ``embeddings.npy`` through a memory map, so memory stays bounded by one chunk.
+On disk (``output=``), texts of any iterable are read ``chunk_size`` at a time and never held whole; each finished
+chunk is saved atomically with the digest of its texts, so a killed run resumes (every chunk whose texts and settings
+match is read again but not encoded again) and gives the same array as an uninterrupted one. Under accelerate launch /
+torchrun chunk k is encoded by process k mod N (`data.chunks.Shard`). The chunks are then joined into one
+``embeddings.npy``, one chunk in memory at a time.
 """
 from __future__ import annotations
 
@@ -20,16 +22,17 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .data.chunks import Shard, chunked, release_freed_memory
 from .errors import NLPTransferError
-from .io import save_array_atomic
+from .io import save_array_atomic, write_json_atomic
 from .runtime import Runtime
 
 POOLINGS = ("cls", "mean", "max")
@@ -152,96 +155,181 @@ class Encoder:
         return out
 
 
-def _input_hash(texts: Sequence[str], model: str, settings: EmbedSettings) -> str:
-    digest = hashlib.sha256(json.dumps({"model": model, **asdict(settings)}, sort_keys=True).encode())
+def embed(model: Any, texts: Iterable[str], output: str | Path | None = None, pooling: str = "mean",
+          layers: int | Sequence[int] = -1, normalize: bool = False, batch_size: int = 32, max_length: int | None = None,
+          dtype: str = "float32", chunk_size: int = 8192, progress: bool = False,
+          trust_remote_code: bool = False, device: str | None = "auto", precision: str = "float32",
+          total: int | None = None) -> np.ndarray:
+    """Embeddings of ``texts`` (input order). Without ``output`` they are computed in memory and returned as an array.
+
+    With ``output`` (a folder) ``texts`` may be any iterable, a generator included: it is read once, ``chunk_size``
+    texts at a time, each chunk's vectors are saved as soon as they are ready, and at the end the chunks are joined into
+    ``output/embeddings.npy`` (+ ``embeddings.json``), returned as a read-only memory map. The same call after a kill
+    keeps the saved chunks whose texts and settings match; under ``accelerate launch`` / ``torchrun`` chunk k is
+    encoded by process k mod N and the main process joins them into the file one process would write.
+
+    ``device`` (``auto``: CUDA when present) and ``precision`` (autocast on an accelerator) say where the encoder
+    runs; ``dtype`` is the storage type of the vectors; ``total`` (the texts expected, e.g. a file's line count)
+    gives the progress bar its length when ``texts`` has none."""
+    settings = EmbedSettings(pooling, [layers] if isinstance(layers, int) else list(layers), normalize,
+                             max_length or DEFAULT_MAX_LENGTH, batch_size, dtype)
+    settings.check()
+    if chunk_size < 1:
+        raise NLPTransferError(f"chunk_size {chunk_size}: give at least 1 (texts embedded and saved together)")
+    shard = Shard()
+    if output is not None:  # before the model loads: a wrong path fails fast, nothing is touched
+        from .io import check_folder_target
+
+        check_folder_target(output, "output")
+        shard = Shard.current()
+    # an Encoder, or anything that encodes like one (an ONNX export's OnnxEncoder), or a model name / folder
+    if isinstance(model, (str, Path)):
+        runtime = Runtime.resolve(device, precision)
+        model = Encoder(str(model), trust_remote_code, replace(runtime, device=shard.local_device(runtime.device)))
+    _fit_max_length(model, settings, max_length)
+    bar = None
+    if progress and shard.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(texts) if total is None and isinstance(texts, Sized) else total, desc="embedding",
+                   unit="text", smoothing=0.05)
+    try:
+        if output is None:
+            return model.encode([str(t) for t in texts], settings, bar).astype(dtype, copy=False)
+        return _embed_to_disk(model, texts, Path(output), settings, chunk_size, bar, shard)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _fit_max_length(encoder: Encoder, settings: EmbedSettings, asked: int | None) -> None:
+    """Without a length asked for: 256 tokens, or fewer when the model reads fewer (an ONNX export: what it was made
+    with). A length asked for is refused before anything is written when the model reads fewer."""
+    if asked is None:
+        settings.max_length = (min(DEFAULT_MAX_LENGTH, encoder.positions or DEFAULT_MAX_LENGTH)
+                               if isinstance(encoder, Encoder) else
+                               getattr(getattr(encoder, "settings", None), "max_length", DEFAULT_MAX_LENGTH))
+    elif isinstance(encoder, Encoder):
+        encoder.check_max_length(settings.max_length)
+
+
+def _embed_to_disk(encoder: Encoder, texts: Iterable[str], out: Path, settings: EmbedSettings, chunk_size: int,
+                   bar, shard: Shard) -> np.ndarray:
+    """``texts`` read once, chunk by chunk: each chunk this process owns is encoded and saved, unless an unfinished
+    run saved it from the same texts with the same settings; then the main process joins them into embeddings.npy."""
+    started = time.perf_counter()
+    key = hashlib.sha256(json.dumps({"model": encoder.name, **asdict(settings), "chunk_size": chunk_size},
+                                    sort_keys=True).encode()).hexdigest()
+    chunks = ChunkFiles(out / ".chunks")
+    finished = chunks.open(key, shard)
+    if bar is not None and shard.world > 1:
+        print(f"nlp-transfer: embedding on {shard.world} processes (chunk k on process k mod {shard.world})", flush=True)
+    if bar is not None and finished:
+        print(f"nlp-transfer: resuming: {len(finished)} chunks of an unfinished run in {chunks.folder} (those of the "
+              f"same texts are kept)", flush=True)
+    digests, counts = [], []
+    for number, part in enumerate(chunked(_read(texts, chunks.folder), chunk_size)):
+        digests.append(_texts_digest(part))
+        counts.append(len(part))
+        if shard.owns(number) and chunks.digest(number) != digests[-1]:
+            chunks.save(number, digests[-1], encoder.encode(part, settings, bar).astype(settings.dtype))
+            release_freed_memory()
+        elif bar is not None:
+            bar.update(len(part))
+    if bar is not None:
+        bar.total = bar.n  # a line count includes blank lines and headers: a finished run ends at 100%
+    shard.wait()
+    final = out / "embeddings.npy"
+    if shard.is_main:
+        chunks.join(final, digests, counts, encoder.dim, settings.dtype)
+        write_json_atomic(out / "embeddings.json", {
+            "model": encoder.name, **asdict(settings), "dim": encoder.dim, "count": sum(counts),
+            "input_sha256": hashlib.sha256((key + "".join(digests)).encode()).hexdigest(), "chunks": len(digests),
+            "resumed_chunks": sum(finished.get(number) == digest for number, digest in enumerate(digests)),
+            "seconds": round(time.perf_counter() - started, 2)})
+        shutil.rmtree(chunks.folder)
+    shard.wait()
+    return np.load(final, mmap_mode="r")
+
+
+def _read(texts: Iterable[str], kept: Path) -> Iterator[str]:
+    """``texts`` as strings; a bad row (a reader's one-line error) also says where the chunks before it are kept."""
+    try:
+        for text in texts:
+            yield str(text)
+    except NLPTransferError as exc:
+        raise NLPTransferError(f"{exc} (the chunks embedded before it are kept in {kept}: the same command resumes "
+                               f"from them once the row is fixed)") from None
+
+
+def _texts_digest(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
     for text in texts:
         digest.update(text.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
     return digest.hexdigest()
 
 
-def embed(model: Any, texts: Sequence[str], output: str | Path | None = None, pooling: str = "mean",
-          layers: int | Sequence[int] = -1, normalize: bool = False, batch_size: int = 32, max_length: int | None = None,
-          dtype: str = "float32", chunk_size: int = 8192, progress: bool = False,
-          trust_remote_code: bool = False, device: str | None = "auto", precision: str = "float32") -> np.ndarray:
-    """Embeddings of ``texts`` (input order). With ``output`` (a folder) they are streamed to
-    ``output/embeddings.npy`` chunk by chunk (resumable) and returned as a read-only memory map.
-    ``device`` (``auto``: CUDA when present) and ``precision`` (autocast on an accelerator) say where the encoder
-    runs; ``dtype`` is the storage type of the vectors."""
-    settings = EmbedSettings(pooling, [layers] if isinstance(layers, int) else list(layers), normalize,
-                             max_length or DEFAULT_MAX_LENGTH, batch_size, dtype)
-    settings.check()
-    if output is not None:  # before the model loads: a wrong path fails fast, nothing is touched
-        from .io import check_folder_target
+@dataclass(frozen=True)
+class ChunkFiles:
+    """The chunks of an unfinished ``embed(..., output=folder)`` run, in ``folder/.chunks``: per finished chunk k
+    ``chunk-<k>.npy`` (its vectors) and then ``chunk-<k>.json`` (the digest of its texts and their count), and
+    ``settings.json`` (the digest of the model and settings every chunk was made with). Each process writes only the
+    chunks it owns; any process may read them all."""
 
-        check_folder_target(output, "output")
-    texts = [str(t) for t in texts]
-    # an Encoder, or anything that encodes like one (an ONNX export's OnnxEncoder), or a model name / folder
-    encoder = (Encoder(str(model), trust_remote_code, Runtime.resolve(device, precision))
-               if isinstance(model, (str, Path)) else model)
-    if max_length is None:  # 256 tokens, or fewer when the model reads fewer; an ONNX export: what it was made with
-        settings.max_length = (min(DEFAULT_MAX_LENGTH, encoder.positions or DEFAULT_MAX_LENGTH)
-                               if isinstance(encoder, Encoder) else
-                               getattr(getattr(encoder, "settings", None), "max_length", DEFAULT_MAX_LENGTH))
-    elif isinstance(encoder, Encoder):  # a length the user asked for: refused before anything is written
-        encoder.check_max_length(settings.max_length)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    folder: Path
 
-        bar = tqdm(total=len(texts), desc="embedding", unit="text")
-    try:
-        if output is None:
-            return encoder.encode(texts, settings, bar).astype(dtype, copy=False)
-        return _embed_to_disk(encoder, texts, Path(output), settings, chunk_size, bar)
-    finally:
-        if bar is not None:
-            bar.close()
+    def path(self, number: int, suffix: str) -> Path:
+        return self.folder / f"chunk-{number:06d}{suffix}"
 
+    def open(self, key: str, shard: Shard) -> dict[int, str]:
+        """Ready for a run with settings ``key``: the main process removes an unfinished run of other settings (the
+        others wait for it). Returns (main process) the chunks finished before: number -> digest of their texts."""
+        finished = {}
+        if shard.is_main:
+            state = self.folder / "settings.json"
+            try:
+                same = json.loads(state.read_text(encoding="utf-8")).get("settings_sha256") == key
+            except (OSError, ValueError, AttributeError):
+                same = False
+            if self.folder.is_dir() and not same:
+                shutil.rmtree(self.folder)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(state, {"settings_sha256": key})
+            numbers = (int(path.stem.removeprefix("chunk-")) for path in self.folder.glob("chunk-*.json"))
+            finished = {number: digest for number in numbers if (digest := self.digest(number))}
+        shard.wait()
+        return finished
 
-def _embed_to_disk(encoder: Encoder, texts: list[str], out: Path, settings: EmbedSettings, chunk_size: int,
-                   bar) -> np.ndarray:
-    out.mkdir(parents=True, exist_ok=True)
-    chunks = out / ".chunks"
-    digest = _input_hash(texts, encoder.name, settings)
-    state_file = chunks / "state.json"
-    if chunks.is_dir():
+    def digest(self, number: int) -> str | None:
+        """The digest of the texts of chunk ``number`` when it is finished (vectors and record saved), else None."""
         try:
-            same = json.loads(state_file.read_text()).get("input_sha256") == digest
+            record = json.loads(self.path(number, ".json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            same = False
-        if not same:  # an unfinished run of other texts or settings: start over
-            shutil.rmtree(chunks)
-    chunks.mkdir(exist_ok=True)
-    state_file.write_text(json.dumps({"input_sha256": digest}))
-    started = time.perf_counter()
-    starts = range(0, len(texts), chunk_size)
-    resumed = 0
-    for number, start in enumerate(starts):
-        path = chunks / f"chunk-{number:06d}.npy"
-        part = texts[start:start + chunk_size]
-        if path.is_file():
-            resumed += 1
-            if bar is not None:
-                bar.update(len(part))
-            continue
-        save_array_atomic(path, encoder.encode(part, settings, bar).astype(settings.dtype))
-    final = out / "embeddings.npy"
-    tmp = out / ".embeddings.npy.tmp"
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=settings.dtype, shape=(len(texts), encoder.dim))
-    for number, start in enumerate(starts):
-        array[start:start + chunk_size] = np.load(chunks / f"chunk-{number:06d}.npy")
-    array.flush()
-    del array
-    os.replace(tmp, final)
-    sidecar = {"model": encoder.name, **asdict(settings), "dim": encoder.dim, "count": len(texts),
-               "input_sha256": digest, "chunks": len(starts), "resumed_chunks": resumed,
-               "seconds": round(time.perf_counter() - started, 2)}
-    from .io import write_json_atomic
+            return None
+        return record.get("texts_sha256") if self.path(number, ".npy").is_file() else None
 
-    write_json_atomic(out / "embeddings.json", sidecar)
-    shutil.rmtree(chunks)
-    return np.load(final, mmap_mode="r")
+    def save(self, number: int, digest: str, vectors: np.ndarray) -> None:
+        save_array_atomic(self.path(number, ".npy"), vectors)
+        write_json_atomic(self.path(number, ".json"), {"texts_sha256": digest, "count": len(vectors)})
+
+    def join(self, final: Path, digests: list[str], counts: list[int], dim: int, dtype: str) -> None:
+        """Every chunk, in order, into the .npy file ``final``, one chunk in memory at a time and with plain writes (the
+        pages of a memory map being written would count the whole array in the process's RSS). It is written in the
+        chunk folder and renamed into place: a kill while joining leaves no partial file beside the output. Each chunk
+        must hold the texts this process read (a process that wrote another input's chunk is an error)."""
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                  "shape": (sum(counts), dim)}
+        joined = self.folder / "embeddings.npy.joining"
+        with joined.open("wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, header)
+            for number, (digest, count) in enumerate(zip(digests, counts)):
+                vectors = np.load(self.path(number, ".npy"))
+                if self.digest(number) != digest or vectors.shape != (count, dim):
+                    raise NLPTransferError(f"{self.path(number, '.npy')}: holds other texts than chunk {number} of "
+                                           f"this input; remove {self.folder} and run again")
+                handle.write(np.ascontiguousarray(vectors, dtype=dtype).data)
+        os.replace(joined, final)
 
 
 def load_embeddings(folder: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

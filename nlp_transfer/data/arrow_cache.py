@@ -97,10 +97,9 @@ def _main_process_first(distributed: bool):
     if not distributed:
         yield
         return
-    import torch
-    from accelerate import PartialState
+    from .chunks import process_state
 
-    with PartialState(cpu=not torch.cuda.is_available()).main_process_first():  # as bulk and the Trainer run them
+    with process_state().main_process_first():
         yield
 
 
