@@ -31,14 +31,24 @@ from benchmarks.speed import sst2_rows
 ROOT = Path(__file__).resolve().parents[1]
 # the child's stdout is read line by line so the start of training can be timed; its peak RSS is the parent's
 # RUSAGE_CHILDREN after it exits
-MEASURE = ("import re, resource, subprocess, sys, time; started = time.perf_counter(); ready = None; data = 0.0\n"
+MEASURE = ("import re, resource, subprocess, sys, threading, time; started = time.perf_counter(); ready = None\n"
+           "data = 0.0; peaks = {'RssAnon': 0, 'RssFile': 0}\n"
            "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)\n"
+           "def sample():\n"
+           "    while child.poll() is None:\n"
+           "        try:\n"
+           "            status = dict(l.split(':', 1) for l in open(f'/proc/{child.pid}/status'))\n"
+           "            for key in peaks: peaks[key] = max(peaks[key], int(status[key].split()[0]))\n"
+           "        except (OSError, KeyError, ValueError): pass\n"
+           "        time.sleep(0.1)\n"
+           "threading.Thread(target=sample, daemon=True).start()\n"
            "for line in child.stdout:\n"
            "    if ready is None and line.startswith('nlp-transfer: training'): ready = time.perf_counter() - started\n"
            "    found = re.search(r'the Arrow cache in ([0-9.]+) s', line)\n"
            "    data += float(found.group(1)) if found else 0.0\n"
            "code = child.wait(); seconds = time.perf_counter() - started\n"
-           "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, ready, data, seconds)")
+           "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, peaks['RssAnon'], peaks['RssFile'],"
+           " ready, data, seconds)")
 
 
 def write_corpus(path: Path, megabytes: int, seed: int = 0) -> int:
@@ -69,18 +79,49 @@ def recipe(folder: Path, corpus: Path, steps: int, storage: str) -> Path:
     return path
 
 
-def measure(recipe_path: Path, cache: Path) -> tuple[float, float, float, float]:
-    """(peak RSS MB, seconds to the start of training, seconds the data took: hashing the files and writing or
-    opening the Arrow cache, as the run reports them, total seconds) of one training run in a fresh process."""
+def measure(recipe_path: Path, cache: Path) -> tuple[float, float, float, float, float, float]:
+    """(peak RSS MB, peak anonymous and file-backed RSS MB sampled every 0.1 s, seconds to the start of training,
+    seconds the data took: hashing the files and writing or opening the Arrow cache, as the run reports them, total
+    seconds) of one training run in a fresh process. File-backed pages are the mapped libraries (torch's alone are
+    hundreds of MB) and the touched pages of memory-mapped files: the kernel drops them when memory is short."""
     env = {**os.environ, "NLP_TRANSFER_CACHE": str(cache), "PYTHONUNBUFFERED": "1",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     command = [sys.executable, "-m", "nlp_transfer", "train", str(recipe_path)]
     done = subprocess.run([sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, env=env,
                           cwd=ROOT)
-    code, rss_kb, ready, data, seconds = done.stdout.split()[-5:]
+    code, rss_kb, anon_kb, file_kb, ready, data, seconds = done.stdout.split()[-7:]
     if code != "0" or ready == "None":
         raise SystemExit(f"{' '.join(command)} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
-    return int(rss_kb) / 1024, float(ready), float(data), float(seconds)
+    return int(rss_kb) / 1024, int(anon_kb) / 1024, int(file_kb) / 1024, float(ready), float(data), float(seconds)
+
+
+# The data path of a masked-LM run without the model: read the split (from the cache when it is there), then draw
+# steps x 16 rows in the run's order, tokenize and mask them as training does. Its peak RSS shows what the data costs
+# apart from training, whose own peak moves by a few hundred MB between identical runs (the allocator).
+DATA_ONLY = """
+import resource, sys
+from transformers import AutoTokenizer
+from nlp_transfer.data.order import ScatteredOrder
+from nlp_transfer.data.readers import load_data
+from nlp_transfer.models import resolve
+from nlp_transfer.tasks.mlm import MaskingCollator, TokenizedOnRead
+split = load_data(sys.argv[1], storage="arrow").splits["train"]
+tokenizer = AutoTokenizer.from_pretrained(resolve("minilm-l6"))
+rows, collate = TokenizedOnRead(split, tokenizer, 128, False), MaskingCollator(tokenizer, 0.15, False)
+order = iter(ScatteredOrder(len(rows), 42))
+for _ in range(int(sys.argv[2])):
+    collate([rows[next(order)] for _ in range(16)])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def data_only(card: Path, steps: int, cache: Path) -> float:
+    env = {**os.environ, "NLP_TRANSFER_CACHE": str(cache), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    done = subprocess.run([sys.executable, "-c", DATA_ONLY, str(card), str(steps)], capture_output=True, text=True,
+                          env=env, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"the data-only run failed: {done.stderr[-2000:]}")
+    return int(done.stdout.split()[-1]) / 1024
 
 
 def run(sizes: list[int], steps: int, memory_baseline: bool, folder: Path) -> dict[str, float]:
@@ -93,22 +134,35 @@ def run(sizes: list[int], steps: int, memory_baseline: bool, folder: Path) -> di
         subprocess.run(["rm", "-rf", str(cache)], check=True)
         path = recipe(folder, corpus, steps, "arrow")
         for attempt in ("first", "second"):
-            peak, ready, data, seconds = measure(path, cache)
+            peak, anon, mapped, ready, data, seconds = measure(path, cache)
             figures[f"{size}mb/{attempt}_run/peak_rss_mb"] = round(peak, 1)
+            figures[f"{size}mb/{attempt}_run/peak_anon_rss_mb"] = round(anon, 1)
+            figures[f"{size}mb/{attempt}_run/peak_file_rss_mb"] = round(mapped, 1)
             figures[f"{size}mb/{attempt}_run/data_preparation_s"] = round(data, 2)
             figures[f"{size}mb/{attempt}_run/seconds_to_training"] = round(ready, 1)
-            print(f"{size} MB corpus, {attempt} run: peak {peak:.0f} MB, data ready in {data:.1f} s, training after "
+            print(f"{size} MB corpus, {attempt} run: peak {peak:.0f} MB (anonymous {anon:.0f}, file-backed {mapped:.0f}), data ready in {data:.1f} s, training after "
                   f"{ready:.1f} s, {seconds:.0f} s in all", flush=True)
+        for attempt in ("first", "second"):  # on an empty cache, then on the one it wrote
+            if attempt == "first":
+                subprocess.run(["rm", "-rf", str(folder / f"data-only-{size}mb")], check=True)
+            peak = data_only(folder / f"{corpus.stem}.md", steps, folder / f"data-only-{size}mb")
+            figures[f"{size}mb/data_only_{attempt}_run/peak_rss_mb"] = round(peak, 1)
+            print(f"{size} MB corpus, data path alone, {attempt} run: peak {peak:.0f} MB", flush=True)
         figures[f"{size}mb/second_vs_first_data_preparation_ratio"] = round(
             figures[f"{size}mb/second_run/data_preparation_s"] / figures[f"{size}mb/first_run/data_preparation_s"], 3)
     first, last = sizes[0], sizes[-1]
-    figures["largest_vs_smallest_peak_rss_ratio"] = round(
-        max(figures[f"{last}mb/{a}_run/peak_rss_mb"] for a in ("first", "second"))
-        / max(figures[f"{first}mb/{a}_run/peak_rss_mb"] for a in ("first", "second")), 3)
+    figures["data_only/largest_vs_smallest_peak_rss_ratio"] = round(
+        max(figures[f"{last}mb/data_only_{a}_run/peak_rss_mb"] for a in ("first", "second"))
+        / max(figures[f"{first}mb/data_only_{a}_run/peak_rss_mb"] for a in ("first", "second")), 3)
+    for kind in ("rss", "anon_rss"):
+        figures[f"largest_vs_smallest_peak_{kind}_ratio"] = round(
+            max(figures[f"{last}mb/{a}_run/peak_{kind}_mb"] for a in ("first", "second"))
+            / max(figures[f"{first}mb/{a}_run/peak_{kind}_mb"] for a in ("first", "second")), 3)
     if memory_baseline:
         corpus = folder / f"corpus-{first}mb.tsv"
-        peak, ready, _, _ = measure(recipe(folder, corpus, steps, "memory"), folder / "cache-memory")
+        peak, anon, _, ready, _, _ = measure(recipe(folder, corpus, steps, "memory"), folder / "cache-memory")
         figures[f"{first}mb/in_memory/peak_rss_mb"] = round(peak, 1)
+        figures[f"{first}mb/in_memory/peak_anon_rss_mb"] = round(anon, 1)
         figures[f"{first}mb/in_memory/seconds_to_training"] = round(ready, 1)
         print(f"{first} MB corpus in memory: peak {peak:.0f} MB, training after {ready:.1f} s", flush=True)
     return figures

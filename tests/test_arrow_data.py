@@ -139,3 +139,37 @@ def test_classification_from_the_cache_trains_to_the_same_weights(sst2_toy, tiny
     assert scores[0]["accuracy"] == scores[1]["accuracy"] and scores[0]["loss"] == scores[1]["loss"]
     saved = json.dumps(__import__("yaml").safe_load((tmp_path / "arrow" / "recipe.yaml").read_text()))
     assert '"data_storage": "arrow"' in saved
+
+
+def _mapped_kb(path) -> int:
+    """Resident kB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    import os
+
+    total, inside = 0, False
+    with open("/proc/self/smaps", encoding="utf-8") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and ":" not in fields[0]:
+                inside = len(fields) >= 6 and fields[5] == os.path.realpath(path)
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/smaps"), reason="reads Linux's /proc")
+def test_pages_read_from_the_cache_are_handed_back(tmp_path):
+    """Rows read from a cached split map pages of its file into the process; MappedPages unmaps them, and the rows
+    read the same afterwards."""
+    from nlp_transfer.data.arrow_cache import MappedPages
+
+    rows = [f"row {i} " + "words " * 150 for i in range(20_000)]  # about 18 MB
+    (tmp_path / "train.tsv").write_text("text\n" + "\n".join(rows) + "\n")
+    card = write_card(tmp_path, "big", task="text", splits={"train": "train.tsv"}, format="tsv")
+    split = load_data(card, storage="arrow").splits["train"]
+    path = split.cache_files[0]["filename"]
+    picked = list(ScatteredOrder(len(split), 1))[:300]
+    before = [split[i]["text"] for i in picked]
+    assert _mapped_kb(path) > 1000
+    MappedPages(split).release()
+    assert _mapped_kb(path) == 0
+    assert [split[i]["text"] for i in picked] == before == [rows[i].strip() for i in picked]

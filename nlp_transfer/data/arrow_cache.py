@@ -129,3 +129,44 @@ def _write(path: Path, rows: Iterator[dict], desc: str, total: int | None, empty
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class MappedPages:
+    """Hands back the pages of a cached split's memory map that reading has touched (Linux; elsewhere nothing).
+
+    Reading rows of a memory-mapped file maps its pages into the process, and they stay counted in its resident
+    memory until unmapped. Rows read at random touch pages all over the file, and the kernel maps more than the row
+    around each one (here about 0.9 MB a row, the page cache's large folios): measured on 640 random rows, +142 MB
+    for a 200 MB corpus and +581 MB for a 2 GB one. ``release()`` unmaps them (``madvise(MADV_DONTNEED)`` on a
+    read-only file mapping: the data stays in the file and the page cache, the next read maps it again), so resident
+    memory stays flat in the file size. A call takes well under a millisecond."""
+
+    DONTNEED = 4
+
+    def __init__(self, dataset):
+        self.paths = {os.path.realpath(entry["filename"]) for entry in dataset.cache_files}
+        self._ranges: list[tuple[int, int]] | None = None
+        self._madvise = None
+
+    def __getstate__(self) -> dict:  # a DataLoader worker finds its own mappings (addresses differ after spawn)
+        return {"paths": self.paths, "_ranges": None, "_madvise": None}
+
+    def release(self) -> None:
+        if self._ranges is None:
+            self._ranges, self._madvise = self._find()
+        for start, end in self._ranges:
+            self._madvise(start, end - start, self.DONTNEED)
+
+    def _find(self):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            madvise = libc.madvise
+            madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            with open("/proc/self/maps", encoding="utf-8") as maps:
+                ranges = [tuple(int(x, 16) for x in fields[0].split("-")) for fields in map(str.split, maps)
+                          if len(fields) >= 6 and fields[5] in self.paths and "w" not in fields[1]]
+        except (OSError, AttributeError):  # not Linux: nothing to hand back this way
+            return [], None
+        return ranges, madvise
