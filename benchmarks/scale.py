@@ -66,22 +66,30 @@ def embed(model: str, source: Path, output: Path) -> list[str]:
             "--device", "cpu"]
 
 
+def memory_at_sizes(command, folder: Path, sizes: list[int], what: str) -> tuple[float, list[tuple[int, float, float]]]:
+    """(peak RSS of a 100-line run: the model loaded, and (size, peak RSS MB, seconds) at each size) of
+    ``command(input, output_stem)``, each run in a fresh process on lines written into ``folder``."""
+    write_lines(folder / "small.txt", 100)
+    base, _ = measure(command(folder / "small.txt", folder / f"{what}-small"), ROOT)
+    runs = []
+    for size in sizes:
+        write_lines(folder / f"{size}.txt", size)
+        peak, seconds = measure(command(folder / f"{size}.txt", folder / f"{what}-{size}"), ROOT)
+        print(f"{what}, {size} lines: peak {peak:.0f} MB ({peak - base:.0f} above the model alone, {base:.0f} MB), "
+              f"{size / seconds:.0f} texts/s", flush=True)
+        runs.append((size, peak, seconds))
+    return base, runs
+
+
 def run_embed(model: str, sizes: list[int]) -> dict[str, float]:
     """Peak RSS of `nlp-transfer embed` at each size, above a 100-line run (the model loaded), and its speed."""
-    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
-        folder = Path(folder)
-        write_lines(folder / "small.txt", 100)
-        base, _ = measure(embed(model, folder / "small.txt", folder / "small"), ROOT)
-        figures["model_loaded_peak_rss_mb"] = round(base, 1)
-        for size in sizes:
-            write_lines(folder / f"{size}.txt", size)
-            peak, seconds = measure(embed(model, folder / f"{size}.txt", folder / f"emb-{size}"), ROOT)
-            figures[f"{size}/peak_rss_mb"] = round(peak, 1)
-            figures[f"{size}/peak_rss_over_model_mb"] = round(peak - base, 1)
-            figures[f"{size}/texts_per_second"] = round(size / seconds, 1)
-            print(f"embed, {size} lines: peak {peak:.0f} MB ({peak - base:.0f} above the model alone, {base:.0f} MB), "
-                  f"{size / seconds:.0f} texts/s", flush=True)
+        base, runs = memory_at_sizes(lambda source, stem: embed(model, source, stem), Path(folder), sizes, "embed")
+    figures = {"model_loaded_peak_rss_mb": round(base, 1)}
+    for size, peak, seconds in runs:
+        figures[f"{size}/peak_rss_mb"] = round(peak, 1)
+        figures[f"{size}/peak_rss_over_model_mb"] = round(peak - base, 1)
+        figures[f"{size}/texts_per_second"] = round(size / seconds, 1)
     return figures
 
 
@@ -93,20 +101,15 @@ def labels(path: Path) -> list[str]:
 def run(model: str, sizes: list[int], throughput_rows: int, old_tree: Path | None) -> dict[str, float]:
     """`nlp-transfer predict`: peak RSS above the model at each size; with ``old_tree``, speed against the in-memory
     path it replaced."""
-    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        write_lines(folder / "small.txt", 100)
-        base, _ = measure(predict(model, folder / "small.txt", folder / "small.jsonl"), ROOT)
-        figures["predict/model_loaded_peak_rss_mb"] = round(base, 1)
-        for size in sizes:
-            write_lines(folder / f"{size}.txt", size)
-            peak, seconds = measure(predict(model, folder / f"{size}.txt", folder / f"{size}.jsonl"), ROOT)
+        base, runs = memory_at_sizes(lambda source, stem: predict(model, source, stem.with_suffix(".jsonl")), folder,
+                                     sizes, "predict")
+        figures = {"predict/model_loaded_peak_rss_mb": round(base, 1)}
+        for size, peak, seconds in runs:
             figures[f"predict/{size}_lines/peak_rss_mb"] = round(peak, 1)
             figures[f"predict/{size}_lines/above_model_mb"] = round(peak - base, 1)
             figures[f"predict/{size}_lines/texts_per_second"] = round(size / seconds, 1)
-            print(f"{size} lines: peak {peak:.0f} MB ({peak - base:.0f} above the model), {size / seconds:.0f} "
-                  f"texts/s", flush=True)
         first, last = sizes[0], sizes[-1]
         figures["predict/largest_vs_smallest_above_model_ratio"] = round(
             figures[f"predict/{last}_lines/above_model_mb"] / max(figures[f"predict/{first}_lines/above_model_mb"], 1e-9), 3)
