@@ -2,7 +2,8 @@
 side in one run.
 
     python -m benchmarks.scale [--what predict,embed] [--model runs/sst2-demo] [--embed-model minilm-l6]
-                               [--sizes 20000,80000] [--throughput-rows 20000] [--old-tree DIR] [--record]
+                               [--sizes 20000,80000] [--throughput-rows 20000] [--old-tree DIR] [--max-words N]
+                               [--record]
 
 Each measurement is the real command in a fresh process (its peak RSS from the operating system):
 - peak RSS above the loaded model (a 100-line run of the same command) at each size: flat when memory does not grow
@@ -12,7 +13,8 @@ Each measurement is the real command in a fresh process (its peak RSS from the o
 - throughput of the streaming path against the in-memory path it replaced, on the same lines, with identical labels
   (the in-memory path is the package as of ``--old-tree``: a checkout of a24ae61, e.g. ``git worktree add DIR a24ae61``).
 Lines cycle through the first 10,000 SST-2 training sentences at every size: realistic lengths, the same ones
-at every size.
+at every size. ``--max-words N`` draws them only from sentences of at most N words (keys under ``max_N_words/``):
+short lines let millions of them run in an hour or two on 2 cores, where memory, not speed, is what is measured.
 """
 from __future__ import annotations
 
@@ -36,10 +38,13 @@ MEASURE = ("import resource, subprocess, sys, time; started = time.perf_counter(
 POOL = 10_000  # every size cycles through the same first 10,000 SST-2 training sentences
 
 
+MAX_WORDS = None  # set by --max-words: the pool holds only sentences of at most this many words
+
+
 def write_lines(path: Path, count: int) -> None:
     """``count`` lines cycling through the same pool at every size, so a larger input holds no longer sentences (the
     longest batch sets the peak) and only its size differs."""
-    sentences = [text for text, _ in sst2_rows()][:POOL]
+    sentences = [text for text, _ in sst2_rows() if MAX_WORDS is None or len(text.split()) <= MAX_WORDS][:POOL]
     with path.open("w", encoding="utf-8") as handle:
         for i in range(count):
             handle.write(sentences[i % len(sentences)] + "\n")
@@ -140,20 +145,25 @@ def main() -> None:
     parser.add_argument("--sizes", default="20000,80000")
     parser.add_argument("--throughput-rows", type=int, default=20000)
     parser.add_argument("--old-tree", help="a checkout of the in-memory path (a24ae61) to compare throughput with")
+    parser.add_argument("--max-words", type=int, help="draw the lines only from SST-2 sentences of at most this many "
+                        "words (short lines: millions of lines in an hour on 2 cores; the keys then say so)")
     parser.add_argument("--record", action="store_true", help="write the figures into benchmarks/results.json")
     args = parser.parse_args()
+    global MAX_WORDS
+    MAX_WORDS = args.max_words
     what = [name.strip() for name in args.what.split(",") if name.strip()]
     if not what or set(what) - {"predict", "embed"}:
         parser.error(f"--what {args.what}: give predict, embed or predict,embed")
     started = time.perf_counter()
     sizes = [int(s) for s in args.sizes.split(",")]
     figures = {}
+    lines = f"max_{args.max_words}_words/" if args.max_words else ""  # short lines are keyed apart
     if "predict" in what:
         old_tree = Path(args.old_tree) if args.old_tree else None
-        figures.update({f"scale/minilm-l6/{k}": v for k, v in run(args.model, sizes, args.throughput_rows,
+        figures.update({f"scale/minilm-l6/{lines}{k}": v for k, v in run(args.model, sizes, args.throughput_rows,
                                                                   old_tree).items()})
     if "embed" in what:
-        figures.update({f"scale/embed/{Path(args.embed_model).name}/{k}": v
+        figures.update({f"scale/embed/{Path(args.embed_model).name}/{lines}{k}": v
                         for k, v in run_embed(args.embed_model, sizes).items()})
     for key, value in figures.items():
         print(f"{key} = {value}")
@@ -163,7 +173,8 @@ def main() -> None:
 
         record(figures, f"python -m benchmarks.scale --what {','.join(what)} --sizes {args.sizes} --throughput-rows "
                         f"{args.throughput_rows}" + (" --old-tree A24AE61_CHECKOUT" if args.old_tree else "")
-                        + (f" --embed-model {args.embed_model}" if "embed" in what else ""))
+                        + (f" --embed-model {args.embed_model}" if "embed" in what else "")
+                        + (f" --max-words {args.max_words}" if args.max_words else ""))
 
 
 if __name__ == "__main__":
