@@ -18,7 +18,7 @@ import numpy as np
 
 from .contrastive import ENCODER_DIR
 from .jobs import Fitted, Job
-from .linear import PROBE_FILE, logits, search_strength
+from .linear import GRID, PROBE_FILE, logits, search_strength
 from .tasks import classification as cls_task
 from .tasks.base import row_groups
 from .tasks.problems import problem_type as get_problem_type
@@ -77,7 +77,7 @@ def _scored(eval_logits: np.ndarray, gold: np.ndarray, problem_type: str, thresh
 
 def _fit_probe(recipe, data, train_x: np.ndarray, eval_x: np.ndarray):
     """The probe of the C (`linear.search_strength`, class weights as the Trainer's) that scores best on the evaluation
-    split: (the search, the chosen probe's metrics with per-group scores, StreamingMetrics holding its decisions)."""
+    split, among the strategy's `probe_grid` (one fixed C: nothing is chosen there): (the search, the chosen probe's metrics with per-group scores, StreamingMetrics holding its decisions)."""
     problem_type, label_names, threshold = data.problem_type, data.label_names, recipe.threshold
     train_y = np.asarray(data.splits[recipe.train_split]["label"])
     eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
@@ -89,7 +89,8 @@ def _fit_probe(recipe, data, train_x: np.ndarray, eval_x: np.ndarray):
         return _scored(eval_logits, gold, problem_type, threshold, label_names)[0][main]
 
     chosen = search_strength(problem_type, len(label_names), (train_x, train_y), score, metric=main, seed=recipe.seed,
-                             held_out=(eval_x, eval_y), class_weight=class_weight)
+                             held_out=(eval_x, eval_y), class_weight=class_weight,
+                             grid=recipe.strategy.probe_grid() or GRID)
     result, predicted, scores = _scored(logits(eval_x, chosen.weight, chosen.bias), eval_y, problem_type, threshold,
                                         label_names)
     result.update(cls_task.group_metrics(problem_type, predicted, eval_y, label_names,

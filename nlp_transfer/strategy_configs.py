@@ -158,6 +158,10 @@ class FeatureExtraction(Strategy):
         """The probe's feature settings (`encoders.EmbedSettings` fields)."""
         return {"pooling": self.pooling, "layers": list(self.layers), "normalize": self.normalize}
 
+    def probe_grid(self) -> tuple[float, ...] | None:
+        """The probe's C values: None, the usual grid, each scored on the evaluation split (the best is kept)."""
+        return None
+
     def probe_encoder(self, recipe, texts: list[str], labels: list[int], folder, device: str):
         """The encoder the probe's features come from: the recipe's model, frozen. Returns (name or path, what
         metrics.json records of its training: None, as nothing trains)."""
@@ -252,10 +256,16 @@ class Contrastive(Strategy):
     learning_rate: float = checked(1e-4, low=0, low_open=True)
     pooling: str = checked("mean", choices=POOLINGS)
     normalize: bool = False  # L2-normalise the probe's features
+    # the probe's C, fixed: after pair training the few rows are separated and every C fits them, so nothing is
+    # chosen on the evaluation split (1.0: scikit-learn's default, SetFit's head); null: the grid, chosen there
+    C: float | None = checked(1.0, low=0, low_open=True)
 
     @property
     def backend(self) -> str:
         return "probe"
+
+    def probe_grid(self) -> tuple[float, ...] | None:
+        return None if self.C is None else (self.C,)
 
     def check(self, source: str) -> None:
         from .contrastive import check_installed

@@ -1,0 +1,163 @@
+"""Few-shot SST-2 against SetFit 1.2 on identical rows (issue 30), side by side in one run.
+
+    python -m benchmarks.fewshot_setfit [--models minilm-l6,mpnet-base] [--per-label 8,16] [--seeds 1,2,3,4,5]
+                                        [--systems setfit,contrastive] [--set strategy.learning_rate=2e-5 ...]
+                                        [--tag NAME] [--out runs/fewshot-setfit] [--record]
+
+For each seed and size, ``per-label`` rows of each label are drawn from SST-2's training sentences of 10 words or more
+(the few-shot card of `benchmarks.curves`) with ``numpy.random.default_rng(seed)``, written to one TSV, and handed
+to both systems:
+- SetFit 1.2 with its defaults (`setfit.TrainingArguments()`: pairs by oversampling, body learning rate 2e-5, one
+  epoch, batch 16, LogisticRegression head), the model folder loaded as a sentence-transformers model;
+- `nlp-transfer train` with `strategy: contrastive` and its defaults (``--set`` changes them: an experiment is
+  recorded under its ``--tag``).
+Both are scored on the 872 SST-2 dev sentences; nothing is chosen on them (the probe's C is fixed or
+cross-validated on the training rows, as the strategy says). Each point is appended to ``OUT/points.jsonl`` as it
+finishes, so a stopped run continues where it was. Threads: ``OMP_NUM_THREADS`` (default 2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "sst2"
+
+
+def dev_rows() -> tuple[list[str], list[int]]:
+    lines = (SHARED / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    texts, labels = zip(*(line.rsplit("\t", 1) for line in lines))
+    return list(texts), [int(label) for label in labels]
+
+
+def subset(per_label: int, seed: int, folder: Path) -> Path:
+    """A card whose training split is ``per_label`` seeded sentences of each label (the same file for both systems)
+    and whose validation split is the full dev split."""
+    import numpy as np
+
+    from benchmarks.curves import SENTENCE_WORDS
+
+    lines = (SHARED / "train.tsv").read_text(encoding="utf-8").splitlines()
+    rows = [line.rsplit("\t", 1) for line in lines[1:] if len(line.rsplit("\t", 1)[0].split()) >= SENTENCE_WORDS]
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in ("0", "1"):
+        members = [i for i, (_, value) in enumerate(rows) if value == label]
+        chosen += rng.choice(members, per_label, replace=False).tolist()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{rows[i][0]}\t{rows[i][1]}\n" for i in
+                                                                    sorted(chosen)), encoding="utf-8")
+    card = folder / "card.md"
+    card.write_text(f"""---
+name: sst2-fewshot-{per_label}-seed{seed}
+task: sequence-classification
+language: en
+splits: {{train: train.tsv, validation: {os.path.relpath(SHARED / 'dev.tsv', folder)}}}
+format: tsv
+text: sentence
+label: label
+labels: [negative, positive]
+license: research-only (Stanford Sentiment Treebank terms, as redistributed by GLUE)
+---
+{per_label} SST-2 training sentences of each label (seed {seed}), written by benchmarks/fewshot_setfit.py.
+""", encoding="utf-8")
+    return card
+
+
+def train_rows(card: Path) -> tuple[list[str], list[int]]:
+    lines = (card.parent / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    texts, labels = zip(*(line.rsplit("\t", 1) for line in lines))
+    return list(texts), [int(label) for label in labels]
+
+
+def run_setfit(model: str, card: Path, seed: int) -> float:
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    from nlp_transfer.models import resolve
+
+    texts, labels = train_rows(card)
+    classifier = SetFitModel.from_pretrained(resolve(model), device="cpu")
+    trainer = Trainer(model=classifier, args=TrainingArguments(seed=seed, show_progress_bar=False),
+                      train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
+    trainer.train()
+    dev_texts, dev_labels = dev_rows()
+    predicted = classifier.predict(dev_texts, batch_size=64, as_numpy=True)
+    return float(sum(int(p) == g for p, g in zip(predicted, dev_labels)) / len(dev_labels))
+
+
+def run_contrastive(model: str, card: Path, seed: int, settings: list[str], out: Path) -> float:
+    from nlp_transfer import train
+    from nlp_transfer.config import load_recipe
+
+    recipe = load_recipe({"task": "sequence-classification", "data": str(card), "model": model, "max_length": 128,
+                          "seed": seed, "strategy": {"name": "contrastive"}, "output_dir": str(out),
+                          "overwrite": True}, overrides=settings)
+    return float(train(recipe).metrics["eval"]["accuracy"])
+
+
+def summary(points: list[dict]) -> dict[tuple, tuple[float, float, int]]:
+    groups: dict[tuple, list[float]] = {}
+    for point in points:
+        groups.setdefault((point["model"], point["per_label"], point["system"]), []).append(point["accuracy"])
+    return {key: (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+            for key, values in sorted(groups.items())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="minilm-l6,mpnet-base")
+    parser.add_argument("--per-label", default="8,16")
+    parser.add_argument("--seeds", default="1,2,3,4,5")
+    parser.add_argument("--systems", default="setfit,contrastive")
+    parser.add_argument("--set", action="append", default=[], help="a recipe override for contrastive (repeatable)")
+    parser.add_argument("--tag", default="", help="names an experiment's points (`contrastive[TAG]`)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "fewshot-setfit"))
+    parser.add_argument("--record", action="store_true", help="write the figures into benchmarks/results.json")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "points.jsonl"
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    for model in args.models.split(","):
+        for per_label in [int(k) for k in args.per_label.split(",")]:
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                card = subset(per_label, seed, out / "data" / f"{per_label}-{seed}")
+                for system in args.systems.split(","):
+                    name = system if system == "setfit" or not args.tag else f"{system}[{args.tag}]"
+                    if any(p["model"] == model and p["per_label"] == per_label and p["seed"] == seed
+                           and p["system"] == name for p in done):
+                        continue
+                    started = time.perf_counter()
+                    accuracy = (run_setfit(model, card, seed) if system == "setfit" else
+                                run_contrastive(model, card, seed, args.set, out / "runs" / f"{model}-{per_label}-{seed}"))
+                    point = {"model": model, "per_label": per_label, "seed": seed, "system": name,
+                             "accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - started, 1),
+                             "settings": args.set if system != "setfit" else []}
+                    done.append(point)
+                    with log.open("a") as handle:
+                        handle.write(json.dumps(point) + "\n")
+                    print(json.dumps(point), flush=True)
+    table = summary(done)
+    for (model, per_label, system), (mean, std, n) in table.items():
+        print(f"{model:12s} {per_label:3d}/label {system:28s} {mean:.4f} ± {std:.4f} (n={n})")
+    if args.record:
+        from benchmarks.record_run import record
+
+        figures = {}
+        for (model, per_label, system), (mean, std, n) in table.items():
+            if "[" in system:
+                continue  # experiments stay in points.jsonl
+            key = f"fewshot/sst2-sentences/{model}/{per_label}pc/{system}"
+            figures.update({f"{key}/mean": round(mean, 4), f"{key}/std": round(std, 4), f"{key}/n": float(n)})
+        record(figures, f"python -m benchmarks.fewshot_setfit --models {args.models} --per-label {args.per_label} "
+                        f"--seeds {args.seeds}")
+
+
+if __name__ == "__main__":
+    main()
