@@ -132,11 +132,14 @@ def resolve(name: str) -> str:
 def weights_fingerprint(name: str) -> str:
     """What identifies a model's weights for caches: for a local folder, the name, size and modification time of
     each of its files (a retrained run folder gets a new key); for a hub id, the id (its cache pins a revision)."""
+    location = Path(resolve(name))
+    return folder_fingerprint(location) if location.is_dir() else str(name)
+
+
+def folder_fingerprint(location: Path) -> str:
+    """The full path, and the name, size and modification time of each file directly in ``location``."""
     import hashlib
 
-    location = Path(resolve(name))
-    if not location.is_dir():
-        return str(name)
     digest = hashlib.sha256(str(location.resolve()).encode())
     for path in sorted(p for p in location.iterdir() if p.is_file()):
         stat = path.stat()

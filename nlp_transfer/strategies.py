@@ -309,6 +309,7 @@ class StrategyPlan:
     head_warmup: object | None = None  # the two-stage callback; the Trainer resolves its length in steps
     head_lr: float | None = None
     all_parameters: bool = False
+    soft_loss: object | None = None  # (logits, labels, soft targets) -> loss, for rows with soft targets (distill)
 
     @property
     def custom_optimizer(self) -> bool:
@@ -317,7 +318,8 @@ class StrategyPlan:
 
 def make_plan(name: str, callbacks: list, *, opens_layers: bool = False, lr_decay: float | None = None,
               group_lrs: dict[str, float] | None = None, head_warmup_steps: int | None = None,
-              head_warmup_epochs: float | None = None, head_lr: float | None = None) -> StrategyPlan:
+              head_warmup_epochs: float | None = None, head_lr: float | None = None,
+              soft_loss=None) -> StrategyPlan:
     """The `StrategyPlan` of a strategy: its own ``callbacks`` (``opens_layers``: they open frozen parameters
     mid-run) plus the shared layer-rate options it declares (`nlp_transfer.layer_rates`); a head warm-up adds its
     callback."""
@@ -327,4 +329,17 @@ def make_plan(name: str, callbacks: list, *, opens_layers: bool = False, lr_deca
         head_warmup = make_head_warmup(head_warmup_steps, head_warmup_epochs)
         callbacks.append(head_warmup)
     return StrategyPlan(name, callbacks, lr_decay, group_lrs, head_warmup, head_lr,
-                        all_parameters=opens_layers or head_warmup is not None)
+                        all_parameters=opens_layers or head_warmup is not None, soft_loss=soft_loss)
+
+
+def distillation_loss(logits, labels, soft, temperature: float, soft_weight: float):
+    """Knowledge distillation (Hinton et al. 2015): ``soft_weight`` x T^2 x KL(soft || softmax(logits / T)) over every
+    row, plus (1 - ``soft_weight``) x cross-entropy over the rows with a gold label (``labels`` >= 0; rows the
+    teacher alone labelled carry -100). ``soft`` holds the teacher's probabilities, already softened by T."""
+    import torch.nn.functional as F
+
+    soft_term = F.kl_div(F.log_softmax(logits / temperature, dim=-1), soft.to(logits.dtype),
+                         reduction="batchmean") * temperature ** 2
+    labelled = labels >= 0
+    hard_term = F.cross_entropy(logits[labelled], labels[labelled]) if bool(labelled.any()) else logits.sum() * 0
+    return soft_weight * soft_term + (1 - soft_weight) * hard_term

@@ -67,6 +67,7 @@ class Strategy:
     name: ClassVar[str] = ""
     shown: ClassVar[tuple[str, ...]] = ()  # the options that tell runs apart in reports (`describe`)
     adapter: ClassVar[bool] = False  # the trained model is an adapter on the base model (saved as adapter + head)
+    distils: ClassVar[bool] = False  # the training rows get a teacher's soft targets first (`nlp_transfer.distillation`)
     opens_layers: ClassVar[bool] = False  # frozen parameters open mid-run (they join the optimizer from the start)
 
     @classmethod
@@ -292,6 +293,58 @@ class Contrastive(Strategy):
         info = fine_tune_encoder(recipe.model, texts, labels, self, recipe.seed, recipe.max_length, folder,
                                  recipe.trust_remote_code, device)
         return str(folder), info
+
+
+@register("distill")
+@dataclass
+class Distill(LayerRates, HeadWarmup, Strategy):
+    """Everything trains, towards a trained teacher run's predictions as well as the gold labels: the loss is
+    ``soft_weight`` x T^2 x KL(teacher || student), both softened by ``temperature`` T, plus (1 - ``soft_weight``) x
+    cross-entropy on the labelled rows. The teacher also labels texts without gold labels: ``unlabelled`` (a text
+    file, one text per line) and ``augment`` copies of each training text (Tang et al. 2019: each word masked with
+    ``mask_prob``, then with ``ngram_prob`` an n-gram of 1 to 5 words kept). Its predictions are computed once and
+    cached (`nlp_transfer.distillation`). Single-label classification of single texts."""
+
+    distils: ClassVar[bool] = True
+    shown: ClassVar[tuple[str, ...]] = ("teacher", "augment")
+
+    teacher: str | None = None  # a trained run folder of this task (any backend: fine-tuned, probe, static)
+    temperature: float = checked(2.0, low=0, low_open=True)
+    soft_weight: float = checked(0.5, low=0, high=1)
+    unlabelled: str | None = None  # a text file of unlabelled texts for the teacher to label
+    augment: int = checked(0, low=0)  # augmented copies of every training text
+    mask_prob: float = checked(0.1, low=0, high=1)
+    ngram_prob: float = checked(0.25, low=0, high=1)
+
+    def check(self, source: str) -> None:
+        from pathlib import Path
+
+        if not self.teacher:
+            raise NLPTransferError(f"{source}: strategy distill needs strategy.teacher: the folder of a trained run "
+                                   f"(e.g. nlp-transfer train with a larger model first)")
+        if not (Path(self.teacher) / "nlp_transfer.json").is_file():
+            raise NLPTransferError(f"{source}: strategy.teacher '{self.teacher}' is not a trained run folder (no "
+                                   f"nlp_transfer.json); give the output_dir of a finished nlp-transfer train")
+        if self.unlabelled is not None and not Path(self.unlabelled).is_file():
+            raise NLPTransferError(f"{source}: strategy.unlabelled '{self.unlabelled}' is not a file; give a text "
+                                   f"file with one text per line")
+        super().check(source)
+
+    def check_data(self, problem_type: str, pairs: bool, source: str) -> None:
+        from .tasks.problems import exclusive_labels
+
+        if not exclusive_labels(problem_type) or pairs:
+            what = "sentence pairs" if pairs else f"{problem_type.replace('_', '-')} data"
+            raise NLPTransferError(f"{source}: strategy distill learns a teacher's label distribution on "
+                                   f"single-label rows of one text; this is {what}: use full")
+
+    def plan_options(self) -> dict[str, Any]:
+        from functools import partial
+
+        from .strategies import distillation_loss
+
+        return {**super().plan_options(), "soft_loss": partial(distillation_loss, temperature=self.temperature,
+                                                                soft_weight=self.soft_weight)}
 
 
 def build_strategy(value: Any, source: str = "recipe", where: str = "strategy.", lenient: bool = False) -> Strategy:

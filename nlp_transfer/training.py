@@ -109,6 +109,10 @@ def _read_data(recipe: Recipe, card, eval_cards: dict[str, tuple[Any, str]]):
         _subsample(data, recipe)
     if recipe.eval_rows is not None and has_eval:
         _sample_eval(data, recipe)
+    if recipe.strategy.distils:  # the teacher labels the (subsampled) rows and its extra texts
+        from .distillation import attach_teacher
+
+        attach_teacher(recipe, data)
     return data
 
 

@@ -107,7 +107,7 @@ LAYERS = (
     ("predictors", ("predictors", "static.predictors")),
     ("training", ("probe", "static.baselines")),
     ("backends", ("backends",)),
-    ("runs", ("inference", "evaluation", "outputs", "training", "seeds", "bulk")),
+    ("runs", ("inference", "evaluation", "outputs", "training", "seeds", "bulk", "distillation")),
     ("analysis and export", ("analysis", "export")),
     ("interface", ("cli", "__main__", "")),
 )

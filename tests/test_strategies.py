@@ -272,9 +272,9 @@ def test_head_warmup_is_refused_where_it_has_no_meaning(sst2_toy, tiny_bert, tmp
 ROOT = Path(__file__).parents[1]
 
 
-def test_the_registry_holds_the_six_strategies_each_with_only_its_own_options():
+def test_the_registry_holds_the_seven_strategies_each_with_only_its_own_options():
     assert list(strategy_configs.STRATEGIES) == ["full", "feature-extraction", "last-n", "gradual", "lora",
-                                                 "contrastive"]
+                                                 "contrastive", "distill"]
     rates = ("lr_decay", "group_lrs")
     warmup = ("head_warmup_steps", "head_warmup_epochs", "head_lr")
     options = {name: cls.options() for name, cls in strategy_configs.STRATEGIES.items()}
@@ -282,7 +282,9 @@ def test_the_registry_holds_the_six_strategies_each_with_only_its_own_options():
                        "last-n": ("n",) + rates + warmup, "gradual": ("every",) + rates,
                        "lora": ("r", "alpha", "dropout", "target_modules", "pooler"),
                        "contrastive": ("iterations", "max_pairs", "epochs", "batch_size", "learning_rate", "pooling",
-                                       "normalize")}
+                                       "normalize", "C"),
+                       "distill": ("teacher", "temperature", "soft_weight", "unlabelled", "augment", "mask_prob",
+                                   "ngram_prob") + rates + warmup}
     lora = build_strategy({"name": "lora", "r": 4})
     assert lora.name == "lora" and lora.to_dict() == {"name": "lora", "r": 4, "alpha": 16, "dropout": 0.1,
                                                       "target_modules": None, "pooler": True}
@@ -329,9 +331,9 @@ def test_old_flat_strategy_mappings_still_load_and_describe():
      "alpha, dropout, target_modules, pooler)"),
     ("strategy: {name: full, n: 2}\n", [], "strategy.n: strategy full has no option 'n'"),
     ("strategy: {name: feature-extraction, probe: head}\n", ["strategy.lr_decay=0.9"],
-     "strategy.lr_decay: strategy feature-extraction does not take lr_decay or group_lrs; use full, last-n or gradual"),
+     "strategy.lr_decay: strategy feature-extraction does not take lr_decay or group_lrs; use full, last-n, gradual or distill"),
     ("strategy: {name: gradual, head_warmup_steps: 10}\n", [],
-     "strategy.head_warmup_steps: strategy gradual has no head warm-up stage; use it with full or last-n"),
+     "strategy.head_warmup_steps: strategy gradual has no head warm-up stage; use it with full, last-n or distill"),
 ])
 def test_an_option_the_strategy_lacks_is_exit_2_naming_the_key(tmp_path, capsys, recipe_text, overrides, expected):
     path = tmp_path / "recipe.yaml"

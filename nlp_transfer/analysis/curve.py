@@ -36,7 +36,7 @@ from ..io import atomic_open, write_json_atomic, write_text_atomic
 from ..plots import figure, png
 from ..rundir import is_finished, is_run_folder
 from ..seeds import mean_std, seed_folder
-from ..strategy_configs import build_strategy, strategy_names
+from ..strategy_configs import STRATEGIES, strategy_names
 from ..tasks.base import greater_is_better
 
 SUMMARY = "curve.json"
@@ -143,7 +143,7 @@ def _strategy_overrides(base: Recipe, strategy: str) -> list[str]:
     if strategy in STATIC:
         return [f"static.baseline={STATIC[strategy]}"]
     overrides = [] if base.strategy.name == strategy else [f"strategy={strategy}"]
-    if build_strategy(strategy).backend == "probe":
+    if STRATEGIES[strategy]().backend == "probe":  # its defaults, unchecked (distill's teacher comes later)
         overrides += [f"{key}=null" for key in IGNORED_BY_BACKEND["probe"]
                       if key in base.given and isinstance(getattr(base, key), dict)]
     return overrides

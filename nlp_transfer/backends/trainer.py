@@ -226,6 +226,8 @@ def load_adapter(folder: str, loader, base_model: str, trust_remote_code: bool =
 
 
 def trainer_class():
+    from functools import partial
+
     from transformers import Trainer
 
     class TaskTrainer(Trainer):
@@ -293,11 +295,13 @@ def trainer_class():
             return self.lr_scheduler
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.task_loss is None or "labels" not in inputs:
+            soft = inputs.pop("soft_labels", None)  # a teacher's targets (strategy distill): the strategy's loss
+            loss_fn = self.task_loss if soft is None else partial(self.strategy.soft_loss, soft=soft)
+            if loss_fn is None or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            loss = self.task_loss(outputs.logits, labels)
+            loss = loss_fn(outputs.logits, labels)
             return (loss, outputs) if return_outputs else loss
 
     return TaskTrainer

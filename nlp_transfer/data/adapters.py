@@ -17,7 +17,7 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 def tokenize_dataset(dataset, tokenizer, max_length: int, desc: str = "tokenizing"):
     """Tokenize a split read by `readers.load_data` (columns text[, text_pair], label, line).
 
-    Keeps only what the model needs plus ``labels`` and ``length``, so nothing the model
+    Keeps only what the model needs plus ``labels``, ``length`` and a teacher's ``soft_labels``, so nothing the model
     needs can be silently dropped later and nothing it does not know reaches its forward()."""
     has_pair = "text_pair" in dataset.column_names
 
@@ -27,6 +27,8 @@ def tokenize_dataset(dataset, tokenizer, max_length: int, desc: str = "tokenizin
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         if "label" in batch:
             encoded["labels"] = batch["label"]
+        if "soft_labels" in batch:  # a teacher's probabilities (strategy distill)
+            encoded["soft_labels"] = batch["soft_labels"]
         return encoded
 
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc=desc)
@@ -73,6 +75,8 @@ class DynamicPaddingCollator:
             labels = [f["labels"] for f in features]
             dtype = torch.float32 if isinstance(labels[0], (float, list, tuple)) else torch.long
             batch["labels"] = torch.tensor(labels, dtype=dtype)
+        if "soft_labels" in features[0]:
+            batch["soft_labels"] = torch.tensor([f["soft_labels"] for f in features], dtype=torch.float32)
         return batch
 
 

@@ -1,0 +1,143 @@
+"""A teacher's soft targets for strategy ``distill``: the training rows, plus the texts only the teacher labels.
+
+    strategy: {name: distill, teacher: runs/sst2-mpnet, temperature: 2.0, soft_weight: 0.5, augment: 4}
+
+`attach_teacher` replaces the training split with its labelled rows followed by the teacher-only texts (label -100):
+the lines of ``strategy.unlabelled`` and ``strategy.augment`` augmented copies of every training text. Each row gets
+``soft_labels``: the teacher's probabilities softened by the temperature, which the Trainer backend hands to the
+strategy's loss (`strategies.distillation_loss`).
+
+Augmentation follows Tang et al. (2019, "Distilling task-specific knowledge from BERT into simple neural
+networks"): each word is replaced by the mask token with ``mask_prob``, then with ``ngram_prob`` only an n-gram of
+1 to 5 words of the result is kept. Their third rule, swapping words of the same part of speech, needs a tagger and
+is left out. The mask token is the teacher's (its tokenizer's, e.g. ``[MASK]``; ``<unk>`` for a static teacher), so
+the teacher reads a masked word as masked.
+
+The teacher's logits are computed once per (teacher weights, texts) and cached in ``$NLP_TRANSFER_CACHE/teacher``
+as ``.npy``, written chunk by chunk into a temporary file and renamed when complete; a second student, or a resumed
+run, reads them back. NER is out for now: a token tagger's teacher targets are per word and windowed, which needs its
+own alignment, and the issue asked for sequence classification.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import NLPTransferError
+from .io import cache_folder
+
+UNLABELLED = -100  # the label of rows only the teacher labels; the hard loss skips them
+CHUNK = 4096  # texts the teacher scores between writes
+
+
+def augmented(texts: list[str], copies: int, mask_prob: float, ngram_prob: float, mask_token: str,
+              seed: int) -> Iterator[str]:
+    """``copies`` augmented versions of each text (copy by copy), seeded: masking, then n-gram sampling."""
+    rng = random.Random(seed)
+    for _ in range(copies):
+        for text in texts:
+            words = [mask_token if rng.random() < mask_prob else word for word in text.split()]
+            if words and rng.random() < ngram_prob:
+                size = rng.randint(1, min(5, len(words)))
+                start = rng.randint(0, len(words) - size)
+                words = words[start:start + size]
+            yield " ".join(words)
+
+
+def unlabelled_texts(path: str | Path) -> list[str]:
+    """The non-empty lines of a UTF-8 text file; a bad byte is one line naming the file and the line."""
+    texts = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise NLPTransferError(f"{path}:{number}: not UTF-8 text; save the file as UTF-8") from None
+            if line:
+                texts.append(line)
+    if not texts:
+        raise NLPTransferError(f"{path}: no texts (every line is empty); give one text per line")
+    return texts
+
+
+def teacher_logits(teacher: str, predictor, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """The teacher's raw logits for ``texts`` (rows in order), from the cache when this teacher scored these texts
+    before; otherwise computed chunk by chunk into a temporary ``.npy`` that is renamed into the cache at the end."""
+    from numpy.lib.format import open_memmap
+    from tqdm.auto import tqdm
+
+    from .models import folder_fingerprint
+
+    digest = hashlib.blake2b(folder_fingerprint(Path(teacher)).encode(), digest_size=16)
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    target = cache_folder("teacher") / f"{digest.hexdigest()}.npy"
+    if target.is_file():
+        return np.load(target, mmap_mode="r")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial.npy")
+    out = None
+    with tqdm(total=len(texts), desc="teacher", unit="text", smoothing=0.05) as bar:
+        for start in range(0, len(texts), CHUNK):
+            logits = np.asarray(predictor.logits(texts[start:start + CHUNK], batch_size=batch_size), dtype=np.float32)
+            if out is None:
+                out = open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), logits.shape[1]))
+            out[start:start + len(logits)] = logits
+            bar.update(len(logits))
+    out.flush()
+    del out
+    partial.replace(target)
+    return np.load(target, mmap_mode="r")
+
+
+def softened(logits: np.ndarray, temperature: float) -> np.ndarray:
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _mask_token(predictor) -> str:
+    tokenizer = getattr(predictor, "tokenizer", None)
+    return getattr(tokenizer, "mask_token", None) or "<unk>"
+
+
+def attach_teacher(recipe, data) -> dict[str, Any]:
+    """Replace the training split with its rows plus the teacher-only texts, each with ``soft_labels``; returns what
+    the run records of it."""
+    from datasets import Dataset
+
+    from .inference import load_model
+
+    strategy, source = recipe.strategy, recipe.source or "recipe"
+    if recipe.class_weights is not None:
+        raise NLPTransferError(f"{source}: class_weights do not apply to strategy distill (the teacher's "
+                               f"probabilities are the targets); remove class_weights")
+    predictor = load_model(strategy.teacher, device="auto")
+    names = list(getattr(predictor, "label_names", []) or [])
+    if names != list(data.label_names):
+        raise NLPTransferError(f"{source}: the teacher {strategy.teacher} predicts labels {names}, the data has "
+                               f"{list(data.label_names)}; distil from a teacher trained on the same labels")
+    rows = data.splits[recipe.train_split]
+    texts, labels, lines = list(rows["text"]), list(rows["label"]), list(rows["line"])
+    extra = unlabelled_texts(strategy.unlabelled) if strategy.unlabelled else []
+    extra += list(augmented(texts, strategy.augment, strategy.mask_prob, strategy.ngram_prob,
+                            _mask_token(predictor), recipe.seed))
+    print(f"nlp-transfer: teacher {strategy.teacher} labels {len(texts)} training rows"
+          + (f" and {len(extra)} more texts" if extra else ""), file=sys.stderr, flush=True)
+    logits = teacher_logits(strategy.teacher, predictor, texts + extra)
+    soft = softened(logits, strategy.temperature)
+    agreement = float(np.mean(np.argmax(logits[:len(texts)], axis=1) == np.asarray(labels))) if texts else 0.0
+    print(f"nlp-transfer: the teacher agrees with {agreement:.1%} of the training labels", file=sys.stderr, flush=True)
+    data.splits[recipe.train_split] = Dataset.from_dict({
+        "text": texts + extra, "label": labels + [UNLABELLED] * len(extra), "line": lines + [0] * len(extra),
+        "soft_labels": soft.tolist()})
+    return {"teacher": str(strategy.teacher), "labelled_rows": len(texts), "teacher_only_rows": len(extra),
+            "teacher_train_accuracy": round(agreement, 4), "temperature": strategy.temperature,
+            "soft_weight": strategy.soft_weight}
