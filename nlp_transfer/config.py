@@ -114,8 +114,8 @@ class Recipe:
         if out["calibration"] == dataclasses.asdict(CalibrationConfig()):
             out.pop("calibration")
         out["strategy"] = self.strategy.to_dict()  # with its name (a class attribute)
-        for key in IGNORED_BY_BACKEND[self.backend]:  # what this backend refuses is left out, so the saved
-            out.pop(key, None)                       # recipe.yaml trains again as it is
+        for key in ignored_keys(self.backend, self.strategy.distils):  # what this backend refuses is left out,
+            out.pop(key, None)                                        # so the saved recipe.yaml trains again as it is
         return out
 
 
@@ -286,7 +286,7 @@ def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
 
 def validate(recipe: Recipe) -> Recipe:
     source = recipe.source or "recipe"
-    _check_backend_keys(recipe.backend, recipe.given, source)
+    _check_backend_keys(recipe.backend, recipe.strategy.distils, recipe.given, source)
     recipe.output_dir = str(Path(recipe.output_dir).expanduser())  # "~/runs/x" is the user's, for every writer
     if recipe.data is None:
         raise NLPTransferError(f"{source}: no 'data' key; point it at a data card, e.g. data: data_cards/sst2.md")
@@ -452,7 +452,7 @@ def load_recipe(path_or_values: str | Path | dict | Recipe | None = None, overri
     else:  # key=null takes a key back (e.g. training=null for a probe run of a shared recipe)
         given = (given | {part for key, value in changed.items() if value is not None
                           for part in (key, key.split(".")[0])}) - {key for key, value in changed.items() if value is None}
-    _check_backend_keys(_backend_of(values), given, source)  # before the values' own checks: the key is the mistake
+    _check_backend_keys(*_backend_of(values), given, source)  # before the values' own checks: the key is the mistake
     recipe = _build(Recipe, values, "", source)
     recipe.source = source
     recipe.given = frozenset(given)
@@ -501,18 +501,23 @@ BACKEND_HINTS = {"static": "its settings live under static:", "probe": "it fits 
                  "trainer": ""}
 
 
-def _backend_of(values: dict) -> str | None:
-    """`Recipe.backend` of raw recipe values, or None while they do not say (a bad strategy: reported later)."""
-    if values.get("static") is not None:
-        return "static"
+def _backend_of(values: dict) -> tuple[str | None, bool]:
+    """(`Recipe.backend` of raw recipe values, or None while they do not say (a bad strategy: reported later), and
+    whether the strategy distils)."""
     try:
-        return build_strategy(values.get("strategy"), lenient=True).backend
+        strategy = build_strategy(values.get("strategy"), lenient=True)
     except NLPTransferError:
-        return None
+        return ("static" if values.get("static") is not None else None), False
+    return ("static" if values.get("static") is not None else strategy.backend), strategy.distils
 
 
-def _check_backend_keys(backend: str | None, given: set[str] | frozenset[str], source: str) -> None:
-    for key in IGNORED_BY_BACKEND.get(backend, ()):
+def ignored_keys(backend: str | None, distils: bool = False) -> tuple[str, ...]:
+    """The recipe keys ``backend`` does nothing with; a static student (strategy distill) keeps its strategy."""
+    return tuple(key for key in IGNORED_BY_BACKEND.get(backend, ()) if not (distils and key == "strategy"))
+
+
+def _check_backend_keys(backend: str | None, distils: bool, given: set[str] | frozenset[str], source: str) -> None:
+    for key in ignored_keys(backend, distils):
         if key in given:
             raise NLPTransferError(f"{source}: '{key}' does nothing with {BACKEND_NAMES[backend]}, which this recipe "
                                    f"trains ({BACKEND_HINTS[backend]}); remove it")

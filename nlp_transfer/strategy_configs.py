@@ -316,6 +316,9 @@ class Distill(LayerRates, HeadWarmup, Strategy):
     mask_prob: float = checked(0.1, low=0, high=1)
     ngram_prob: float = checked(0.25, low=0, high=1)
 
+    def fits(self, task) -> bool:
+        return task.distils
+
     def check(self, source: str) -> None:
         from pathlib import Path
 

@@ -149,3 +149,43 @@ def test_the_learning_curve_takes_distill_as_a_strategy(tmp_path, tiny_bert, fli
     assert saved.strategy.teacher == str(flipped_teacher) and saved.train_rows == 48
     with pytest.raises(NLPTransferError, match="strategy distill needs strategy.teacher"):
         curve(recipe, [24], ["distill"], [1], tmp_path / "curve2")
+
+
+def test_a_static_bilstm_student_learns_from_the_teacher(tmp_path, flipped_teacher, monkeypatch):
+    """The frozen-GloVe BiLSTM as the student (`static:` + strategy distill): soft targets steer it too; the
+    averaged-vectors baseline is refused with the reason."""
+    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "cache"))
+    card = keyword_card(tmp_path / "data")
+    rng = np.random.default_rng(0)
+    lines = []
+    for word in POSITIVE + NEGATIVE + FILLER + ["[MASK]"]:
+        vector = rng.normal(0, 0.3, 8)
+        vector[0] = 2.0 if word in POSITIVE else -2.0 if word in NEGATIVE else vector[0]
+        lines.append(word + " " + " ".join(f"{x:.5f}" for x in vector))
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def static_student(out: str, **strategy) -> dict:
+        return {"task": "sequence-classification", "data": str(card), "output_dir": str(tmp_path / out), "seed": 7,
+                "static": {"vectors": str(vectors), "hidden": 16, "epochs": 1, "batch_size": 16,
+                           "learning_rate": 5e-3},
+                "strategy": {"name": "distill", "teacher": str(flipped_teacher), "temperature": 1.0, "augment": 4,
+                             **strategy}}
+
+    soft = train(static_student("soft", soft_weight=1.0))
+    gold = train(static_student("gold", soft_weight=0.0))
+    assert soft.metrics["eval"]["accuracy"] < 0.2 and gold.metrics["eval"]["accuracy"] > 0.8
+    average = static_student("average")
+    average["static"]["baseline"] = "average"
+    with pytest.raises(NLPTransferError, match="static.baseline: bilstm"):
+        train(average)
+    assert not (tmp_path / "average").exists()
+    saved = load_recipe(str(tmp_path / "soft" / "recipe.yaml"))  # the saved recipe keeps the teacher
+    assert saved.backend == "static" and saved.strategy.name == "distill" and saved.strategy.augment == 4
+
+
+def test_distill_refuses_tasks_it_does_not_train(tmp_path, tiny_bert, flipped_teacher, conll_toy):
+    recipe = {"task": "token-classification", "data": str(conll_toy), "model": str(tiny_bert),
+              "output_dir": str(tmp_path / "ner"), "strategy": {"name": "distill", "teacher": str(flipped_teacher)}}
+    with pytest.raises(NLPTransferError, match="does not train with strategy distill"):
+        load_recipe(recipe)

@@ -148,6 +148,9 @@ def check_static(recipe) -> StaticConfig:
     source = recipe.source or "recipe"
     config = parse_static(recipe.static, source)
     _check_combination(config, recipe.task, source)
+    if recipe.strategy.distils and config.baseline != "bilstm":  # the task is checked with the recipe (fits)
+        raise NLPTransferError(f"{source}: strategy distill trains a static student with static.baseline: bilstm; "
+                               f"the averaged-vectors baseline fits its probe on the gold labels only")
     from ..config import resolve_path
 
     try:
@@ -684,6 +687,18 @@ def _train_classifier(run: StaticRun) -> tuple[Outcome, Any]:
     eval_ids, eval_pair_ids = encode(eval_texts), (encode(eval_pairs) if eval_pairs else None)
     train_y = torch.as_tensor(np.asarray(train_labels)).to(run.device)
     eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
+    if "soft_labels" in data.splits[recipe.train_split].column_names:  # strategy distill: the teacher's targets
+        from ..strategies import distillation_loss
+
+        soft = torch.as_tensor(np.asarray(data.splits[recipe.train_split]["soft_labels"], dtype=np.float32))
+        soft = soft.to(run.device)
+
+        def train_loss(logits: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+            return distillation_loss(logits, train_y[rows], soft[rows], recipe.strategy.temperature,
+                                     recipe.strategy.soft_weight)
+    else:
+        def train_loss(logits: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+            return loss_fn(logits, train_y[rows])
 
     def evaluate() -> dict[str, Any]:
         logits = predict(eval_ids, eval_pair_ids)
@@ -693,8 +708,8 @@ def _train_classifier(run: StaticRun) -> tuple[Outcome, Any]:
 
     lengths = np.asarray([len(s) for s in train_ids])
     history, info = _fit(model, run, lengths,
-                         lambda batch: loss_fn(classifier_forward(model, train_ids, train_pair_ids, batch, run.device),
-                                               train_y[batch]), evaluate)
+                         lambda batch: train_loss(classifier_forward(model, train_ids, train_pair_ids, batch,
+                                                                     run.device), batch), evaluate)
     train_seconds = time.perf_counter() - started
 
     timer = time.perf_counter()  # throughput from raw text: tokenize, look up, run the BiLSTM, decide

@@ -131,6 +131,7 @@ class Task:
     label_map: bool  # entity types can be renamed or dropped (label_map)
     probe: bool  # the scikit-learn probe (feature extraction) can train it
     calibrated: bool = False  # a temperature / thresholds are fitted on validation (`nlp_transfer.calibration`)
+    distils: bool = False  # a teacher run's soft predictions can train it (strategy distill)
     title: str = ""  # for messages, e.g. "masked-LM"; the name when empty
 
     def __str__(self) -> str:
@@ -145,7 +146,7 @@ class Task:
 TASKS: dict[str, Task] = {task.name: task for task in (
     Task("sequence-classification", "classification", ("sequence-classification",), "AutoModelForSequenceClassification",
          "ForSequenceClassification", "SEQ_CLS", words_input=False, scored_sets=True, label_map=False, probe=True,
-         calibrated=True),
+         calibrated=True, distils=True),
     Task("token-classification", "ner", ("token-classification",), "AutoModelForTokenClassification",
          "ForTokenClassification", "TOKEN_CLS", words_input=True, scored_sets=True, label_map=True, probe=False),
     Task("masked-lm", "mlm", ("text", "sequence-classification"),  # a classification card's texts serve too
