@@ -19,7 +19,7 @@ import yaml
 
 from .checks import check_keys, check_value, checked
 from .errors import NLPTransferError, did_you_mean
-from .strategy_configs import Full, Strategy, build_strategy
+from .strategy_configs import STRATEGIES, Full, Strategy, build_strategy
 from .tasks.base import TASKS, Task, get_task
 
 PROBLEM_TYPES = ("auto", "single_label", "multi_label", "regression")
@@ -504,11 +504,15 @@ BACKEND_HINTS = {"static": "its settings live under static:", "probe": "it fits 
 def _backend_of(values: dict) -> tuple[str | None, bool]:
     """(`Recipe.backend` of raw recipe values, or None while they do not say (a bad strategy: reported later), and
     whether the strategy distils)."""
+    given = values.get("strategy")
+    name = given.get("name") if isinstance(given, dict) else given
+    distils = isinstance(name, str) and name in STRATEGIES and STRATEGIES[name].distils  # a static student keeps it
+    if values.get("static") is not None:
+        return "static", distils
     try:
-        strategy = build_strategy(values.get("strategy"), lenient=True)
+        return build_strategy(given, lenient=True).backend, distils
     except NLPTransferError:
-        return ("static" if values.get("static") is not None else None), False
-    return ("static" if values.get("static") is not None else strategy.backend), strategy.distils
+        return None, distils
 
 
 def ignored_keys(backend: str | None, distils: bool = False) -> tuple[str, ...]:

@@ -88,6 +88,10 @@ class Strategy:
     def check(self, source: str) -> None:
         """Checks across options, after each option's own type and range; raises NLPTransferError."""
 
+    def check_inputs(self, source: str) -> None:
+        """Checks of the files the strategy reads, when a run starts (before its data is read): a shipped recipe may
+        name one that is made first, e.g. a teacher run; raises NLPTransferError."""
+
     def check_data(self, problem_type: str, pairs: bool, source: str) -> None:
         """Refuse data this strategy cannot train on (``problem_type`` of the card; ``pairs``: sentence pairs),
         before anything trains; raises NLPTransferError."""
@@ -320,18 +324,20 @@ class Distill(LayerRates, HeadWarmup, Strategy):
         return task.distils
 
     def check(self, source: str) -> None:
-        from pathlib import Path
-
         if not self.teacher:
             raise NLPTransferError(f"{source}: strategy distill needs strategy.teacher: the folder of a trained run "
                                    f"(e.g. nlp-transfer train with a larger model first)")
+        super().check(source)
+
+    def check_inputs(self, source: str) -> None:
+        from pathlib import Path
+
         if not (Path(self.teacher) / "nlp_transfer.json").is_file():
             raise NLPTransferError(f"{source}: strategy.teacher '{self.teacher}' is not a trained run folder (no "
                                    f"nlp_transfer.json); give the output_dir of a finished nlp-transfer train")
         if self.unlabelled is not None and not Path(self.unlabelled).is_file():
             raise NLPTransferError(f"{source}: strategy.unlabelled '{self.unlabelled}' is not a file; give a text "
                                    f"file with one text per line")
-        super().check(source)
 
     def check_data(self, problem_type: str, pairs: bool, source: str) -> None:
         from .tasks.problems import exclusive_labels

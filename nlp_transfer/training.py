@@ -66,6 +66,7 @@ def train(recipe: Recipe | str | Path | dict, overrides: list[str] | None = None
     if run.finished:
         return _finished_run(run)
     backend.check(recipe, card)
+    recipe.strategy.check_inputs(recipe.source or "recipe")
     data = _read_data(recipe, card, eval_cards)
     record = {"task": recipe.task, "backend": backend.name, "model": backend.model_name(recipe),
               "nlp_transfer_version": __version__}
