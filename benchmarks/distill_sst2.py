@@ -1,0 +1,134 @@
+"""Distillation on SST-2 (issue 30): the MPNet teacher, and each student with and without it, side by side.
+
+    python -m benchmarks.distill_sst2 [--stages teacher,students,table] [--seeds 1,2,3] [--record]
+    python -m benchmarks.distill_sst2 --demo [--seeds 1,2,3] [--record]   # the shipped 2,000-row sample, minutes
+
+Stages (each skips the runs already finished, so a stopped benchmark continues):
+- ``teacher``: `recipes/sst2_mpnet.yaml` over the seeds; the first seed's run teaches every student;
+- ``students``: MiniLM-L6 (`sst2_minilm.yaml`, `sst2_minilm_distill.yaml`) and the GloVe BiLSTM (`sst2_glove.yaml`,
+  `sst2_glove_distill.yaml`), with the same seeds;
+- ``table``: dev accuracy mean ± sample std over the seeds, parameters, and CPU predict speed (texts/s of
+  ``load_model(run, device="cpu").predict`` over the 872 dev sentences at batch 32, best of two) into RESULTS.md
+  ("Distillation on SST-2") and results.json (``distill/sst2/<model>/...``).
+On 2 CPU cores the teacher takes hours per seed and epoch: run the teacher stage on a GPU when one is lent (the
+students' predict speed is measured on the CPU whatever trained them). ``--demo``: the same comparison on the shipped
+sample with the demo's MiniLM-L6 as the teacher of the GloVe BiLSTM (`sst2_demo_glove*.yaml`).
+Dev accuracy comes from each run's own metrics.json; the static BiLSTM keeps its best epoch on the dev split, with
+and without a teacher alike.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+
+# name -> (recipe, output folder, what it is); the teacher first
+FULL = {
+    "mpnet-teacher": ("recipes/sst2_mpnet.yaml", "runs/sst2-mpnet", "MPNet (all-mpnet-base-v2), fine-tuned: the teacher"),
+    "minilm-l6": ("recipes/sst2_minilm.yaml", "runs/sst2-minilm-seeds", "MiniLM-L6, fine-tuned, no teacher"),
+    "minilm-l6-distilled": ("recipes/sst2_minilm_distill.yaml", "runs/sst2-minilm-distill",
+                            "MiniLM-L6, distilled from the teacher"),
+    "glove-bilstm": ("recipes/sst2_glove.yaml", "runs/sst2-glove-seeds", "GloVe BiLSTM, no teacher"),
+    "glove-bilstm-distilled": ("recipes/sst2_glove_distill.yaml", "runs/sst2-glove-distill",
+                               "GloVe BiLSTM, distilled from the teacher"),
+}
+DEMO = {
+    "minilm-l6-teacher": ("recipes/sst2_demo.yaml", "runs/sst2-demo", "MiniLM-L6, fine-tuned (`make demo`'s run): "
+                          "the teacher"),
+    "glove-bilstm": ("recipes/sst2_demo_glove.yaml", "runs/sst2-demo-glove-seeds", "GloVe BiLSTM, no teacher"),
+    "glove-bilstm-distilled": ("recipes/sst2_demo_glove_distill.yaml", "runs/sst2-demo-glove-distill",
+                               "GloVe BiLSTM, distilled from the teacher (10 augmented copies)"),
+}
+
+
+def train(recipe: str, out: str, seeds: str | None, teacher: str | None) -> None:
+    command = [sys.executable, "-m", "nlp_transfer", "train", recipe, *(["--seeds", seeds] if seeds else []),
+               f"output_dir={out}", "overwrite=false", "resume=true"]
+    if teacher is not None:
+        command.append(f"strategy.teacher={teacher}")
+    print("$ " + " ".join(command), flush=True)
+    subprocess.run(command, cwd=ROOT, check=True)
+
+
+def predict_speed(run: Path, texts: list[str]) -> float:
+    from nlp_transfer import load_model
+
+    model = load_model(run, device="cpu")
+    best = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        model.predict(texts, batch_size=32)
+        best = min(best, time.perf_counter() - started)
+    return len(texts) / best
+
+
+def summary(runs: dict, seeds: list[int], dev_texts: list[str]) -> dict[str, dict]:
+    rows = {}
+    for name, (_, out, what) in runs.items():
+        single = (ROOT / out / "metrics.json").is_file()  # one run (the demo's teacher), not one per seed
+        folders = [ROOT / out] if single else [ROOT / out / f"seed-{seed}" for seed in seeds]
+        done = [f for f in folders if (f / "metrics.json").is_file()]
+        if not done:
+            continue
+        metrics = [json.loads((f / "metrics.json").read_text()) for f in done]
+        scores = [m["eval"]["accuracy"] for m in metrics]
+        rows[name] = {"what": what, "mean": statistics.mean(scores),
+                      "std": statistics.stdev(scores) if len(scores) > 1 else 0.0, "n": len(scores),
+                      "params": metrics[0]["params"]["total"], "texts_per_second": predict_speed(done[0], dev_texts)}
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stages", default="teacher,students,table")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--demo", action="store_true", help="the shipped sample, the demo's MiniLM-L6 as teacher")
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    runs, seeds = (DEMO if args.demo else FULL), [int(s) for s in args.seeds.split(",")]
+    names = list(runs)
+    # the demo's teacher is one run (make demo's); the full benchmark's is the first seed's
+    teacher = runs[names[0]][1] + ("" if args.demo else f"/seed-{seeds[0]}")  # relative to the repository
+    stages = args.stages.split(",")
+    if "teacher" in stages:
+        train(runs[names[0]][0], runs[names[0]][1], None if args.demo else args.seeds, None)
+    if "students" in stages:
+        for name in names[1:]:
+            # the demo's recipes name their teacher already; the full ones name the teacher's folder, not a seed's
+            train(runs[name][0], runs[name][1], args.seeds, teacher if "distilled" in name and not args.demo else None)
+    if "table" not in stages:
+        return
+    from benchmarks.speed import sst2_rows
+
+    dev_texts = [text for text, _ in sst2_rows("dev")]
+    rows = summary(runs, seeds, dev_texts)
+    scope = "demo" if args.demo else "sst2"
+    lines = [f"`python -m benchmarks.distill_sst2{' --demo' if args.demo else ''} --seeds {args.seeds}` "
+             f"({time.strftime('%Y-%m-%d')}; teacher: {teacher})", "",
+             "| model | dev accuracy | parameters | CPU predict, texts/s (batch 32, 2 threads) |", "|---|---:|---:|---:|"]
+    figures = {}
+    for name, row in rows.items():
+        lines.append(f"| {row['what']} | {row['mean']:.4f} ± {row['std']:.4f} (n={row['n']}) | {row['params']:,} | "
+                     f"{row['texts_per_second']:.0f} |")
+        key = f"distill/{scope}/{name}"
+        figures.update({f"{key}/dev_accuracy/mean": round(row["mean"], 4), f"{key}/dev_accuracy/std":
+                        round(row["std"], 4), f"{key}/n": float(row["n"]), f"{key}/params": float(row["params"]),
+                        f"{key}/cpu_predict_texts_per_second": round(row["texts_per_second"], 1)})
+    print("\n".join(lines))
+    if args.record:
+        from benchmarks.record_run import record, replace_section
+
+        start, end = f"<!-- distill:{scope}:start -->", f"<!-- distill:{scope}:end -->"
+        replace_section(RESULTS_MD, start, end, "\n".join([start, *lines, end]))
+        record(figures, f"python -m benchmarks.distill_sst2{' --demo' if args.demo else ''} --seeds {args.seeds}")
+
+
+if __name__ == "__main__":
+    main()
