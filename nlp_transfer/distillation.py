@@ -78,6 +78,8 @@ def teacher_logits(teacher: str, predictor, texts: list[str], batch_size: int = 
     for text in texts:
         digest.update(text.encode("utf-8") + b"\0")
     target = cache_folder("teacher") / f"{digest.hexdigest()}.npy"
+    if not texts:
+        raise NLPTransferError(f"strategy distill: no texts for the teacher {teacher} to label")
     if target.is_file():
         return np.load(target, mmap_mode="r")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +115,7 @@ def attach_teacher(recipe, data) -> dict[str, Any]:
     the run records of it."""
     from datasets import Dataset
 
+    from .data.chunks import Shard
     from .inference import load_model
 
     strategy, source = recipe.strategy, recipe.source or "recipe"
@@ -131,7 +134,8 @@ def attach_teacher(recipe, data) -> dict[str, Any]:
                             _mask_token(predictor), recipe.seed))
     print(f"nlp-transfer: teacher {strategy.teacher} labels {len(texts)} training rows"
           + (f" and {len(extra)} more texts" if extra else ""), file=sys.stderr, flush=True)
-    logits = teacher_logits(strategy.teacher, predictor, texts + extra)
+    with Shard.current().main_first():  # under accelerate launch the main process scores, the others read the cache
+        logits = teacher_logits(strategy.teacher, predictor, texts + extra)
     soft = softened(logits, strategy.temperature)
     agreement = float(np.mean(np.argmax(logits[:len(texts)], axis=1) == np.asarray(labels))) if texts else 0.0
     print(f"nlp-transfer: the teacher agrees with {agreement:.1%} of the training labels", file=sys.stderr, flush=True)

@@ -20,7 +20,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +76,11 @@ def cached_split(identity: Callable[[], dict[str, Any]], rows: Callable[[], Iter
     accelerate launch the main process writes and the others open what it wrote."""
     import datasets
 
-    from ..runtime import is_main_process, world_size
+    from ..runtime import is_main_process
+    from .chunks import Shard
 
     started = time.perf_counter()
-    with _main_process_first(world_size() > 1):
+    with Shard.current().main_first():
         path = cache_dir() / f"{cache_key(identity())}.arrow"
         found = path.is_file()
         if not found:
@@ -90,17 +90,6 @@ def cached_split(identity: Callable[[], dict[str, Any]], rows: Callable[[], Iter
         print(f"nlp-transfer: {name}: {len(dataset):,} rows {'opened from' if found else 'written to'} the Arrow cache "
               f"in {time.perf_counter() - started:.1f} s ({path})", flush=True)
     return dataset
-
-
-@contextmanager
-def _main_process_first(distributed: bool):
-    if not distributed:
-        yield
-        return
-    from .chunks import process_state
-
-    with process_state().main_process_first():
-        yield
 
 
 def _write(path: Path, rows: Iterator[dict], desc: str, total: int | None, empty: str) -> None:

@@ -14,6 +14,7 @@ others.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -61,6 +62,15 @@ class Shard:
         """Until every process gets here (nothing to wait for in one process)."""
         if self.world > 1:
             process_state().wait_for_everyone()
+
+    @contextmanager
+    def main_first(self):
+        """The main process runs the block first (it writes a cache), then the others (they read what it wrote)."""
+        if self.world == 1:
+            yield
+            return
+        with process_state().main_process_first():
+            yield
 
     def local_device(self, device: str) -> str:
         """``cuda`` becomes this process's own GPU (``cuda:<local rank>``) when several processes share the GPUs of a
