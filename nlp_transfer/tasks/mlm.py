@@ -45,16 +45,23 @@ def derived_metrics(scores: dict[str, Any]) -> dict[str, Any]:
 
 
 class MaskingCollator:
-    """Training batches: pad, then mask with transformers' collator (fresh masks every epoch).
-    Pre-masked batches (the held-out split, which carries ``labels``) are only padded."""
+    """Training batches: pad, then mask with transformers' collator. Pre-masked batches (the held-out split, which
+    carries ``labels``) are only padded.
+
+    With ``batch_seeded`` (training), each batch's masks come from a generator seeded by ``seed`` and the batch's own
+    token ids, not from the global random state: a run resumed from a checkpoint masks the batch it starts with as
+    the uninterrupted run did (Trainer restores the global state only after fetching that batch), so the two end
+    bit-identical. Every epoch orders the rows anew, so a row meets new batch-mates and new masks; only a batch
+    repeated row for row gets the same masks."""
 
     def __init__(self, tokenizer, probability: float = 0.15, whole_word: bool = False, seed: int | None = None,
-                 pad_to_multiple_of: int | None = None):
+                 pad_to_multiple_of: int | None = None, batch_seeded: bool = False):
         from transformers import DataCollatorForLanguageModeling
 
         from ..data.adapters import DynamicPaddingCollator
 
         self.whole_word = whole_word
+        self.batch_seed = seed if batch_seeded else None
         # whole words: transformers replaces every chosen piece with the mask token (no random/kept 10%)
         replace = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if whole_word else {}
         self._mask = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, whole_word_mask=whole_word,
@@ -75,6 +82,8 @@ class MaskingCollator:
                 offsets = [list(pair) for pair in feature["offset_mapping"]]
                 row["offset_mapping"] = offsets + [[0, 0]] * (longest - len(offsets))
             kept.append(row)
+        if self.batch_seed is not None:
+            self._seed_batch(kept)
         if not self.whole_word:
             return self._mask(kept)
         offsets = [row.pop("offset_mapping") for row in kept]
@@ -85,6 +94,18 @@ class MaskingCollator:
         batch["input_ids"], batch["labels"] = self._mask.torch_mask_tokens(
             batch["input_ids"], special_tokens_mask=special, offset_mapping=torch.tensor(offsets))
         return batch
+
+
+    def _seed_batch(self, rows: list[dict[str, Any]]) -> None:
+        import hashlib
+
+        import numpy as np
+
+        digest = hashlib.blake2b(str(self.batch_seed).encode(), digest_size=8)
+        for row in rows:
+            digest.update(np.asarray(row["input_ids"], dtype=np.int64).tobytes() + b"|")
+        self._mask.seed = int.from_bytes(digest.digest(), "little") >> 1  # a non-negative 63-bit seed
+        self._mask.create_rng("pt")
 
 
 def _encoder(tokenizer, max_length: int, whole_word: bool, text_pair: bool):
@@ -246,7 +267,7 @@ def prepare(recipe, data, tokenizer, has_eval: bool):
     if not 0 < recipe.mlm_probability < 1:
         raise NLPTransferError(f"{recipe.source}: mlm_probability must be between 0 and 1, got {recipe.mlm_probability!r}")
     whole = bool(recipe.whole_word_mask)
-    collator = MaskingCollator(tokenizer, recipe.mlm_probability, whole, seed=None)
+    collator = MaskingCollator(tokenizer, recipe.mlm_probability, whole, seed=recipe.seed, batch_seeded=True)
     train_split = data.splits[recipe.train_split]
     sampler = None
     if train_split.cache_files:  # on disk (data_storage: arrow): tokenized as read, shuffled without a permutation list
