@@ -18,7 +18,7 @@ import numpy as np
 
 from .data.cards import DataCard, load_cards
 from .data.labels import entity_types
-from .data.readers import read_labelled
+from .data.readers import iter_labelled, read_labelled
 from .inference import load_model
 from .tasks import classification as cls_task
 from .tasks import get_task
@@ -45,18 +45,30 @@ def evaluate(model: Any, data: str | Path | DataCard | list, split: str = "valid
         return _evaluate_tagger(model, model_dir, card, split, batch_size, label_map, where)
     card = dataclasses.replace(card, problem_type=model.problem_type)  # read as the model predicts; the card stays
     label_names = model.label_names
-    rows = read_labelled(card, split, label_names).rows  # labels in the model's order, matched by name
-    texts = cls_task.model_inputs(rows)
-    logits = model.logits(texts, batch_size=batch_size, window=window, progress=True)
+    logits, gold, groups = _scored_stream(model, card, split, batch_size, window)
     scores = model.calibration.probabilities(logits, model.problem_type)
-    gold = np.asarray([r["label"] for r in rows])
     predicted = model.calibration.decide(scores, model.problem_type, model.threshold)  # thresholds tuned on validation
     result = cls_task.metrics_for(model.problem_type, predicted, gold, label_names)
     if problem_type(model.problem_type).labelled:  # probabilities to calibrate (not a regression's values)
         result["calibration"] = _calibration_scores(logits, gold, model)
-    by_group = cls_task.group_metrics(model.problem_type, predicted, gold, label_names, row_groups(rows))
-    return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(rows), **result,
+    by_group = cls_task.group_metrics(model.problem_type, predicted, gold, label_names, groups)
+    return {"model": str(model_dir), "data": card.name, "split": split, "rows": len(gold), **result,
             **by_group}
+
+
+def _scored_stream(model, card: DataCard, split: str, batch_size: int, window: bool):
+    """(logits, gold labels, each row's groups or None) of a classification split, read and scored chunk by chunk:
+    what is kept grows by a few numbers per row, never by the texts."""
+    from tqdm.auto import tqdm
+
+    parts, gold, groups = [], [], []
+    with tqdm(desc="scoring", unit="row", mininterval=1.0) as bar:
+        for chunk in iter_labelled(card, split, model.label_names):  # labels in the model's order, by name
+            parts.append(np.asarray(model.logits(cls_task.model_inputs(chunk), batch_size=batch_size, window=window)))
+            gold.extend(row["label"] for row in chunk)
+            groups.extend(row_groups(chunk) or [{}] * len(chunk))
+            bar.update(len(chunk))
+    return np.concatenate(parts), np.asarray(gold), (groups if any(groups) else None)
 
 
 def run_evaluation_data(folder: str | Path, data: Any = None, split: str | None = None) -> tuple[Any, Any, str]:

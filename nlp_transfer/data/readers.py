@@ -422,6 +422,23 @@ def read_labelled(card: DataCard, split: str, label_names: list[str] | None = No
     return labelled if label_names is None else encode_split(card, labelled, label_names)
 
 
+def iter_labelled(card: DataCard, split: str, label_names: list[str], size: int = 4096) -> Iterator[list[dict]]:
+    """`read_labelled` of a classification split in chunks of ``size`` rows, each encoded as it is read: memory
+    stays flat in the split's size, and a bad row is the same one-line error when the reading reaches it."""
+    from .chunks import chunked
+
+    if _words(card):
+        raise NLPTransferError(f"{card.source}: token-classification splits are read whole (read_labelled)")
+    rows, path, declared = _split_rows(card, split, True)
+    empty = True
+    for chunk in chunked(rows, size):
+        empty = False
+        encode_in_order(chunk, card, label_names, path, declared)
+        yield chunk
+    if empty:
+        raise NLPTransferError(f"{path}: split '{split}' has no rows; add data or remove the split from {card.source}")
+
+
 def encode_split(card: DataCard, labelled: LabelledSplit, label_names: list[str]) -> LabelledSplit:
     """A split read with its labels as read (`read_labelled` without names), its labels now ids in
     ``label_names`` order (the rows are encoded in place)."""
