@@ -110,9 +110,9 @@ def _mask_token(predictor) -> str:
     return getattr(tokenizer, "mask_token", None) or "<unk>"
 
 
-def attach_teacher(recipe, data) -> dict[str, Any]:
-    """Replace the training split with its rows plus the teacher-only texts, each with ``soft_labels``; returns what
-    the run records of it."""
+def attach_teacher(recipe, data) -> None:
+    """Replace the training split with its rows plus the teacher-only texts, each with ``soft_labels``; what the run
+    records of it goes to ``data.teacher`` (metrics.json: ``teacher``)."""
     from datasets import Dataset
 
     from .data.chunks import Shard
@@ -122,7 +122,10 @@ def attach_teacher(recipe, data) -> dict[str, Any]:
     if recipe.class_weights is not None:
         raise NLPTransferError(f"{source}: class_weights do not apply to strategy distill (the teacher's "
                                f"probabilities are the targets); remove class_weights")
-    predictor = load_model(strategy.teacher, device="auto")
+    from .runtime import Runtime
+
+    shard = Shard.current()  # under accelerate launch each process puts the teacher on its own GPU
+    predictor = load_model(strategy.teacher, device=shard.local_device(Runtime.resolve("auto").device))
     names = list(getattr(predictor, "label_names", []) or [])
     if names != list(data.label_names):
         raise NLPTransferError(f"{source}: the teacher {strategy.teacher} predicts labels {names}, the data has "
@@ -132,16 +135,19 @@ def attach_teacher(recipe, data) -> dict[str, Any]:
     extra = unlabelled_texts(strategy.unlabelled) if strategy.unlabelled else []
     extra += list(augmented(texts, strategy.augment, strategy.mask_prob, strategy.ngram_prob,
                             _mask_token(predictor), recipe.seed))
-    print(f"nlp-transfer: teacher {strategy.teacher} labels {len(texts)} training rows"
-          + (f" and {len(extra)} more texts" if extra else ""), file=sys.stderr, flush=True)
-    with Shard.current().main_first():  # under accelerate launch the main process scores, the others read the cache
+    if shard.is_main:
+        print(f"nlp-transfer: teacher {strategy.teacher} labels {len(texts)} training rows"
+              + (f" and {len(extra)} more texts" if extra else ""), file=sys.stderr, flush=True)
+    with shard.main_first():  # under accelerate launch the main process scores, the others read the cache
         logits = teacher_logits(strategy.teacher, predictor, texts + extra)
     soft = softened(logits, strategy.temperature)
     agreement = float(np.mean(np.argmax(logits[:len(texts)], axis=1) == np.asarray(labels))) if texts else 0.0
-    print(f"nlp-transfer: the teacher agrees with {agreement:.1%} of the training labels", file=sys.stderr, flush=True)
+    if shard.is_main:
+        print(f"nlp-transfer: the teacher agrees with {agreement:.1%} of the training labels", file=sys.stderr,
+              flush=True)
     data.splits[recipe.train_split] = Dataset.from_dict({
         "text": texts + extra, "label": labels + [UNLABELLED] * len(extra), "line": lines + [0] * len(extra),
         "soft_labels": soft.tolist()})
-    return {"teacher": str(strategy.teacher), "labelled_rows": len(texts), "teacher_only_rows": len(extra),
-            "teacher_train_accuracy": round(agreement, 4), "temperature": strategy.temperature,
-            "soft_weight": strategy.soft_weight}
+    data.teacher = {"folder": str(strategy.teacher), "labelled_rows": len(texts), "teacher_only_rows": len(extra),
+                    "agreement_with_training_labels": round(agreement, 4), "temperature": strategy.temperature,
+                    "soft_weight": strategy.soft_weight}

@@ -65,6 +65,9 @@ def test_the_soft_loss_steers_the_student_and_the_hard_loss_the_gold(tmp_path, t
     # teacher is, the one that learned from the gold alone is right
     assert teacher_only.metrics["eval"]["accuracy"] < 0.2
     assert gold_only.metrics["eval"]["accuracy"] > 0.8
+    recorded = teacher_only.metrics["teacher"]  # metrics.json says what the teacher labelled
+    assert recorded["labelled_rows"] == 160 and recorded["teacher_only_rows"] == 0
+    assert recorded["agreement_with_training_labels"] < 0.1  # it learned the flipped labels
     again = load_recipe(str(tmp_path / "soft" / "recipe.yaml"))
     assert again.strategy.name == "distill" and again.strategy.teacher == str(flipped_teacher)
 
@@ -177,6 +180,7 @@ def test_a_static_bilstm_student_learns_from_the_teacher(tmp_path, flipped_teach
     soft = train(static_student("soft", soft_weight=1.0))
     gold = train(static_student("gold", soft_weight=0.0))
     assert soft.metrics["eval"]["accuracy"] < 0.2 and gold.metrics["eval"]["accuracy"] > 0.8
+    assert soft.metrics["teacher"]["teacher_only_rows"] == 4 * 160
     average = static_student("average")
     average["static"]["baseline"] = "average"
     with pytest.raises(NLPTransferError, match="static.baseline: bilstm"):

@@ -140,6 +140,8 @@ def _train(job: Job, task, trainer, prepared, main_metric: str) -> dict[str, Any
     metrics["rows"] = {split: len(rows) for split, rows in data.splits.items()}
     if any(data.repairs.values()):
         metrics["repaired_tags"] = data.repairs  # I- tags after O etc., made B- on reading
+    if data.teacher:
+        metrics["teacher"] = data.teacher  # strategy distill
     world = trainer.args.world_size
     if world > 1:
         print(f"[rank {trainer.args.process_index}/{world}] finished: global_step={trainer.state.global_step} "

@@ -459,6 +459,7 @@ class LoadedData:
     card: DataCard
     files: dict[str, str]  # split name -> the file it was read from
     repairs: dict[str, int] = field(default_factory=dict)  # token tags: split -> invalid IOB2 tags repaired
+    teacher: dict[str, Any] | None = None  # strategy distill: what the teacher labelled (`distillation.attach_teacher`)
 
 
 STORAGES = ("auto", "memory", "arrow")

@@ -215,6 +215,8 @@ def _metrics(run: StaticRun, outcome: Outcome, coverage) -> dict[str, Any]:
         coverage=coverage.to_dict(), static=asdict(run.config))
     if any(getattr(run.data, "repairs", {}).values()):
         metrics["repaired_tags"] = run.data.repairs
+    if getattr(run.data, "teacher", None):
+        metrics["teacher"] = run.data.teacher  # strategy distill
     return metrics
 
 
