@@ -108,6 +108,27 @@ def summary(points: list[dict]) -> dict[tuple, tuple[float, float, int]]:
             for key, values in sorted(groups.items())}
 
 
+def markdown(points: list[dict], args) -> list[str]:
+    """The side-by-side table: per model and size, each system's mean ± sample std and its score per seed."""
+    lines = [f"`python -m benchmarks.fewshot_setfit --models {args.models} --per-label {args.per_label} --seeds "
+             f"{args.seeds}` ({time.strftime('%Y-%m-%d')}; accuracy on the 872 SST-2 dev sentences)", "",
+             "| model | rows per label | SetFit 1.2 | contrastive | contrastive - SetFit | SetFit per seed | "
+             "contrastive per seed |", "|---|---:|---:|---:|---:|---|---|"]
+    table = summary([p for p in points if "[" not in p["system"]])
+    for model, per_label in sorted({(m, k) for m, k, _ in table}, key=lambda key: (key[0] != "minilm-l6", key)):
+        cells = {system: table.get((model, per_label, system)) for system in ("setfit", "contrastive")}
+        if None in cells.values():
+            continue
+        seeds = {system: " / ".join(f"{p['accuracy']:.3f}" for p in sorted(points, key=lambda p: p["seed"])
+                                    if p["model"] == model and p["per_label"] == per_label and p["system"] == system)
+                 for system in cells}
+        (s_mean, s_std, s_n), (c_mean, c_std, c_n) = cells["setfit"], cells["contrastive"]
+        lines.append(f"| {model} | {per_label} | {s_mean:.4f} ± {s_std:.4f} (n={s_n}) | {c_mean:.4f} ± {c_std:.4f} "
+                     f"(n={c_n}) | {100 * (c_mean - s_mean):+.1f} points | {seeds['setfit']} | "
+                     f"{seeds['contrastive']} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="minilm-l6,mpnet-base")
@@ -147,8 +168,11 @@ def main() -> None:
     for (model, per_label, system), (mean, std, n) in table.items():
         print(f"{model:12s} {per_label:3d}/label {system:28s} {mean:.4f} ± {std:.4f} (n={n})")
     if args.record:
-        from benchmarks.record_run import record
+        from benchmarks.record_run import record, replace_section
 
+        start, end = "<!-- fewshot-setfit:start -->", "<!-- fewshot-setfit:end -->"
+        replace_section(ROOT / "benchmarks" / "RESULTS.md", start, end,
+                        "\n".join([start, *markdown(done, args), end]))
         figures = {}
         for (model, per_label, system), (mean, std, n) in table.items():
             if "[" in system:
