@@ -70,6 +70,18 @@ def sentence_pairs(labels: list[int], iterations: int, max_pairs: int | None,
     return np.asarray(first)[order], np.asarray(second)[order], np.asarray(target, dtype=np.float32)[order]
 
 
+WIDE = 768  # hidden size from which an encoder trains its pairs at SetFit's rate
+NARROW_RATE, WIDE_RATE = 1e-4, 2e-5
+
+
+def pair_learning_rate(hidden_size: int | None) -> float:
+    """The pair-training rate when the recipe gives none: 1e-4 for encoders narrower than 768 (MiniLM-L6, hidden 384:
+    SetFit's 2e-5 left its pair loss at 0.23 after 40 steps and cost 2 points at 8 rows per label), SetFit's 2e-5 from
+    768 up (MPNet-base: 1e-4 fits the pairs to a loss of 0.03-0.05 and scored 1.4 points under SetFit). Measured on
+    SST-2 with both encoders (benchmarks/RESULTS.md, few-shot against SetFit)."""
+    return WIDE_RATE if (hidden_size or 0) >= WIDE else NARROW_RATE
+
+
 def fine_tune_encoder(model: str, texts: list[str], labels: list[int], options, seed: int, max_length: int,
                       out: Path, trust_remote_code: bool, device: str) -> dict[str, Any]:
     """Train ``model``'s encoder on pairs of ``texts`` (`sentence_pairs`) with ``options`` (the `Contrastive`
@@ -96,10 +108,11 @@ def fine_tune_encoder(model: str, texts: list[str], labels: list[int], options, 
                        config_kwargs={"trust_remote_code": trust_remote_code})
     encoder = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), options.pooling)],
                                   device=device)
+    rate = options.learning_rate or pair_learning_rate(getattr(word.model.config, "hidden_size", None))
     with tempfile.TemporaryDirectory(prefix="nlp-transfer-contrastive-") as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch, num_train_epochs=options.epochs, per_device_train_batch_size=options.batch_size,
-            learning_rate=options.learning_rate, warmup_ratio=0.1, seed=seed, data_seed=seed, save_strategy="no",
+            learning_rate=rate, warmup_ratio=0.1, seed=seed, data_seed=seed, save_strategy="no",
             report_to="none", logging_strategy="no", disable_tqdm=not hf_logging.is_progress_bar_enabled(),
             use_cpu=device == "cpu")
         trainer = SentenceTransformerTrainer(model=encoder, args=args, train_dataset=pairs,
@@ -111,5 +124,6 @@ def fine_tune_encoder(model: str, texts: list[str], labels: list[int], options, 
     return {"pairs": len(target), "positive_pairs": int(target.sum()), "steps": int(result.global_step),
             "loss": round(float(result.training_loss), 6), "seconds": round(time.perf_counter() - started, 2),
             "iterations": options.iterations, "epochs": options.epochs, "batch_size": options.batch_size,
-            "learning_rate": options.learning_rate, "loss_function": "CosineSimilarityLoss",
+            "learning_rate": rate, "learning_rate_from": "recipe" if options.learning_rate else "encoder width",
+            "loss_function": "CosineSimilarityLoss",
             "trainer": "sentence_transformers.SentenceTransformerTrainer"}

@@ -256,9 +256,9 @@ class Contrastive(Strategy):
     max_pairs: int | None = checked(2000, low=1)  # a seeded sample of the pairs when there are more (null: all)
     epochs: int = checked(1, low=1)
     batch_size: int = checked(16, low=1)  # pairs per step
-    # SetFit's 2e-5 barely moves MiniLM-L6 in 40 steps (pair loss 0.23); 1e-4 gave +2 points at 8 rows per label
-    # on SST-2 (benchmarks/RESULTS.md, few-shot section)
-    learning_rate: float = checked(1e-4, low=0, low_open=True)
+    # null: from the encoder's width (`contrastive.pair_learning_rate`): 1e-4 below hidden size 768 (SetFit's 2e-5
+    # barely moves MiniLM-L6 in 40 steps), 2e-5 from 768 up (1e-4 over-fits MPNet's pairs); benchmarks/RESULTS.md
+    learning_rate: float | None = checked(None, low=0, low_open=True)
     pooling: str = checked("mean", choices=POOLINGS)
     normalize: bool = False  # L2-normalise the probe's features
     # the probe's C, fixed: after pair training the few rows are separated and every C fits them, so nothing is

@@ -104,3 +104,18 @@ def test_contrastive_options_are_checked():
         load_recipe({**base, "strategy": {"name": "contrastive", "layers": [-2]}})
     with pytest.raises(NLPTransferError, match="training"):  # its own epochs/batch_size/learning_rate, not Trainer's
         load_recipe({**base, "strategy": "contrastive", "training": {"num_train_epochs": 3}})
+
+
+def test_the_pair_learning_rate_follows_the_encoder_width_unless_the_recipe_gives_one(sst2_toy, tiny_bert,
+                                                                                       tmp_path):
+    from nlp_transfer.contrastive import pair_learning_rate
+
+    assert pair_learning_rate(384) == 1e-4 and pair_learning_rate(768) == 2e-5 and pair_learning_rate(1024) == 2e-5
+    recipe = contrastive_recipe(sst2_toy, tiny_bert, tmp_path / "auto", max_pairs=32)
+    recipe["strategy"].pop("learning_rate")  # null: from the width (the tiny model's hidden size is 32)
+    info = train(recipe).metrics["train"]["contrastive"]
+    assert info["learning_rate"] == 1e-4 and info["learning_rate_from"] == "encoder width"
+    given = train(contrastive_recipe(sst2_toy, tiny_bert, tmp_path / "given", max_pairs=32)).metrics
+    assert given["train"]["contrastive"]["learning_rate"] == 1e-3
+    assert given["train"]["contrastive"]["learning_rate_from"] == "recipe"
+    assert given["train"]["C"] == 1.0 and len(given["train"]["search"]) == 1  # a fixed C: nothing chosen on dev
