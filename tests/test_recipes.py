@@ -16,13 +16,17 @@ SPACES = sorted((REPO / "recipes" / "spaces").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
-def test_every_recipe_loads_and_names_an_existing_card(path, monkeypatch):
+def test_every_recipe_loads_and_names_an_existing_card(path, monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
     recipe = load_recipe(path)
     card = load_card(resolve_path(recipe.data, recipe))
     from nlp_transfer.tasks import get_task
 
     assert card.task in get_task(recipe.task).card_tasks
+    if recipe.backend == "trainer":  # the training: block makes valid TrainingArguments (checked when a run starts)
+        from nlp_transfer.backends.trainer import training_arguments
+
+        training_arguments(recipe, "accuracy", recipe.eval_split in card.splits, tmp_path)
 
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
