@@ -2,7 +2,7 @@
 
     python -m benchmarks.fewshot_setfit [--models minilm-l6,mpnet-base] [--per-label 8,16] [--seeds 1,2,3,4,5]
                                         [--systems setfit,contrastive] [--set strategy.learning_rate=2e-5 ...]
-                                        [--tag NAME] [--out runs/fewshot-setfit] [--record]
+                                        [--tag NAME] [--out runs/fewshot-setfit] [--record] [--summary-only]
 
 For each seed and size, ``per-label`` rows of each label are drawn from SST-2's training sentences of 10 words or more
 (the few-shot card of `benchmarks.curves`) with ``numpy.random.default_rng(seed)``, written to one TSV, and handed
@@ -80,11 +80,16 @@ def run_setfit(model: str, card: Path, seed: int) -> float:
 
     from nlp_transfer.models import resolve
 
+    import tempfile
+
     texts, labels = train_rows(card)
     classifier = SetFitModel.from_pretrained(resolve(model), device="cpu")
-    trainer = Trainer(model=classifier, args=TrainingArguments(seed=seed, show_progress_bar=False),
-                      train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
-    trainer.train()
+    with tempfile.TemporaryDirectory() as scratch:  # its defaults, but no checkpoints or logs in the working folder
+        arguments = TrainingArguments(seed=seed, show_progress_bar=False, output_dir=scratch, save_strategy="no",
+                                      report_to="none")
+        trainer = Trainer(model=classifier, args=arguments,
+                          train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
+        trainer.train()
     dev_texts, dev_labels = dev_rows()
     predicted = classifier.predict(dev_texts, batch_size=64, as_numpy=True)
     return float(sum(int(p) == g for p, g in zip(predicted, dev_labels)) / len(dev_labels))
@@ -139,13 +144,15 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="names an experiment's points (`contrastive[TAG]`)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "fewshot-setfit"))
     parser.add_argument("--record", action="store_true", help="write the figures into benchmarks/results.json")
+    parser.add_argument("--summary-only", action="store_true", help="run nothing: summarise (and with --record, "
+                        "record) the points OUT/points.jsonl already holds")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "points.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-    for model in args.models.split(","):
+    for model in [] if args.summary_only else args.models.split(","):
         for per_label in [int(k) for k in args.per_label.split(",")]:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 card = subset(per_label, seed, out / "data" / f"{per_label}-{seed}")
