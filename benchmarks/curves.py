@@ -74,10 +74,19 @@ def sentences_card() -> Path:
     lines = (source / "train.tsv").read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines[1:] if len(line.rsplit("\t", 1)[0].split()) >= SENTENCE_WORDS]
     write_text_atomic(folder / "train.tsv", "\n".join([lines[0], *kept]) + "\n")
-    dev = os.path.relpath(source / "dev.tsv", folder)
-    card = folder / "sst2-sentences.md"
+    return sst2_card(folder / "sst2-sentences.md", "sst2-sentences",
+                     f"# SST-2, training rows of {SENTENCE_WORDS} words or more ({len(kept)} of {len(lines) - 1}), "
+                     f"full dev split\n\nWritten by benchmarks/curves.py for the few-shot grid; see data_cards/sst2.md "
+                     f"for the data itself.")
+
+
+def sst2_card(card: Path, name: str, prose: str) -> Path:
+    """A data card at ``card`` reading the ``train.tsv`` beside it and the full SST-2 dev split of ../shared."""
+    from nlp_transfer.io import write_text_atomic
+
+    dev = os.path.relpath(ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv", card.parent)
     write_text_atomic(card, f"""---
-name: sst2-sentences
+name: {name}
 task: sequence-classification
 language: en
 splits: {{train: train.tsv, validation: {dev}}}
@@ -87,9 +96,7 @@ label: label
 labels: [negative, positive]
 license: research-only (Stanford Sentiment Treebank terms, as redistributed by GLUE)
 ---
-# SST-2, training rows of {SENTENCE_WORDS} words or more ({len(kept)} of {len(lines) - 1}), full dev split
-
-Written by benchmarks/curves.py for the few-shot grid; see data_cards/sst2.md for the data itself.
+{prose}
 """)
     return card
 

@@ -39,7 +39,7 @@ def subset(per_label: int, seed: int, folder: Path) -> Path:
     and whose validation split is the full dev split."""
     import numpy as np
 
-    from benchmarks.curves import SENTENCE_WORDS
+    from benchmarks.curves import SENTENCE_WORDS, sst2_card
 
     lines = (SHARED / "train.tsv").read_text(encoding="utf-8").splitlines()
     rows = [line.rsplit("\t", 1) for line in lines[1:] if len(line.rsplit("\t", 1)[0].split()) >= SENTENCE_WORDS]
@@ -51,21 +51,9 @@ def subset(per_label: int, seed: int, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{rows[i][0]}\t{rows[i][1]}\n" for i in
                                                                     sorted(chosen)), encoding="utf-8")
-    card = folder / "card.md"
-    card.write_text(f"""---
-name: sst2-fewshot-{per_label}-seed{seed}
-task: sequence-classification
-language: en
-splits: {{train: train.tsv, validation: {os.path.relpath(SHARED / 'dev.tsv', folder)}}}
-format: tsv
-text: sentence
-label: label
-labels: [negative, positive]
-license: research-only (Stanford Sentiment Treebank terms, as redistributed by GLUE)
----
-{per_label} SST-2 training sentences of each label (seed {seed}), written by benchmarks/fewshot_setfit.py.
-""", encoding="utf-8")
-    return card
+    return sst2_card(folder / "card.md", f"sst2-fewshot-{per_label}-seed{seed}",
+                     f"{per_label} SST-2 training sentences of each label (seed {seed}), written by "
+                     f"benchmarks/fewshot_setfit.py.")
 
 
 def train_rows(card: Path) -> tuple[list[str], list[int]]:
