@@ -28,12 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "sst2"
 
 
-def dev_rows() -> tuple[list[str], list[int]]:
-    lines = (SHARED / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    texts, labels = zip(*(line.rsplit("\t", 1) for line in lines))
-    return list(texts), [int(label) for label in labels]
-
-
 def subset(per_label: int, seed: int, folder: Path) -> Path:
     """A card whose training split is ``per_label`` seeded sentences of each label (the same file for both systems)
     and whose validation split is the full dev split."""
@@ -78,8 +72,10 @@ def run_setfit(model: str, card: Path, seed: int) -> float:
         trainer = Trainer(model=classifier, args=arguments,
                           train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
         trainer.train()
-    dev_texts, dev_labels = dev_rows()
-    predicted = classifier.predict(dev_texts, batch_size=64, as_numpy=True)
+    from benchmarks.speed import sst2_rows
+
+    dev_texts, dev_labels = zip(*sst2_rows("dev"))
+    predicted = classifier.predict(list(dev_texts), batch_size=64, as_numpy=True)
     return float(sum(int(p) == g for p, g in zip(predicted, dev_labels)) / len(dev_labels))
 
 
