@@ -3,7 +3,7 @@
     strategy: {name: distill, teacher: runs/sst2-mpnet, temperature: 2.0, soft_weight: 0.5, augment: 4}
 
 `attach_teacher` replaces the training split with its labelled rows followed by the teacher-only texts (label -100):
-the lines of ``strategy.unlabelled`` and ``strategy.augment`` augmented copies of every training text. Each row gets
+the texts of ``strategy.unlabelled`` (read as `predict --input` reads a file) and ``strategy.augment`` augmented copies of every training text. Each row gets
 ``soft_labels``: the teacher's probabilities softened by the temperature, which the Trainer backend hands to the
 strategy's loss (`strategies.distillation_loss`).
 
@@ -48,22 +48,6 @@ def augmented(texts: list[str], copies: int, mask_prob: float, ngram_prob: float
                 start = rng.randint(0, len(words) - size)
                 words = words[start:start + size]
             yield " ".join(words)
-
-
-def unlabelled_texts(path: str | Path) -> list[str]:
-    """The non-empty lines of a UTF-8 text file; a bad byte is one line naming the file and the line."""
-    texts = []
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                raise NLPTransferError(f"{path}:{number}: not UTF-8 text; save the file as UTF-8") from None
-            if line:
-                texts.append(line)
-    if not texts:
-        raise NLPTransferError(f"{path}: no texts (every line is empty); give one text per line")
-    return texts
 
 
 def teacher_logits(teacher: str, predictor, texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -116,6 +100,7 @@ def attach_teacher(recipe, data) -> None:
     from datasets import Dataset
 
     from .data.chunks import Shard
+    from .data.readers import read_texts
     from .inference import load_model
 
     strategy, source = recipe.strategy, recipe.source or "recipe"
@@ -132,7 +117,7 @@ def attach_teacher(recipe, data) -> None:
                                f"{list(data.label_names)}; distil from a teacher trained on the same labels")
     rows = data.splits[recipe.train_split]
     texts, labels, lines = list(rows["text"]), list(rows["label"]), list(rows["line"])
-    extra = unlabelled_texts(strategy.unlabelled) if strategy.unlabelled else []
+    extra = read_texts(strategy.unlabelled) if strategy.unlabelled else []  # as `predict --input` reads a file
     extra += list(augmented(texts, strategy.augment, strategy.mask_prob, strategy.ngram_prob,
                             _mask_token(predictor), recipe.seed))
     if shard.is_main:

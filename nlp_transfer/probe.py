@@ -77,7 +77,8 @@ def _scored(eval_logits: np.ndarray, gold: np.ndarray, problem_type: str, thresh
 
 def _fit_probe(recipe, data, train_x: np.ndarray, eval_x: np.ndarray):
     """The probe of the C (`linear.search_strength`, class weights as the Trainer's) that scores best on the evaluation
-    split, among the strategy's `probe_grid` (one fixed C: nothing is chosen there): (the search, the chosen probe's metrics with per-group scores, StreamingMetrics holding its decisions)."""
+    split, among the strategy's `probe_grid` (one fixed C: nothing is chosen there): (the search, the chosen probe's
+    metrics with per-group scores, StreamingMetrics holding its decisions)."""
     problem_type, label_names, threshold = data.problem_type, data.label_names, recipe.threshold
     train_y = np.asarray(data.splits[recipe.train_split]["label"])
     eval_y = np.asarray(data.splits[recipe.eval_split]["label"])

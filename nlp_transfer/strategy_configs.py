@@ -315,7 +315,7 @@ class Distill(LayerRates, HeadWarmup, Strategy):
     teacher: str | None = None  # a trained run folder of this task (any backend: fine-tuned, probe, static)
     temperature: float = checked(2.0, low=0, low_open=True)
     soft_weight: float = checked(0.5, low=0, high=1)
-    unlabelled: str | None = None  # a text file of unlabelled texts for the teacher to label
+    unlabelled: str | None = None  # a file of unlabelled texts for the teacher to label (as predict --input reads)
     augment: int = checked(0, low=0)  # augmented copies of every training text
     mask_prob: float = checked(0.1, low=0, high=1)
     ngram_prob: float = checked(0.25, low=0, high=1)
@@ -347,13 +347,17 @@ class Distill(LayerRates, HeadWarmup, Strategy):
             raise NLPTransferError(f"{source}: strategy distill learns a teacher's label distribution on "
                                    f"single-label rows of one text; this is {what}: use full")
 
-    def plan_options(self) -> dict[str, Any]:
+    def soft_loss(self):
+        """(logits, labels, soft targets) -> this strategy's loss (`strategies.distillation_loss`), for every student:
+        the Trainer's (through the plan) and the static BiLSTM's."""
         from functools import partial
 
         from .strategies import distillation_loss
 
-        return {**super().plan_options(), "soft_loss": partial(distillation_loss, temperature=self.temperature,
-                                                                soft_weight=self.soft_weight)}
+        return partial(distillation_loss, temperature=self.temperature, soft_weight=self.soft_weight)
+
+    def plan_options(self) -> dict[str, Any]:
+        return {**super().plan_options(), "soft_loss": self.soft_loss()}
 
 
 def build_strategy(value: Any, source: str = "recipe", where: str = "strategy.", lenient: bool = False) -> Strategy:

@@ -690,14 +690,11 @@ def _train_classifier(run: StaticRun) -> tuple[Outcome, Any]:
     train_y = torch.as_tensor(np.asarray(train_labels)).to(run.device)
     eval_y = np.asarray(data.splits[recipe.eval_split]["label"])
     if "soft_labels" in data.splits[recipe.train_split].column_names:  # strategy distill: the teacher's targets
-        from ..strategies import distillation_loss
-
         soft = torch.as_tensor(np.asarray(data.splits[recipe.train_split]["soft_labels"], dtype=np.float32))
-        soft = soft.to(run.device)
+        soft, soft_loss = soft.to(run.device), recipe.strategy.soft_loss()
 
         def train_loss(logits: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-            return distillation_loss(logits, train_y[rows], soft[rows], recipe.strategy.temperature,
-                                     recipe.strategy.soft_weight)
+            return soft_loss(logits, train_y[rows], soft[rows])
     else:
         def train_loss(logits: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
             return loss_fn(logits, train_y[rows])
