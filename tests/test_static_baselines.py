@@ -202,3 +202,15 @@ def test_static_device_is_cuda_when_torch_sees_one(monkeypatch):
         device("x.yaml", device="cuda:2")
     with pytest.raises(NLPTransferError, match=r"x\.yaml: static\.device 'tpu' is not one of auto, cpu, cuda"):
         device("x.yaml", device="tpu")
+
+
+def test_bilstm_keep_last_keeps_the_final_epoch_and_needs_no_patience(sst2_toy, sst_vectors, tmp_path):
+    # a learning rate this high makes the dev score wander between epochs, so the last epoch is not the best one
+    metrics = train(recipe(sst2_toy, sst_vectors, tmp_path / "last", keep="last", patience=None, epochs=5,
+                           learning_rate=0.05)).metrics
+    scores = [h["eval_accuracy"] for h in metrics["history"] if "eval_accuracy" in h]
+    assert len(scores) == 5 and metrics["train"]["kept_epoch"] == 5
+    assert max(scores) > scores[-1]  # the case where keeping the best would differ
+    assert metrics["eval"]["accuracy"] == pytest.approx(scores[-1])
+    with pytest.raises(NLPTransferError, match="static.keep=last .* add static.patience=null"):
+        train(recipe(sst2_toy, sst_vectors, tmp_path / "early", keep="last"))

@@ -603,7 +603,8 @@ def _count(model: nn.Module) -> dict[str, int]:
 def _fit(model: nn.Module, run: StaticRun, train_lengths: np.ndarray, batch_loss: Callable[[np.ndarray], torch.Tensor],
          evaluate: Callable[[], dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """AdamW over the trainable parameters, one evaluation per epoch, early stopping on the main metric;
-    the best epoch's weights are restored at the end. Returns (history, train info)."""
+    the best epoch's weights are restored at the end (``keep: last``: the final epoch's are kept). Returns (history,
+    train info)."""
     from tqdm.auto import tqdm
 
     config, main, split = run.config, run.main, run.recipe.eval_split
@@ -641,12 +642,12 @@ def _fit(model: nn.Module, run: StaticRun, train_lengths: np.ndarray, batch_loss
             waited += 1
             if config.patience is not None and waited >= config.patience:
                 break
-    if best_state is not None:
+    if best_state is not None and config.keep == "best":
         with torch.no_grad():
             for name, value in best_state.items():
                 trainable[name].copy_(value)
-    return history, {"epochs": epoch, "best_epoch": best_epoch, "global_step": step, "loss": round(loss_mean, 6),
-                     "best_" + main: best}
+    return history, {"epochs": epoch, "best_epoch": best_epoch, "kept_epoch": best_epoch if config.keep == "best"
+                     else epoch, "global_step": step, "loss": round(loss_mean, 6), "best_" + main: best}
 
 
 def _state_tensors(model: nn.Module) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ AVERAGE_POOLINGS = ("mean", "mean-max-min")  # average: the mean, or with each d
 WEIGHTINGS = ("none", "tfidf", "sif")  # average: how each word counts in its text's vector
 SIF_FREQUENCIES = ("train", "zipf")  # where SIF's p(w) comes from
 SELECT_ON = ("eval", "train-cv")  # average: how C is chosen
+KEEP = ("best", "last")  # bilstm: which epoch's weights a run keeps
 WEIGHTS_FILE = "model.safetensors"  # the weights (safetensors; the embedding rows included)
 VOCABULARY_FILE = "vocabulary.json"  # the word of each embedding row
 
@@ -57,6 +58,8 @@ class StaticConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
     patience: int | None = 3  # stop after this many epochs without a better evaluation score (None: never)
+    keep: str = "best"  # best: the epoch with the best evaluation score is restored at the end | last: the final
+    #                     epoch's weights (with patience: null, nothing is chosen on the evaluation split)
     casing_features: bool = True  # tagger: a trainable embedding of the word's shape
     casing_dim: int = 16
     max_length: int = 256  # words per text (classifier) / per training sentence (tagger)
@@ -135,6 +138,10 @@ def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
          "a positive integer or null")
     need(config.patience is None or (integer(config.patience) and config.patience >= 1), "patience",
          "a positive integer or null")
+    choice("keep", KEEP)
+    if config.keep == "last" and config.patience is not None:
+        raise NLPTransferError(f"{source}: static.keep=last trains every epoch, but static.patience={config.patience} "
+                               f"stops early on the evaluation split; add static.patience=null")
     need(isinstance(config.dropout, (int, float)) and 0 <= config.dropout < 1, "dropout", "a number in [0, 1)")
     need(isinstance(config.learning_rate, (int, float)) and config.learning_rate > 0, "learning_rate",
          "a positive number")
