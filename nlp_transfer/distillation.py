@@ -3,8 +3,8 @@
     strategy: {name: distill, teacher: runs/sst2-mpnet, temperature: 2.0, soft_weight: 0.5, augment: 4}
 
 `attach_teacher` replaces the training split with its labelled rows followed by the teacher-only texts (label -100):
-the texts of ``strategy.unlabelled`` (read as `predict --input` reads a file) and ``strategy.augment`` augmented copies of every training text. Each row gets
-``soft_labels``: the teacher's probabilities softened by the temperature, which the Trainer backend hands to the
+the texts of ``strategy.unlabelled`` (read as `predict --input` reads a file) and ``strategy.augment`` augmented
+copies of every training text. Each row gets ``soft_labels``: the teacher's probabilities softened by the temperature, which the Trainer backend hands to the
 strategy's loss (`strategies.distillation_loss`).
 
 Augmentation follows Tang et al. (2019, "Distilling task-specific knowledge from BERT into simple neural
@@ -14,8 +14,10 @@ is left out. The mask token is the teacher's (its tokenizer's, e.g. ``[MASK]``; 
 the teacher reads a masked word as masked.
 
 The teacher's logits are computed once per (teacher weights, texts) and cached in ``$NLP_TRANSFER_CACHE/teacher``
-as ``.npy``, written chunk by chunk into a temporary file and renamed when complete; a second student, or a resumed
-run, reads them back. NER is out for now: a token tagger's teacher targets are per word and windowed, which needs its
+as ``.npy``, written chunk by chunk into a temporary file and renamed when complete (a stopped scoring continues
+from its last chunk); a second student, or a resumed run, reads them back. The augmented copies are drawn with
+``strategy.augment_seed``, not the run's seed, so the runs of every seed (and every student of one teacher) share
+one set of texts, which the teacher labels once. NER is out for now: a token tagger's teacher targets are per word and windowed, which needs its
 own alignment, and the issue asked for sequence classification.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NLPTransferError
-from .io import cache_folder
+from .io import cache_folder, write_text_atomic
 
 UNLABELLED = -100  # the label of rows only the teacher labels; the hard loss skips them
 CHUNK = 4096  # texts the teacher scores between writes
@@ -52,7 +54,8 @@ def augmented(texts: list[str], copies: int, mask_prob: float, ngram_prob: float
 
 def teacher_logits(teacher: str, predictor, texts: list[str], batch_size: int = 64) -> np.ndarray:
     """The teacher's raw logits for ``texts`` (rows in order), from the cache when this teacher scored these texts
-    before; otherwise computed chunk by chunk into a temporary ``.npy`` that is renamed into the cache at the end."""
+    before; otherwise computed chunk by chunk into a temporary ``.npy`` that is renamed into the cache at the end.
+    A stopped scoring continues where it was: the rows done so far are noted beside the temporary file."""
     from numpy.lib.format import open_memmap
     from tqdm.auto import tqdm
 
@@ -67,19 +70,37 @@ def teacher_logits(teacher: str, predictor, texts: list[str], batch_size: int = 
     if target.is_file():
         return np.load(target, mmap_mode="r")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial.npy")
-    out = None
-    with tqdm(total=len(texts), desc="teacher", unit="text", smoothing=0.05) as bar:
-        for start in range(0, len(texts), CHUNK):
+    partial, note = target.with_suffix(".partial.npy"), target.with_suffix(".done")
+    out, done = _resumed(partial, note, len(texts))
+    with tqdm(total=len(texts), initial=done, desc="teacher", unit="text", smoothing=0.05) as bar:
+        for start in range(done, len(texts), CHUNK):
             logits = np.asarray(predictor.logits(texts[start:start + CHUNK], batch_size=batch_size), dtype=np.float32)
             if out is None:
                 out = open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), logits.shape[1]))
             out[start:start + len(logits)] = logits
+            out.flush()
+            write_text_atomic(note, str(start + len(logits)))
             bar.update(len(logits))
-    out.flush()
     del out
     partial.replace(target)
+    note.unlink(missing_ok=True)
     return np.load(target, mmap_mode="r")
+
+
+def _resumed(partial: Path, note: Path, rows: int) -> tuple[np.ndarray | None, int]:
+    """The temporary logits of a stopped scoring of the same texts and how many rows it finished, or (None, 0)."""
+    from numpy.lib.format import open_memmap
+
+    if not (partial.is_file() and note.is_file()):
+        return None, 0
+    try:
+        done = int(note.read_text().strip())
+        out = open_memmap(partial, mode="r+")
+    except (OSError, ValueError):
+        return None, 0
+    if out.shape[0] != rows or not 0 < done <= rows:
+        return None, 0
+    return out, done
 
 
 def softened(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -119,7 +140,7 @@ def attach_teacher(recipe, data) -> None:
     texts, labels, lines = list(rows["text"]), list(rows["label"]), list(rows["line"])
     extra = read_texts(strategy.unlabelled) if strategy.unlabelled else []  # as `predict --input` reads a file
     extra += list(augmented(texts, strategy.augment, strategy.mask_prob, strategy.ngram_prob,
-                            _mask_token(predictor), recipe.seed))
+                            _mask_token(predictor), strategy.augment_seed))
     if shard.is_main:
         print(f"nlp-transfer: teacher {strategy.teacher} labels {len(texts)} training rows"
               + (f" and {len(extra)} more texts" if extra else ""), file=sys.stderr, flush=True)
@@ -134,5 +155,6 @@ def attach_teacher(recipe, data) -> None:
         "text": texts + extra, "label": labels + [UNLABELLED] * len(extra), "line": lines + [0] * len(extra),
         "soft_labels": soft.tolist()})
     data.teacher = {"folder": str(strategy.teacher), "labelled_rows": len(texts), "teacher_only_rows": len(extra),
+                    "augment": strategy.augment, "augment_seed": strategy.augment_seed,
                     "agreement_with_training_labels": round(agreement, 4), "temperature": strategy.temperature,
                     "soft_weight": strategy.soft_weight}

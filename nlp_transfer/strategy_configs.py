@@ -306,8 +306,8 @@ class Distill(LayerRates, HeadWarmup, Strategy):
     ``soft_weight`` x T^2 x KL(teacher || student), both softened by ``temperature`` T, plus (1 - ``soft_weight``) x
     cross-entropy on the labelled rows. The teacher also labels texts without gold labels: ``unlabelled`` (a text
     file, one text per line) and ``augment`` copies of each training text (Tang et al. 2019: each word masked with
-    ``mask_prob``, then with ``ngram_prob`` an n-gram of 1 to 5 words kept). Its predictions are computed once and
-    cached (`nlp_transfer.distillation`). Single-label classification of single texts."""
+    ``mask_prob``, then with ``ngram_prob`` an n-gram of 1 to 5 words kept; drawn with ``augment_seed``, the same for
+    every run seed). Its predictions are computed once and cached (`nlp_transfer.distillation`). Single-label classification of single texts."""
 
     distils: ClassVar[bool] = True
     shown: ClassVar[tuple[str, ...]] = ("teacher", "augment")
@@ -317,6 +317,7 @@ class Distill(LayerRates, HeadWarmup, Strategy):
     soft_weight: float = checked(0.5, low=0, high=1)
     unlabelled: str | None = None  # a file of unlabelled texts for the teacher to label (as predict --input reads)
     augment: int = checked(0, low=0)  # augmented copies of every training text
+    augment_seed: int = checked(0, low=0)  # the copies' seed: not the run's, so every seed's run shares the teacher's labels
     mask_prob: float = checked(0.1, low=0, high=1)
     ngram_prob: float = checked(0.25, low=0, high=1)
 

@@ -12,7 +12,7 @@ from conftest import tiny_recipe, write_card
 
 from nlp_transfer import NLPTransferError, train
 from nlp_transfer.config import load_recipe
-from nlp_transfer.distillation import augmented, softened
+from nlp_transfer.distillation import augmented, softened, teacher_logits
 from nlp_transfer.strategies import distillation_loss
 
 POSITIVE, NEGATIVE = ["good", "great", "fine", "lovely"], ["bad", "awful", "poor", "dull"]
@@ -84,11 +84,48 @@ def test_teacher_logits_are_cached_per_teacher_and_texts(tmp_path, tiny_bert, fl
     first = sorted(cache.glob("*.npy"))
     assert len(first) == 1 and np.load(first[0]).shape == (40 + 82, 2)
     stamp = first[0].stat().st_mtime_ns
-    train(student(card, tiny_bert, tmp_path / "b", flipped_teacher, augment=2, unlabelled=str(unlabelled),
-                  soft_weight=0.3))  # another student, the same teacher and texts: read back
+    other_seed = student(card, tiny_bert, tmp_path / "b", flipped_teacher, augment=2, unlabelled=str(unlabelled),
+                         soft_weight=0.3)
+    other_seed["seed"] = 12  # another student and run seed; the copies follow augment_seed: the same texts
+    metrics = train(other_seed).metrics
     assert sorted(cache.glob("*.npy")) == first and first[0].stat().st_mtime_ns == stamp
+    assert metrics["teacher"]["augment_seed"] == 0 and metrics["teacher"]["teacher_only_rows"] == 82
     train(student(card, tiny_bert, tmp_path / "c", flipped_teacher, augment=1))  # other texts: a new entry
     assert len(list(cache.glob("*.npy"))) == 2 and not list(cache.glob("*.partial*"))
+
+
+class Stopping:
+    """The real teacher, stopped (as a killed process would be) after ``calls`` chunks; counts the rows it scores."""
+
+    def __init__(self, predictor, calls: int | None = None):
+        self.predictor, self.calls, self.rows = predictor, calls, 0
+
+    def logits(self, texts, batch_size: int = 32):
+        if self.calls is not None and self.calls == 0:
+            raise KeyboardInterrupt
+        self.calls = None if self.calls is None else self.calls - 1
+        self.rows += len(texts)
+        return self.predictor.logits(texts, batch_size=batch_size)
+
+
+def test_a_stopped_teacher_scoring_continues_from_its_last_chunk(tmp_path, flipped_teacher, monkeypatch):
+    from nlp_transfer import distillation, load_model
+
+    monkeypatch.setattr(distillation, "CHUNK", 16)
+    predictor = load_model(flipped_teacher, device="cpu")
+    texts = [f"the {word} movie number {i}" for i in range(70) for word in POSITIVE[i % 4:i % 4 + 1]]
+    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "whole"))
+    whole = np.asarray(teacher_logits(str(flipped_teacher), predictor, texts))
+    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "stopped"))
+    with pytest.raises(KeyboardInterrupt):
+        teacher_logits(str(flipped_teacher), Stopping(predictor, calls=2), texts)
+    cache = tmp_path / "stopped" / "teacher"
+    assert not list(cache.glob("*[0-9a-f].npy")) and [p.suffix for p in cache.glob("*.done")] == [".done"]
+    again = Stopping(predictor)
+    resumed = np.asarray(teacher_logits(str(flipped_teacher), again, texts))
+    assert again.rows == 70 - 32  # the two finished chunks were not scored again
+    np.testing.assert_allclose(resumed, whole, atol=1e-5)
+    assert [p.name.count(".") for p in cache.iterdir()] == [1]  # only the finished .npy is left
 
 
 def test_augmentation_masks_words_and_samples_ngrams_reproducibly():
