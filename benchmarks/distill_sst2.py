@@ -1,6 +1,7 @@
 """Distillation on SST-2 (issue 30): the MPNet teacher, and each student with and without it, side by side.
 
-    python -m benchmarks.distill_sst2 [--stages teacher,students,table] [--seeds 1,2,3] [--record]
+    python -m benchmarks.distill_sst2 [--stages teacher,students,table] [--seeds 1,2,3] [--teacher-seeds 1]
+                                      [--only glove-bilstm,glove-bilstm-distilled] [--record]
     python -m benchmarks.distill_sst2 --demo [--seeds 1,2,3] [--record]   # the shipped 2,000-row sample, minutes
 
 Stages (each skips the runs already finished, so a stopped benchmark continues):
@@ -13,8 +14,10 @@ Stages (each skips the runs already finished, so a stopped benchmark continues):
 On 2 CPU cores the teacher takes hours per seed and epoch: run the teacher stage on a GPU when one is lent (the
 students' predict speed is measured on the CPU whatever trained them). ``--demo``: the same comparison on the shipped
 sample with the demo's MiniLM-L6 as the teacher of the GloVe BiLSTM (`sst2_demo_glove*.yaml`).
-Dev accuracy comes from each run's own metrics.json; the static BiLSTM keeps its best epoch on the dev split, with
-and without a teacher alike.
+Dev accuracy comes from each run's own metrics.json. In the full benchmark nothing is chosen on the dev split: the
+teacher and the Trainer students keep their last step (``load_best_model_at_end: false``), the BiLSTMs their last
+epoch (``static.keep=last static.patience=null``). The demo's BiLSTMs keep their best epoch on dev, with and without
+a teacher alike.
 """
 from __future__ import annotations
 
@@ -48,9 +51,14 @@ DEMO = {
 }
 
 
-def train(recipe: str, out: str, seeds: str | None, teacher: str | None) -> None:
+# nothing chosen on the dev split the table reports: each student keeps its last step / epoch
+UNSELECTED = {"trainer": ["training.load_best_model_at_end=false"],
+              "static": ["static.keep=last", "static.patience=null"]}
+
+
+def train(recipe: str, out: str, seeds: str | None, teacher: str | None, overrides: list[str] = ()) -> None:
     command = [sys.executable, "-m", "nlp_transfer", "train", recipe, *(["--seeds", seeds] if seeds else []),
-               f"output_dir={out}", "overwrite=false", "resume=true"]
+               f"output_dir={out}", "overwrite=false", "resume=true", *overrides]
     if teacher is not None:
         command.append(f"strategy.teacher={teacher}")
     print("$ " + " ".join(command), flush=True)
@@ -90,19 +98,26 @@ def main() -> None:
     parser.add_argument("--stages", default="teacher,students,table")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--demo", action="store_true", help="the shipped sample, the demo's MiniLM-L6 as teacher")
+    parser.add_argument("--only", default=None, help="comma-separated row names (e.g. glove-bilstm,"
+                        "glove-bilstm-distilled): train only these students; the table shows every finished run")
+    parser.add_argument("--teacher-seeds", default=None, help="the teacher stage's seeds (default: --seeds)")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     runs, seeds = (DEMO if args.demo else FULL), [int(s) for s in args.seeds.split(",")]
     names = list(runs)
     # the demo's teacher is one run (make demo's); the full benchmark's is the first seed's
-    teacher = runs[names[0]][1] + ("" if args.demo else f"/seed-{seeds[0]}")  # relative to the repository
+    teacher_seed = (args.teacher_seeds or args.seeds).split(",")[0]
+    teacher = runs[names[0]][1] + ("" if args.demo else f"/seed-{teacher_seed}")  # relative to the repository
     stages = args.stages.split(",")
     if "teacher" in stages:
-        train(runs[names[0]][0], runs[names[0]][1], None if args.demo else args.seeds, None)
+        train(runs[names[0]][0], runs[names[0]][1], None if args.demo else args.teacher_seeds or args.seeds, None)
     if "students" in stages:
-        for name in names[1:]:
+        chosen = names[1:] if args.only is None else [n for n in names[1:] if n in args.only.split(",")]
+        for name in chosen:
             # the demo's recipes name their teacher already; the full ones name the teacher's folder, not a seed's
-            train(runs[name][0], runs[name][1], args.seeds, teacher if "distilled" in name and not args.demo else None)
+            unselected = [] if args.demo else UNSELECTED["static" if name.startswith("glove") else "trainer"]
+            train(runs[name][0], runs[name][1], args.seeds, teacher if "distilled" in name and not args.demo else None,
+                  unselected)
     if "table" not in stages:
         return
     from benchmarks.speed import sst2_rows

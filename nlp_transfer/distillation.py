@@ -23,9 +23,10 @@ own alignment, and the issue asked for sequence classification.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,50 @@ UNLABELLED = -100  # the label of rows only the teacher labels; the hard loss sk
 CHUNK = 4096  # texts the teacher scores between writes
 
 
-def augmented(texts: list[str], copies: int, mask_prob: float, ngram_prob: float, mask_token: str,
+class Column:
+    """One text column of a `datasets.Dataset`, iterable any number of times, read in batches: the training texts
+    without a list of them in memory."""
+
+    def __init__(self, dataset, name: str = "text", batch: int = CHUNK):
+        self.dataset, self.name, self.batch = dataset, name, batch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[Any]:
+        for part in self.dataset.select_columns([self.name]).iter(batch_size=self.batch):
+            yield from part[self.name]
+
+
+class TeacherTexts:
+    """Every text the teacher labels, in row order, iterable any number of times and never held whole: the training
+    texts, then the unlabelled file's, then ``copies`` augmented copies of the training texts."""
+
+    def __init__(self, train: Iterable[str], train_rows: int, unlabelled: str | None, copies: int,
+                 augment: dict[str, Any]):
+        from .data.readers import iter_texts
+
+        self.train, self.train_rows, self.unlabelled, self.copies, self.augment = (train, train_rows, unlabelled,
+                                                                                   copies, augment)
+        # counted (and checked: a bad row is one line naming it) before the teacher starts
+        self.unlabelled_rows = sum(1 for _ in iter_texts(unlabelled)) if unlabelled else 0
+
+    def __len__(self) -> int:
+        return self.train_rows * (1 + self.copies) + self.unlabelled_rows
+
+    def __iter__(self) -> Iterator[str]:
+        from .data.readers import iter_texts
+
+        yield from self.train
+        if self.unlabelled:
+            yield from (text for _, text in iter_texts(self.unlabelled))
+        yield from augmented(self.train, self.copies, **self.augment)
+
+
+def augmented(texts: Iterable[str], copies: int, mask_prob: float, ngram_prob: float, mask_token: str,
               seed: int) -> Iterator[str]:
-    """``copies`` augmented versions of each text (copy by copy), seeded: masking, then n-gram sampling."""
+    """``copies`` augmented versions of each text (copy by copy: ``texts`` is iterated once a copy), seeded: masking,
+    then n-gram sampling."""
     rng = random.Random(seed)
     for _ in range(copies):
         for text in texts:
@@ -52,34 +94,40 @@ def augmented(texts: list[str], copies: int, mask_prob: float, ngram_prob: float
             yield " ".join(words)
 
 
-def teacher_logits(teacher: str, predictor, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """The teacher's raw logits for ``texts`` (rows in order), from the cache when this teacher scored these texts
-    before; otherwise computed chunk by chunk into a temporary ``.npy`` that is renamed into the cache at the end.
-    A stopped scoring continues where it was: the rows done so far are noted beside the temporary file."""
+def teacher_logits(teacher: str, predictor, texts: Iterable[str], batch_size: int = 64) -> np.ndarray:
+    """The teacher's raw logits for ``texts`` (rows in order; a sized iterable, read twice: once for the cache key,
+    once to score), from the cache when this teacher scored these texts before; otherwise computed chunk by chunk into
+    a temporary ``.npy`` that is renamed into the cache at the end. Memory-mapped. A stopped scoring continues where
+    it was: the rows done so far are noted beside the temporary file."""
     from numpy.lib.format import open_memmap
     from tqdm.auto import tqdm
 
+    from .data.chunks import chunked
     from .models import folder_fingerprint
 
     digest = hashlib.blake2b(folder_fingerprint(Path(teacher)).encode(), digest_size=16)
+    total = 0
     for text in texts:
         digest.update(text.encode("utf-8") + b"\0")
+        total += 1
     target = cache_folder("teacher") / f"{digest.hexdigest()}.npy"
-    if not texts:
+    if not total:
         raise NLPTransferError(f"strategy distill: no texts for the teacher {teacher} to label")
     if target.is_file():
         return np.load(target, mmap_mode="r")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial, note = target.with_suffix(".partial.npy"), target.with_suffix(".done")
-    out, done = _resumed(partial, note, len(texts))
-    with tqdm(total=len(texts), initial=done, desc="teacher", unit="text", smoothing=0.05) as bar:
-        for start in range(done, len(texts), CHUNK):
-            logits = np.asarray(predictor.logits(texts[start:start + CHUNK], batch_size=batch_size), dtype=np.float32)
+    out, done = _resumed(partial, note, total)
+    with tqdm(total=total, initial=done, desc="teacher", unit="text", smoothing=0.05) as bar:
+        start = done
+        for chunk in chunked(itertools.islice(texts, done, None), CHUNK):
+            logits = np.asarray(predictor.logits(chunk, batch_size=batch_size), dtype=np.float32)
             if out is None:
-                out = open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), logits.shape[1]))
+                out = open_memmap(partial, mode="w+", dtype=np.float32, shape=(total, logits.shape[1]))
             out[start:start + len(logits)] = logits
             out.flush()
-            write_text_atomic(note, str(start + len(logits)))
+            start += len(logits)
+            write_text_atomic(note, str(start))
             bar.update(len(logits))
     del out
     partial.replace(target)
@@ -116,20 +164,17 @@ def _mask_token(predictor) -> str:
 
 
 def attach_teacher(recipe, data) -> None:
-    """Replace the training split with its rows plus the teacher-only texts, each with ``soft_labels``; what the run
-    records of it goes to ``data.teacher`` (metrics.json: ``teacher``)."""
-    from datasets import Dataset
-
+    """Replace the training split with its rows plus the teacher-only texts, each with ``soft_labels``, written
+    through the Arrow cache (memory flat in the number of rows); what the run records of it goes to ``data.teacher``
+    (metrics.json: ``teacher``)."""
     from .data.chunks import Shard
-    from .data.readers import read_texts
     from .inference import load_model
+    from .runtime import Runtime
 
     strategy, source = recipe.strategy, recipe.source or "recipe"
     if recipe.class_weights is not None:
         raise NLPTransferError(f"{source}: class_weights do not apply to strategy distill (the teacher's "
                                f"probabilities are the targets); remove class_weights")
-    from .runtime import Runtime
-
     shard = Shard.current()  # under accelerate launch each process puts the teacher on its own GPU
     predictor = load_model(strategy.teacher, device=shard.local_device(Runtime.resolve("auto").device))
     names = list(getattr(predictor, "label_names", []) or [])
@@ -137,24 +182,59 @@ def attach_teacher(recipe, data) -> None:
         raise NLPTransferError(f"{source}: the teacher {strategy.teacher} predicts labels {names}, the data has "
                                f"{list(data.label_names)}; distil from a teacher trained on the same labels")
     rows = data.splits[recipe.train_split]
-    texts, labels, lines = list(rows["text"]), list(rows["label"]), list(rows["line"])
-    extra = read_texts(strategy.unlabelled) if strategy.unlabelled else []  # as `predict --input` reads a file
-    extra += list(augmented(texts, strategy.augment, strategy.mask_prob, strategy.ngram_prob,
-                            _mask_token(predictor), strategy.augment_seed))
+    texts = TeacherTexts(Column(rows), len(rows), strategy.unlabelled, strategy.augment,  # unlabelled: as `predict
+                         {"mask_prob": strategy.mask_prob, "ngram_prob": strategy.ngram_prob,  # --input` reads it
+                          "mask_token": _mask_token(predictor), "seed": strategy.augment_seed})
+    extra = len(texts) - len(rows)
     if shard.is_main:
-        print(f"nlp-transfer: teacher {strategy.teacher} labels {len(texts)} training rows"
-              + (f" and {len(extra)} more texts" if extra else ""), file=sys.stderr, flush=True)
+        print(f"nlp-transfer: teacher {strategy.teacher} labels {len(rows)} training rows"
+              + (f" and {extra} more texts" if extra else ""), file=sys.stderr, flush=True)
     with shard.main_first():  # under accelerate launch the main process scores, the others read the cache
-        logits = teacher_logits(strategy.teacher, predictor, texts + extra)
-    soft = softened(logits, strategy.temperature)
-    agreement = float(np.mean(np.argmax(logits[:len(texts)], axis=1) == np.asarray(labels))) if texts else 0.0
+        logits = teacher_logits(strategy.teacher, predictor, texts)
+    agreement = _agreement(logits, Column(rows, "label"))
     if shard.is_main:
         print(f"nlp-transfer: the teacher agrees with {agreement:.1%} of the training labels", file=sys.stderr,
               flush=True)
-    data.splits[recipe.train_split] = Dataset.from_dict({
-        "text": texts + extra, "label": labels + [UNLABELLED] * len(extra), "line": lines + [0] * len(extra),
-        "soft_labels": soft.tolist()})
-    data.teacher = {"folder": str(strategy.teacher), "labelled_rows": len(texts), "teacher_only_rows": len(extra),
+    data.splits[recipe.train_split] = _distilled_split(rows, texts, logits, strategy.temperature)
+    data.teacher = {"folder": str(strategy.teacher), "labelled_rows": len(rows), "teacher_only_rows": extra,
                     "augment": strategy.augment, "augment_seed": strategy.augment_seed,
                     "agreement_with_training_labels": round(agreement, 4), "temperature": strategy.temperature,
                     "soft_weight": strategy.soft_weight}
+
+
+def _agreement(logits: np.ndarray, labels: Column) -> float:
+    """The share of training rows whose gold label is the teacher's argmax (the first ``len(labels)`` logits)."""
+    from .data.chunks import chunked
+
+    hits, start = 0, 0
+    for part in chunked(labels, CHUNK):
+        hits += int(np.sum(np.argmax(logits[start:start + len(part)], axis=1) == np.asarray(part)))
+        start += len(part)
+    return hits / start if start else 0.0
+
+
+def _distilled_split(rows, texts: TeacherTexts, logits: np.ndarray, temperature: float):
+    """The training rows (gold labels kept) then the teacher-only texts (label -100, line 0), each with its softened
+    teacher probabilities, as a `datasets.Dataset` memory-mapped from the Arrow cache (keyed by the teacher's logits
+    file, the rows' labels and lines, and the temperature)."""
+    from .data.arrow_cache import cached_split
+    from .data.chunks import chunked
+
+    def identity() -> dict[str, Any]:
+        digest = hashlib.blake2b(digest_size=16)
+        for label, line in zip(Column(rows, "label"), Column(rows, "line")):
+            digest.update(f"{label},{line};".encode())
+        return {"distilled": Path(logits.filename).name, "rows": digest.hexdigest(), "temperature": temperature}
+
+    def distilled() -> Iterator[dict[str, Any]]:
+        gold = zip(Column(rows, "label"), Column(rows, "line"))
+        start = 0
+        for part in chunked(texts, CHUNK):
+            soft = softened(logits[start:start + len(part)], temperature)
+            start += len(part)
+            for text, probabilities in zip(part, soft.tolist()):
+                label, line = next(gold, (UNLABELLED, 0))
+                yield {"text": text, "label": int(label), "line": int(line), "soft_labels": probabilities}
+
+    return cached_split(identity, distilled, "strategy distill: no rows to train on", name="train + teacher",
+                        total=lambda: len(texts))

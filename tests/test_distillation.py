@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -84,6 +85,14 @@ def test_teacher_logits_are_cached_per_teacher_and_texts(tmp_path, tiny_bert, fl
     first = sorted(cache.glob("*.npy"))
     assert len(first) == 1 and np.load(first[0]).shape == (40 + 82, 2)
     stamp = first[0].stat().st_mtime_ns
+    # the training split went to disk through the Arrow cache, not a list in memory
+    written = [datasets.Dataset.from_file(str(p)) for p in (tmp_path / "cache" / "data").glob("*.arrow")
+               if not p.name.startswith("cache-")]  # not the tokenized copies datasets writes beside it
+    distilled = [d for d in written if "soft_labels" in d.column_names]
+    assert len(distilled) == 1 and len(distilled[0]) == 122
+    labels, soft = distilled[0]["label"], np.asarray(distilled[0]["soft_labels"])
+    assert -100 not in labels[:40] and set(labels[40:]) == {-100}
+    np.testing.assert_allclose(soft, softened(np.load(first[0]), 1.0), atol=1e-6)
     other_seed = student(card, tiny_bert, tmp_path / "b", flipped_teacher, augment=2, unlabelled=str(unlabelled),
                          soft_weight=0.3)
     other_seed["seed"] = 12  # another student and run seed; the copies follow augment_seed: the same texts
