@@ -40,8 +40,8 @@ CHUNK = 4096  # texts the teacher scores between writes
 
 
 class Column:
-    """One text column of a `datasets.Dataset`, iterable any number of times, read in batches: the training texts
-    without a list of them in memory."""
+    """One column of a `datasets.Dataset`, iterable any number of times, read in batches: the training texts (or
+    labels) without a list of them in memory."""
 
     def __init__(self, dataset, name: str = "text", batch: int = CHUNK):
         self.dataset, self.name, self.batch = dataset, name, batch
@@ -58,17 +58,15 @@ class TeacherTexts:
     """Every text the teacher labels, in row order, iterable any number of times and never held whole: the training
     texts, then the unlabelled file's, then ``copies`` augmented copies of the training texts."""
 
-    def __init__(self, train: Iterable[str], train_rows: int, unlabelled: str | None, copies: int,
-                 augment: dict[str, Any]):
+    def __init__(self, train: Column, unlabelled: str | None, copies: int, augment: dict[str, Any]):
         from .data.readers import iter_texts
 
-        self.train, self.train_rows, self.unlabelled, self.copies, self.augment = (train, train_rows, unlabelled,
-                                                                                   copies, augment)
+        self.train, self.unlabelled, self.copies, self.augment = train, unlabelled, copies, augment
         # counted (and checked: a bad row is one line naming it) before the teacher starts
         self.unlabelled_rows = sum(1 for _ in iter_texts(unlabelled)) if unlabelled else 0
 
     def __len__(self) -> int:
-        return self.train_rows * (1 + self.copies) + self.unlabelled_rows
+        return len(self.train) * (1 + self.copies) + self.unlabelled_rows
 
     def __iter__(self) -> Iterator[str]:
         from .data.readers import iter_texts
@@ -182,8 +180,9 @@ def attach_teacher(recipe, data) -> None:
         raise NLPTransferError(f"{source}: the teacher {strategy.teacher} predicts labels {names}, the data has "
                                f"{list(data.label_names)}; distil from a teacher trained on the same labels")
     rows = data.splits[recipe.train_split]
-    texts = TeacherTexts(Column(rows), len(rows), strategy.unlabelled, strategy.augment,  # unlabelled: as `predict
-                         {"mask_prob": strategy.mask_prob, "ngram_prob": strategy.ngram_prob,  # --input` reads it
+    # the unlabelled file is read as `predict --input` reads one
+    texts = TeacherTexts(Column(rows), strategy.unlabelled, strategy.augment,
+                         {"mask_prob": strategy.mask_prob, "ngram_prob": strategy.ngram_prob,
                           "mask_token": _mask_token(predictor), "seed": strategy.augment_seed})
     extra = len(texts) - len(rows)
     if shard.is_main:
