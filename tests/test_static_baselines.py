@@ -214,3 +214,22 @@ def test_bilstm_keep_last_keeps_the_final_epoch_and_needs_no_patience(sst2_toy, 
     assert metrics["eval"]["accuracy"] == pytest.approx(scores[-1])
     with pytest.raises(NLPTransferError, match="static.keep=last .* add static.patience=null"):
         train(recipe(sst2_toy, sst_vectors, tmp_path / "early", keep="last"))
+
+
+def test_bilstm_linear_schedule_decays_the_rate_to_zero(sst2_toy, sst_vectors, tmp_path, monkeypatch):
+    import torch
+
+    seen = []  # the rate of every optimiser step
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    train(recipe(sst2_toy, sst_vectors, tmp_path / "linear", schedule="linear", keep="last", patience=None,
+                 epochs=4, learning_rate=0.01))
+    assert seen[0] == pytest.approx(0.01) and len(seen) == 4 * 10  # 160 rows / 16 a batch, 4 epochs
+    assert all(a > b for a, b in zip(seen, seen[1:])) and seen[-1] == pytest.approx(0.01 / 40)
+    with pytest.raises(NLPTransferError, match="schedule"):
+        train(recipe(sst2_toy, sst_vectors, tmp_path / "bad", schedule="cosine"))

@@ -18,6 +18,7 @@ AVERAGE_POOLINGS = ("mean", "mean-max-min")  # average: the mean, or with each d
 WEIGHTINGS = ("none", "tfidf", "sif")  # average: how each word counts in its text's vector
 SIF_FREQUENCIES = ("train", "zipf")  # where SIF's p(w) comes from
 SELECT_ON = ("eval", "train-cv")  # average: how C is chosen
+SCHEDULES = ("constant", "linear")  # bilstm: the learning rate over the epochs
 KEEP = ("best", "last")  # bilstm: which epoch's weights a run keeps
 WEIGHTS_FILE = "model.safetensors"  # the weights (safetensors; the embedding rows included)
 VOCABULARY_FILE = "vocabulary.json"  # the word of each embedding row
@@ -56,6 +57,8 @@ class StaticConfig:
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 2e-3
+    schedule: str = "constant"  # constant | linear: the rate decays linearly to 0 over the epochs (a steadier last
+    #                             epoch, for keep: last)
     weight_decay: float = 0.0
     patience: int | None = 3  # stop after this many epochs without a better evaluation score (None: never)
     keep: str = "best"  # best: the epoch with the best evaluation score is restored at the end | last: the final
@@ -139,6 +142,7 @@ def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
     need(config.patience is None or (integer(config.patience) and config.patience >= 1), "patience",
          "a positive integer or null")
     choice("keep", KEEP)
+    choice("schedule", SCHEDULES)
     if config.keep == "last" and config.patience is not None:
         raise NLPTransferError(f"{source}: static.keep=last trains every epoch, but static.patience={config.patience} "
                                f"stops early on the evaluation split; add static.patience=null")
