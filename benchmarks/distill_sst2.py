@@ -55,7 +55,7 @@ DEMO = {
 
 # nothing chosen on the dev split the table reports: each student keeps its last step / epoch
 UNSELECTED = {"trainer": ["training.load_best_model_at_end=false"],
-              "static": ["static.keep=last", "static.patience=null", "static.schedule=linear", "static.threads=2"]}
+              "static": ["static.keep=last", "static.patience=null", "static.schedule=linear"]}
 
 
 def train(recipe: str, out: str, seeds: str | None, teacher: str | None, overrides: list[str] = ()) -> None:
