@@ -42,7 +42,7 @@ FULL = {
                             "MiniLM-L6, distilled from the teacher"),
     "glove-bilstm": ("recipes/sst2_glove.yaml", "runs/sst2-glove-seeds", "GloVe BiLSTM, no teacher"),
     "glove-bilstm-distilled": ("recipes/sst2_glove_distill.yaml", "runs/sst2-glove-distill",
-                               "GloVe BiLSTM, distilled from the teacher"),
+                               "GloVe BiLSTM, distilled from the teacher (1 augmented copy)"),
 }
 DEMO = {
     "minilm-l6-teacher": ("recipes/sst2_demo.yaml", "runs/sst2-demo", "MiniLM-L6, fine-tuned (`make demo`'s run): "
@@ -127,8 +127,9 @@ def main() -> None:
     dev_texts = [text for text, _ in sst2_rows("dev")]
     rows = summary(runs, seeds, dev_texts)
     scope = "demo" if args.demo else "sst2"
-    lines = [f"`python -m benchmarks.distill_sst2{' --demo' if args.demo else ''} --seeds {args.seeds}` "
-             f"({time.strftime('%Y-%m-%d')}; teacher: {teacher})", "",
+    command = (f"python -m benchmarks.distill_sst2{' --demo' if args.demo else ''} --seeds {args.seeds}"
+               + (f" --teacher-seeds {args.teacher_seeds}" if args.teacher_seeds else ""))
+    lines = [f"`{command}` ({time.strftime('%Y-%m-%d')}; teacher: {teacher})", "",
              "| model | dev accuracy | parameters | CPU predict, texts/s (batch 32, 2 threads) |", "|---|---:|---:|---:|"]
     figures = {}
     for name, row in rows.items():
@@ -144,7 +145,7 @@ def main() -> None:
 
         start, end = f"<!-- distill:{scope}:start -->", f"<!-- distill:{scope}:end -->"
         replace_section(RESULTS_MD, start, end, "\n".join([start, *lines, end]))
-        record(figures, f"python -m benchmarks.distill_sst2{' --demo' if args.demo else ''} --seeds {args.seeds}")
+        record(figures, command)
 
 
 if __name__ == "__main__":
