@@ -283,8 +283,8 @@ def test_the_registry_holds_the_seven_strategies_each_with_only_its_own_options(
                        "lora": ("r", "alpha", "dropout", "target_modules", "pooler"),
                        "contrastive": ("iterations", "max_pairs", "epochs", "batch_size", "learning_rate", "pooling",
                                        "normalize", "C"),
-                       "distill": ("teacher", "temperature", "soft_weight", "unlabelled", "augment", "augment_seed", "mask_prob",
-                                   "ngram_prob") + rates + warmup}
+                       "distill": ("teacher", "temperature", "soft_weight", "unlabelled", "augment", "augment_seed",
+                                   "mask_prob", "ngram_prob") + rates + warmup}
     lora = build_strategy({"name": "lora", "r": 4})
     assert lora.name == "lora" and lora.to_dict() == {"name": "lora", "r": 4, "alpha": 16, "dropout": 0.1,
                                                       "target_modules": None, "pooler": True}
