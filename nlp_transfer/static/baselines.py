@@ -603,15 +603,14 @@ def _count(model: nn.Module) -> dict[str, int]:
 def _fit(model: nn.Module, run: StaticRun, train_lengths: np.ndarray, batch_loss: Callable[[np.ndarray], torch.Tensor],
          evaluate: Callable[[], dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """AdamW over the trainable parameters (a constant rate, or ``schedule: linear``: decayed to 0 by the last
-    epoch), one evaluation per epoch, early stopping on the main metric;
-    the best epoch's weights are restored at the end (``keep: last``: the final epoch's are kept). Returns (history,
-    train info)."""
+    epoch), one evaluation per epoch, early stopping on the main metric; the best epoch's weights are restored at the
+    end (``keep: last``: the final epoch's are kept). Returns (history, train info)."""
     from tqdm.auto import tqdm
 
     config, main, split = run.config, run.main, run.recipe.eval_split
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(trainable.values(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps = config.epochs * math.ceil(len(train_lengths) / config.batch_size)  # length_batches: ceil(n / size) a epoch
+    steps = config.epochs * math.ceil(len(train_lengths) / config.batch_size)  # length_batches: ceil(n / size) an epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: max(0.0, 1 - done / steps)
                                                   if config.schedule == "linear" else 1.0)
     rng = np.random.default_rng(run.recipe.seed)
