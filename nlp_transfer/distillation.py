@@ -4,8 +4,9 @@
 
 `attach_teacher` replaces the training split with its labelled rows followed by the teacher-only texts (label -100):
 the texts of ``strategy.unlabelled`` (read as `predict --input` reads a file) and ``strategy.augment`` augmented
-copies of every training text. Each row gets ``soft_labels``: the teacher's probabilities softened by the temperature, which the Trainer backend hands to the
-strategy's loss (`strategies.distillation_loss`).
+copies of every training text. Each row gets ``soft_labels``: the teacher's probabilities softened by the
+temperature, which the Trainer backend hands to the strategy's loss (`strategies.distillation_loss`). The split is
+written through the Arrow cache as it is built, never held as lists.
 
 Augmentation follows Tang et al. (2019, "Distilling task-specific knowledge from BERT into simple neural
 networks"): each word is replaced by the mask token with ``mask_prob``, then with ``ngram_prob`` only an n-gram of
@@ -17,8 +18,8 @@ The teacher's logits are computed once per (teacher weights, texts) and cached i
 as ``.npy``, written chunk by chunk into a temporary file and renamed when complete (a stopped scoring continues
 from its last chunk); a second student, or a resumed run, reads them back. The augmented copies are drawn with
 ``strategy.augment_seed``, not the run's seed, so the runs of every seed (and every student of one teacher) share
-one set of texts, which the teacher labels once. NER is out for now: a token tagger's teacher targets are per word and windowed, which needs its
-own alignment, and the issue asked for sequence classification.
+one set of texts, which the teacher labels once. NER is out for now: a token tagger's teacher targets are per word
+and windowed, which needs its own alignment, and the issue asked for sequence classification.
 """
 from __future__ import annotations
 
@@ -50,8 +51,10 @@ class Column:
         return len(self.dataset)
 
     def __iter__(self) -> Iterator[Any]:
-        for part in self.dataset.select_columns([self.name]).iter(batch_size=self.batch):
-            yield from part[self.name]
+        from .data.chunks import dataset_rows
+
+        for (value,) in dataset_rows(self.dataset, [self.name], self.batch):
+            yield value
 
 
 class TeacherTexts:
@@ -217,16 +220,16 @@ def _distilled_split(rows, texts: TeacherTexts, logits: np.ndarray, temperature:
     teacher probabilities, as a `datasets.Dataset` memory-mapped from the Arrow cache (keyed by the teacher's logits
     file, the rows' labels and lines, and the temperature)."""
     from .data.arrow_cache import cached_split
-    from .data.chunks import chunked
+    from .data.chunks import chunked, dataset_rows
 
     def identity() -> dict[str, Any]:
         digest = hashlib.blake2b(digest_size=16)
-        for label, line in zip(Column(rows, "label"), Column(rows, "line")):
+        for label, line in dataset_rows(rows, ["label", "line"], CHUNK):
             digest.update(f"{label},{line};".encode())
         return {"distilled": Path(logits.filename).name, "rows": digest.hexdigest(), "temperature": temperature}
 
     def distilled() -> Iterator[dict[str, Any]]:
-        gold = zip(Column(rows, "label"), Column(rows, "line"))
+        gold = dataset_rows(rows, ["label", "line"], CHUNK)
         start = 0
         for part in chunked(texts, CHUNK):
             soft = softened(logits[start:start + len(part)], temperature)

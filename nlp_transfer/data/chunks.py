@@ -33,6 +33,13 @@ def chunked(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
+def dataset_rows(dataset, columns: list[str], size: int = 4096) -> Iterator[tuple]:
+    """The values of ``columns`` of a `datasets.Dataset`, a tuple a row, read column-wise ``size`` rows at a time: no
+    list of the split in memory."""
+    for batch in dataset.select_columns(columns).iter(batch_size=size):
+        yield from zip(*(batch[name] for name in columns))
+
+
 @dataclass(frozen=True)
 class Shard:
     """This process's part of the work: the chunks ``k`` with ``k % world == rank``."""

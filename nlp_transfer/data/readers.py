@@ -593,9 +593,10 @@ def _cached_rows(card: DataCard, split: str, labelled: bool):
 
 def _label_column(dataset) -> Iterator[dict]:
     """The rows of a cached split as ``{"label"}`` only, read column-wise in batches."""
-    for batch in dataset.select_columns(["label"]).iter(batch_size=ENCODE_ROWS):
-        for value in batch["label"]:
-            yield {"label": value}
+    from .chunks import dataset_rows
+
+    for (value,) in dataset_rows(dataset, ["label"], ENCODE_ROWS):
+        yield {"label": value}
 
 
 def _encode_cached(dataset, card: DataCard, label_names: list[str], path: str, declared: list[str] | None):
