@@ -233,3 +233,28 @@ def test_bilstm_linear_schedule_decays_the_rate_to_zero(sst2_toy, sst_vectors, t
     assert all(a > b for a, b in zip(seen, seen[1:])) and seen[-1] == pytest.approx(0.01 / 40)
     with pytest.raises(NLPTransferError, match="schedule"):
         train(recipe(sst2_toy, sst_vectors, tmp_path / "bad", schedule="cosine"))
+
+
+def test_bilstm_train_vectors_moves_every_row_and_reloads(sst2_toy, sst_vectors, tmp_path):
+    from safetensors.numpy import load_file
+
+    from nlp_transfer import load_model
+
+    out = tmp_path / "trained-vectors"
+    metrics = train(recipe(sst2_toy, sst_vectors, out, train_vectors=True, epochs=2)).metrics
+    weights = load_file(str(out / "model.safetensors"))
+    frozen, learned = weights["embedding.frozen"], weights["embedding.learned"]
+    np.testing.assert_array_equal(weights["embedding.learned_rows"], np.arange(len(frozen)))
+    vocabulary = json.loads((out / "vocabulary.json").read_text())
+    seen = {w for line in (sst2_toy.parent / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+            for w in words(line.split("\t")[0])}
+    rows = [row for row, word in enumerate(vocabulary) if word in seen]
+    moved = np.abs(learned[rows] - frozen[rows]).max(axis=1) > 0
+    assert moved.mean() > 0.9  # the training words' own vectors trained, not only the OOV rows
+    assert metrics["params"]["trainable"] > frozen.size
+    assert "word vectors trained with it" in (out / "README.md").read_text(encoding="utf-8")
+    texts = [r["text"] for r in read_rows(out / "predictions_validation.jsonl")]
+    predicted = [r["predicted"] for r in read_rows(out / "predictions_validation.jsonl")]
+    assert [p["label"] for p in load_model(out).predict(texts)] == predicted  # the trained rows were saved
+    with pytest.raises(NLPTransferError, match="static.train_vectors .* baseline bilstm"):
+        train(recipe(sst2_toy, sst_vectors, tmp_path / "avg", baseline="average", train_vectors=True))

@@ -22,7 +22,8 @@ A recipe with a ``static:`` mapping trains one of these instead of a transformer
   scored with seqeval like the transformer taggers.
 
 Only the OOV rows can train, and only with ``oov: learned``; every other embedding row is bit-identical
-after training. Text goes through `nlp_transfer.static.words` (one tokenizer for every baseline).
+after training, unless ``train_vectors: true`` lets every row of the BiLSTMs' table train.
+Text goes through `nlp_transfer.static.words` (one tokenizer for every baseline).
 Outputs, staged then moved into ``output_dir``: ``metrics.json``, ``predictions_<eval split>.jsonl``,
 ``coverage.json``, ``recipe.yaml``, ``model.safetensors`` (weights, no pickles), ``nlp_transfer.json``
 (settings, labels), ``vocabulary.json`` (the word of each embedding row) and a short ``README.md``.
@@ -98,6 +99,9 @@ def _check_combination(config: StaticConfig, task_name: str, source: str) -> Non
     if config.quadratic and (config.weighting == "sif" or removed_components(config)):
         raise NLPTransferError(f"{source}: static.quadratic does not combine with static.weighting=sif or "
                                f"static.remove_components (they act on the averaged vectors themselves); keep one")
+    if config.train_vectors and config.baseline == "average" and not tagger:
+        raise NLPTransferError(f"{source}: static.train_vectors trains the word vectors inside the BiLSTM; with "
+                               f"static.baseline=average the vectors stay as they are: drop it or use baseline bilstm")
     if config.oov == "learned" and config.baseline == "average" and not tagger:
         raise NLPTransferError(f"{source}: static.oov learned trains OOV rows inside the BiLSTM; with "
                                f"static.baseline=average use oov random or zeros")
@@ -283,8 +287,8 @@ def _describe(strategy: str, config: StaticConfig) -> str:
         pooled = (", with each dimension's max and min over the words" if config.average_pooling == "mean-max-min"
                   else "")
         return f"{weighting} word vectors{expansion}{removal}{pooled} and logistic regression{selection}"
-    return (f"a {config.layers}-layer BiLSTM ({config.hidden} units per direction) over frozen word vectors, "
-            f"OOV rows {config.oov}")
+    vectors = "word vectors trained with it" if config.train_vectors else "frozen word vectors"
+    return f"a {config.layers}-layer BiLSTM ({config.hidden} units per direction) over {vectors}, OOV rows {config.oov}"
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -672,7 +676,8 @@ def _train_classifier(run: StaticRun) -> tuple[Outcome, Any]:
     kind = get_problem_type(problem_type)
     outputs = len(data.label_names) if kind.labelled else 1
     torch.manual_seed(recipe.seed)
-    model = BiLSTMClassifier(StaticEmbedding.from_matrix(embedding), config, outputs, pairs=train_pairs is not None)
+    model = BiLSTMClassifier(StaticEmbedding.from_matrix(embedding, config.train_vectors), config, outputs,
+                             pairs=train_pairs is not None)
     model.to(run.device)
     train_labels = data.splits[recipe.train_split]["label"]
     weights = cls_task.class_weight_tensor(recipe.class_weights, train_labels, problem_type, len(data.label_names))
@@ -749,7 +754,8 @@ def _train_tagger(run: StaticRun) -> tuple[Outcome, Any]:
               f"{len(types)} entity types ({', '.join(types)}), casing features {config.casing_features}, "
               f"on {run.device}")
     torch.manual_seed(recipe.seed)
-    model = BiLSTMTagger(StaticEmbedding.from_matrix(embedding), config, len(labels)).to(run.device)
+    embedding_layer = StaticEmbedding.from_matrix(embedding, config.train_vectors)
+    model = BiLSTMTagger(embedding_layer, config, len(labels)).to(run.device)
 
     def encode(sentences: list[list[str]], limit: int | None = None):
         return tagger_inputs(sentences, embedding.word_to_index, config.lowercase, limit)

@@ -168,7 +168,10 @@ class StaticEmbedding(nn.Module):
         self.embedding_dim = int(weight.shape[1])
 
     @classmethod
-    def from_matrix(cls, embedding: EmbeddingMatrix) -> StaticEmbedding:
+    def from_matrix(cls, embedding: EmbeddingMatrix, train_all: bool = False) -> StaticEmbedding:
+        """Learned rows: every row with ``train_all``, else the OOV rows with ``oov: learned``, else none."""
+        if train_all:
+            return cls(embedding.matrix, np.arange(len(embedding.matrix)))
         return cls(embedding.matrix, embedding.oov_rows if embedding.oov == "learned" else None)
 
     @classmethod

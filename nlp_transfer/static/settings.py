@@ -50,6 +50,8 @@ class StaticConfig:
     oov: str = "random"  # random | zeros | learned: rows of words missing from the vectors
     min_count: int = 1  # a missing word gets its own row from this many training occurrences
     all_vectors: bool = True  # embed every word of the vectors, not only training words
+    train_vectors: bool = False  # BiLSTMs: every embedding row trains with the model (Kim 2014's "non-static";
+    #                              more to overfit on small data), not only the OOV rows of oov: learned
     hidden: int = 128  # BiLSTM units per direction
     layers: int = 1
     dropout: float = 0.3
@@ -122,7 +124,7 @@ def parse_static(values: Any, source: str = "recipe") -> StaticConfig:
     choice("weighting", WEIGHTINGS)
     choice("sif_frequencies", SIF_FREQUENCIES)
     choice("select_on", SELECT_ON)
-    for key in ("tfidf", "quadratic", "lowercase", "all_vectors", "casing_features"):
+    for key in ("tfidf", "quadratic", "lowercase", "all_vectors", "casing_features", "train_vectors"):
         need(isinstance(getattr(config, key), bool), key, "true or false")
     for key in ("hidden", "layers", "epochs", "batch_size", "min_count", "max_length", "casing_dim", "min_words"):
         need(integer(getattr(config, key)) and getattr(config, key) >= 1, key, "a positive integer")
