@@ -16,7 +16,8 @@ the teacher reads a masked word as masked.
 
 The teacher's logits are computed once per (teacher weights, texts) and cached in ``$NLP_TRANSFER_CACHE/teacher``
 as ``.npy``, written chunk by chunk into a temporary file and renamed when complete (a stopped scoring continues
-from its last chunk); a second student, or a resumed run, reads them back. The augmented copies are drawn with
+from its last chunk); a second student, or a resumed run, reads them back, and a run with more augmented copies
+scores only the texts beyond those an earlier run's cache holds. The augmented copies are drawn with
 ``strategy.augment_seed``, not the run's seed, so the runs of every seed (and every student of one teacher) share
 one set of texts, which the teacher labels once. NER is out for now: a token tagger's teacher targets are per word
 and windowed, which needs its own alignment, and the issue asked for sequence classification.
@@ -99,19 +100,27 @@ def teacher_logits(teacher: str, predictor, texts: Iterable[str], batch_size: in
     """The teacher's raw logits for ``texts`` (rows in order; a sized iterable, read twice: once for the cache key,
     once to score), from the cache when this teacher scored these texts before; otherwise computed chunk by chunk into
     a temporary ``.npy`` that is renamed into the cache at the end. Memory-mapped. A stopped scoring continues where
-    it was: the rows done so far are noted beside the temporary file."""
+    it was: the rows done so far are noted beside the temporary file. When the teacher scored the first n of these
+    texts before (more augmented copies than last time: the copies are drawn copy by copy), those n rows are copied
+    from that cache and only the rest is scored."""
     from numpy.lib.format import open_memmap
     from tqdm.auto import tqdm
 
     from .data.chunks import chunked
     from .models import folder_fingerprint
 
+    folder = cache_folder("teacher")
+    # the key of the first n texts is the running digest after n texts: finished caches whose texts begin ours
+    # are found by their lengths (e.g. augment: 1's labels are the first rows of augment: 3's)
+    lengths = _cached_lengths(folder)
     digest = hashlib.blake2b(folder_fingerprint(Path(teacher)).encode(), digest_size=16)
-    total = 0
+    total, prefixes = 0, {}
     for text in texts:
         digest.update(text.encode("utf-8") + b"\0")
         total += 1
-    target = cache_folder("teacher") / f"{digest.hexdigest()}.npy"
+        if total in lengths:
+            prefixes.update({total: path for path in lengths[total] if path.stem == digest.hexdigest()})
+    target = folder / f"{digest.hexdigest()}.npy"
     if not total:
         raise NLPTransferError(f"strategy distill: no texts for the teacher {teacher} to label")
     if target.is_file():
@@ -119,6 +128,10 @@ def teacher_logits(teacher: str, predictor, texts: Iterable[str], batch_size: in
     target.parent.mkdir(parents=True, exist_ok=True)
     partial, note = target.with_suffix(".partial.npy"), target.with_suffix(".done")
     out, done = _resumed(partial, note, total)
+    rows = max((n for n in prefixes if n < total), default=0)
+    if rows > done:  # the labels of a shorter run of the same texts, copied rather than computed again
+        del out
+        out, done = _from_prefix(partial, note, total, prefixes[rows]), rows
     with tqdm(total=total, initial=done, desc="teacher", unit="text", smoothing=0.05) as bar:
         start = done
         for chunk in chunked(itertools.islice(texts, done, None), CHUNK):
@@ -134,6 +147,33 @@ def teacher_logits(teacher: str, predictor, texts: Iterable[str], batch_size: in
     partial.replace(target)
     note.unlink(missing_ok=True)
     return np.load(target, mmap_mode="r")
+
+
+def _cached_lengths(folder: Path) -> dict[int, list[Path]]:
+    """Row count -> the finished cache files of that many rows (their headers read, not their rows)."""
+    lengths: dict[int, list[Path]] = {}
+    for path in sorted(folder.glob("*.npy")) if folder.is_dir() else ():
+        if path.name.endswith(".partial.npy"):
+            continue
+        try:
+            lengths.setdefault(np.load(path, mmap_mode="r").shape[0], []).append(path)
+        except (OSError, ValueError):
+            continue
+    return lengths
+
+
+def _from_prefix(partial: Path, note: Path, rows: int, source_path: Path) -> np.ndarray:
+    """A new temporary logits file of ``rows`` rows that starts with ``source_path``'s, noted as done so far."""
+    from numpy.lib.format import open_memmap
+
+    source = np.load(source_path, mmap_mode="r")
+    out = open_memmap(partial, mode="w+", dtype=np.float32, shape=(rows, source.shape[1]))
+    out[:len(source)] = source
+    out.flush()
+    write_text_atomic(note, str(len(source)))
+    print(f"nlp-transfer: the teacher's logits of the first {len(source):,} texts come from the cached "
+          f"{source_path.name}", file=sys.stderr)
+    return out
 
 
 def _resumed(partial: Path, note: Path, rows: int) -> tuple[np.ndarray | None, int]:

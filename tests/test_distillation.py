@@ -137,6 +137,30 @@ def test_a_stopped_teacher_scoring_continues_from_its_last_chunk(tmp_path, flipp
     assert [p.name.count(".") for p in cache.iterdir()] == [1]  # only the finished .npy is left
 
 
+def test_more_texts_reuse_the_cached_labels_of_their_first_rows(tmp_path, flipped_teacher, monkeypatch, capsys):
+    from nlp_transfer import distillation, load_model
+
+    monkeypatch.setattr(distillation, "CHUNK", 16)
+    predictor = load_model(flipped_teacher, device="cpu")
+    rows = [f"the {POSITIVE[i % 4]} movie number {i}" for i in range(30)]
+    one, three = list(augmented(rows, 1, 0.3, 0.3, "[MASK]", 0)), list(augmented(rows, 3, 0.3, 0.3, "[MASK]", 0))
+    assert three[:30] == one  # copy by copy: one copy's texts begin three copies'
+    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "fresh"))
+    whole = np.asarray(teacher_logits(str(flipped_teacher), predictor, rows + three))
+    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "grown"))
+    teacher_logits(str(flipped_teacher), predictor, rows + one)
+    teacher_logits(str(flipped_teacher), predictor, rows[:7])  # a shorter run of other length: also a prefix
+    teacher_logits(str(flipped_teacher), predictor, list(reversed(rows)))  # 30 rows, not a prefix
+    counted = Stopping(predictor)
+    capsys.readouterr()
+    grown = np.asarray(teacher_logits(str(flipped_teacher), counted, rows + three))
+    assert counted.rows == 120 - 60  # only the two new copies were scored: the longest cached prefix was used
+    assert "the first 60 texts come from the cached" in capsys.readouterr().err
+    np.testing.assert_allclose(grown, whole, atol=1e-5)
+    other = Stopping(predictor)
+    teacher_logits(str(flipped_teacher), other, ["a new text", *rows])  # same texts shifted: nothing reused
+    assert other.rows == 31
+
 def test_augmentation_masks_words_and_samples_ngrams_reproducibly():
     texts = ["one two three four five six seven eight nine ten"] * 200
     first = list(augmented(texts, 2, mask_prob=0.1, ngram_prob=0.25, mask_token="[MASK]", seed=5))
