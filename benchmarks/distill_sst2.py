@@ -36,7 +36,8 @@ RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 
 # name -> (recipe, output folder, what it is); the teacher first
 FULL = {
-    "mpnet-teacher": ("recipes/sst2_mpnet.yaml", "runs/sst2-mpnet", "MPNet (all-mpnet-base-v2), fine-tuned: the teacher"),
+    "mpnet-teacher": ("recipes/sst2_mpnet.yaml", "runs/sst2-mpnet",
+                      "MPNet (all-mpnet-base-v2), fine-tuned: the teacher"),
     "minilm-l6": ("recipes/sst2_minilm.yaml", "runs/sst2-minilm-seeds", "MiniLM-L6, fine-tuned, no teacher"),
     "minilm-l6-distilled": ("recipes/sst2_minilm_distill.yaml", "runs/sst2-minilm-distill",
                             "MiniLM-L6, distilled from the teacher"),
@@ -52,6 +53,11 @@ DEMO = {
                                "GloVe BiLSTM, distilled from the teacher (10 augmented copies)"),
 }
 
+
+# rows measured before this benchmark under its protocol (one epoch, last step), whose run folders are gone:
+# name -> (results.json prefix of dev_accuracy_{mean,std,n}, the row whose run gives parameters and predict speed,
+# the same architecture)
+RECORDED = {"minilm-l6": ("sst2/minilm-l6/full-1epoch-noselect", "minilm-l6-distilled")}
 
 # nothing chosen on the dev split the table reports: each student keeps its last step / epoch
 UNSELECTED = {"trainer": ["training.load_best_model_at_end=false"],
@@ -79,6 +85,20 @@ def predict_speed(run: Path, texts: list[str]) -> float:
     return len(texts) / best
 
 
+def recorded_row(name: str, what: str, rows: dict[str, dict]) -> dict | None:
+    """A `RECORDED` row from results.json, with parameters and speed of its twin's run (None when neither is there).
+    Its figures stay under their own results.json keys and command; the table names them."""
+    prefix, twin = RECORDED[name]
+    figures = json.loads((RESULTS_MD.parent / "results.json").read_text())
+    if f"{prefix}/dev_accuracy_mean" not in figures or twin not in rows:
+        return None
+    value = {key: figures[f"{prefix}/dev_accuracy_{key}"]["value"] for key in ("mean", "std", "n")}
+    source = figures[f"{prefix}/dev_accuracy_mean"]
+    return {**rows[twin], **value, "n": int(value["n"]), "recorded": True,
+            "what": f"{what} (recorded {source['date']}, `{source['command']}`, results.json `{prefix}/...`; "
+                    f"parameters and speed: the distilled run's, the same architecture)"}
+
+
 def summary(runs: dict, seeds: list[int], dev_texts: list[str]) -> dict[str, dict]:
     rows = {}
     for name, (_, out, what) in runs.items():
@@ -92,7 +112,11 @@ def summary(runs: dict, seeds: list[int], dev_texts: list[str]) -> dict[str, dic
         rows[name] = {"what": what, "mean": statistics.mean(scores),
                       "std": statistics.stdev(scores) if len(scores) > 1 else 0.0, "n": len(scores),
                       "params": metrics[0]["params"]["total"], "texts_per_second": predict_speed(done[0], dev_texts)}
-    return rows
+    for name in [n for n in RECORDED if n in runs and n not in rows]:
+        row = recorded_row(name, runs[name][2], rows)
+        if row is not None:
+            rows[name] = row
+    return {name: rows[name] for name in runs if name in rows}  # the table's order
 
 
 def main() -> None:
@@ -130,11 +154,14 @@ def main() -> None:
     command = (f"python -m benchmarks.distill_sst2{' --demo' if args.demo else ''} --seeds {args.seeds}"
                + (f" --teacher-seeds {args.teacher_seeds}" if args.teacher_seeds else ""))
     lines = [f"`{command}` ({time.strftime('%Y-%m-%d')}; teacher: {teacher})", "",
-             "| model | dev accuracy | parameters | CPU predict, texts/s (batch 32, 2 threads) |", "|---|---:|---:|---:|"]
+             "| model | dev accuracy | parameters | CPU predict, texts/s (batch 32, 2 threads) |",
+             "|---|---:|---:|---:|"]
     figures = {}
     for name, row in rows.items():
         lines.append(f"| {row['what']} | {row['mean']:.4f} ± {row['std']:.4f} (n={row['n']}) | {row['params']:,} | "
                      f"{row['texts_per_second']:.0f} |")
+        if row.get("recorded"):
+            continue
         key = f"distill/{scope}/{name}"
         figures.update({f"{key}/dev_accuracy/mean": round(row["mean"], 4), f"{key}/dev_accuracy/std":
                         round(row["std"], 4), f"{key}/n": float(row["n"]), f"{key}/params": float(row["params"]),
