@@ -7,7 +7,7 @@
 Stages (each skips the runs already finished, so a stopped benchmark continues):
 - ``teacher``: `recipes/sst2_mpnet.yaml` over the seeds; the first seed's run teaches every student;
 - ``students``: MiniLM-L6 (`sst2_minilm.yaml`, `sst2_minilm_distill.yaml`) and the GloVe BiLSTM (`sst2_glove.yaml`,
-  `sst2_glove_distill.yaml`), with the same seeds;
+  `sst2_glove_distill.yaml`; both again with ``static.train_vectors=true``), with the same seeds;
 - ``table``: dev accuracy mean ± sample std over the seeds, parameters, and CPU predict speed (texts/s of
   ``load_model(run, device="cpu").predict`` over the 872 dev sentences at batch 32, best of two) into RESULTS.md
   ("Distillation on SST-2") and results.json (``distill/sst2/<model>/...``).
@@ -44,7 +44,14 @@ FULL = {
     "glove-bilstm": ("recipes/sst2_glove.yaml", "runs/sst2-glove-seeds", "GloVe BiLSTM, no teacher"),
     "glove-bilstm-distilled": ("recipes/sst2_glove_distill.yaml", "runs/sst2-glove-distill",
                                "GloVe BiLSTM, distilled from the teacher (1 augmented copy)"),
+    "glove-bilstm-trained-vectors": ("recipes/sst2_glove.yaml", "runs/sst2-glove-tv-seeds",
+                                     "GloVe BiLSTM, vectors trained with it, no teacher"),
+    "glove-bilstm-trained-vectors-distilled": ("recipes/sst2_glove_distill.yaml", "runs/sst2-glove-tv-distill",
+                                               "GloVe BiLSTM, vectors trained with it, distilled (1 augmented copy)"),
 }
+# rows that are their recipe with more keys set
+EXTRA = {"glove-bilstm-trained-vectors": ["static.train_vectors=true"],
+         "glove-bilstm-trained-vectors-distilled": ["static.train_vectors=true"]}
 DEMO = {
     "minilm-l6-teacher": ("recipes/sst2_demo.yaml", "runs/sst2-demo", "MiniLM-L6, fine-tuned (`make demo`'s run): "
                           "the teacher"),
@@ -142,6 +149,7 @@ def main() -> None:
         for name in chosen:
             # the demo's recipes name their teacher already; the full ones name the teacher's folder, not a seed's
             unselected = [] if args.demo else UNSELECTED["static" if name.startswith("glove") else "trainer"]
+            unselected = unselected + EXTRA.get(name, [])
             train(runs[name][0], runs[name][1], args.seeds, teacher if "distilled" in name and not args.demo else None,
                   unselected)
     if "table" not in stages:
