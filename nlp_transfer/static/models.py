@@ -153,18 +153,21 @@ class StaticEmbedding(nn.Module):
 
     The frozen table is a parameter with ``requires_grad=False`` (counted in the model's size, never given
     to the optimizer); the learned rows live in their own small parameter and replace their frozen rows at
-    lookup, so neither gradients nor weight decay can ever touch a frozen row."""
+    lookup, so neither gradients nor weight decay can ever touch a frozen row. When every row learns
+    (``static.train_vectors``), the table itself trains (``frozen`` is then a misnomer kept for the saved key)
+    and there is no second copy."""
 
     def __init__(self, matrix: np.ndarray, learned_rows: np.ndarray | None = None):
         super().__init__()
         weight = torch.as_tensor(np.array(matrix, dtype=np.float32))
         rows = torch.as_tensor(np.asarray(learned_rows if learned_rows is not None else [], dtype=np.int64))
-        self.frozen = nn.Parameter(weight, requires_grad=False)
+        every = len(rows) == weight.shape[0]
+        self.frozen = nn.Parameter(weight, requires_grad=every)
         self.register_buffer("learned_rows", rows)
         slot = torch.full((weight.shape[0],), -1, dtype=torch.long)
         slot[rows] = torch.arange(len(rows))
         self.register_buffer("slot", slot, persistent=False)  # row -> its position in `learned`, -1: frozen
-        self.learned = nn.Parameter(weight[rows].clone()) if len(rows) else None
+        self.learned = nn.Parameter(weight[rows].clone()) if len(rows) and not every else None
         self.embedding_dim = int(weight.shape[1])
 
     @classmethod
