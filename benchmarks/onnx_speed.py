@@ -156,7 +156,12 @@ def main() -> None:
     parser.add_argument("--batch1-rows", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--classifier-only", metavar="KEY", default=None,
+                        help="only the classifier, recorded as onnx/classifier/KEY/... in a section of its own "
+                             "(e.g. sst2/minilm-l6-distilled for a distilled student)")
     args = parser.parse_args()
+    if args.classifier_only:
+        return classifier_only(args)
     command = (f"OMP_NUM_THREADS={torch.get_num_threads()} python -m benchmarks.onnx_speed --classifier {args.classifier} "
                f"--tagger {args.tagger} --encoder {args.encoder}")
     figures, lines = {}, [START, "## ONNX export: parity, int8 and speed", "",
@@ -184,6 +189,27 @@ def main() -> None:
     if not args.no_record:
         record(figures, command)
         replace_section(RESULTS_MD, START, END, "\n".join(lines))
+
+
+
+def classifier_only(args) -> None:
+    """One more classifier beside the main ONNX section (its own key and RESULTS.md section)."""
+    import torch
+
+    command = (f"OMP_NUM_THREADS={torch.get_num_threads()} python -m benchmarks.onnx_speed --classifier {args.classifier} "
+               f"--classifier-only {args.classifier_only}")
+    measured = classifier(args.classifier, args.out / args.classifier_only.replace("/", "-"), args.batch1_rows,
+                          args.rounds)
+    figures = entries("classifier", args.classifier_only, measured)
+    start, end = f"<!-- onnx:{args.classifier_only}:start -->", f"<!-- onnx:{args.classifier_only}:end -->"
+    lines = [start, f"`{command}` ({time.strftime('%Y-%m-%d')}; {torch.get_num_threads()} threads; exported with "
+             f"`nlp-transfer export RUN --format onnx --int8`)", "",
+             *table("classifier", f"SST-2 dev, `{args.classifier}`", measured), end]
+    for key, value in figures.items():
+        print(f"{key}: {value}")
+    if not args.no_record:
+        record(figures, command)
+        replace_section(RESULTS_MD, start, end, "\n".join(lines))
 
 
 if __name__ == "__main__":
