@@ -42,6 +42,11 @@ def test_classifier_export_reproduces_torch_and_loads_with_the_same_api(classifi
     assert report.parity["fp32"]["max_abs_diff"] <= 1e-4 and report.parity["fp32"]["label_agreement"] == 1.0
     assert report.parity["fp32"]["rows"] == 64  # the run's validation rows
     assert 0.0 <= report.parity["int8"]["label_agreement"] <= 1.0
+    import onnx
+
+    int8_ops = {node.op_type for node in onnx.load(str(tmp_path / "onnx" / report.files["int8"])).graph.node}
+    assert "MatMulInteger" in int8_ops or "DynamicQuantizeMatMul" in int8_ops  # the products are int8
+    assert "Gather" in int8_ops and not any("Dequantize" in op and "Linear" in op for op in int8_ops)  # tables fp32
     torch_model = load_model(classifier_run)
     exported = load_model(tmp_path / "onnx")  # default: the int8 graph the export was asked for
     fp32 = load_model(tmp_path / "onnx", variant="fp32")
