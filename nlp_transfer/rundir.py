@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -95,6 +96,30 @@ def last_complete_checkpoint(out: Path) -> str | None:
     return None
 
 
+def live_writer(folder: Path) -> int | None:
+    """The id of a live process on this machine whose unfinished run writes ``folder``, else None. A killed run's
+    stale record is not live; neither is a process whose id was reused by another program. The processes of one
+    distributed launch share their folder, so under ``WORLD_SIZE`` > 1 nothing is checked."""
+    record = read_record(folder)
+    if record is None or record.get("status") != "running" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    pid = record.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid() or record.get("host") != socket.gethostname():
+        return None
+    command = Path(f"/proc/{pid}/cmdline")
+    if Path("/proc/self").exists():  # Linux: alive, and still an nlp-transfer process
+        try:
+            text = command.read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            return None
+        return pid if "nlp_transfer" in text or "nlp-transfer" in text else None
+    try:
+        os.kill(pid, 0)  # elsewhere: alive is all we can tell
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 def _sibling(target: Path, suffix: str) -> Path:
     return target.parent / f".{target.name}{suffix}"
 
@@ -119,6 +144,11 @@ def plan(output_dir: str | Path, resume: bool = False, overwrite: bool = False, 
         raise NLPTransferError(
             f"{source}: output_dir '{target}' holds files that no nlp-transfer run wrote (no {RUN_RECORD}); "
             f"they are left alone: choose a new or empty output_dir")
+    writer = live_writer(target)
+    if writer is not None:
+        raise NLPTransferError(
+            f"{source}: output_dir '{target}' is being written by process {writer} on this machine (a run started "
+            f"{read_record(target).get('started')}); wait for it to finish, stop it, or choose another output_dir")
     if resume:
         if is_finished(target):
             return RunPlan(target, target, finished=True)
@@ -160,7 +190,8 @@ def begin(run: RunPlan, description: dict[str, Any] | None = None) -> None:
         shutil.rmtree(run.work)  # a replacing run that was interrupted earlier: ours (checked by plan)
     run.work.mkdir(parents=True, exist_ok=True)
     previous = read_record(run.work) or {}
-    record = {"schema": RUN_RECORD_SCHEMA, "status": "running", "started": _now(),
+    record = {"schema": RUN_RECORD_SCHEMA, "status": "running", "started": _now(), "pid": os.getpid(),
+              "host": socket.gethostname(),
               "resumed_from": Path(run.checkpoint).name if run.checkpoint else None,
               "first_started": previous.get("first_started") or previous.get("started") or _now(),
               **(description or {})}

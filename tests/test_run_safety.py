@@ -15,6 +15,7 @@ from conftest import cli_error as strict_cli_error
 from conftest import tiny_recipe, tree_hashes, write_card, write_sst2_card
 
 from nlp_transfer import rundir
+from nlp_transfer.errors import NLPTransferError
 from nlp_transfer.cli import main
 
 
@@ -373,3 +374,36 @@ def test_the_probe_and_static_backends_refuse_several_processes(workspace, tmp_p
     recipe = Path(__file__).parents[1] / "recipes" / "sst2_demo_glove.yaml"
     message = cli_error(capsys, ["train", recipe, f"output_dir={tmp_path / 'run'}"])
     assert "the static backend runs in one process" in message
+
+
+def test_a_folder_a_live_run_is_writing_is_refused_and_a_dead_ones_is_not(tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+
+    def record(pid: int) -> None:
+        (folder / "run.json").write_text(json.dumps({"schema": 1, "status": "running", "started": "today",
+                                                     "pid": pid, "host": socket.gethostname()}))
+
+    # a live process whose command line names the package stands for a run still training into the folder
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "nlp_transfer"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # alive, but not a run
+    try:
+        record(writer.pid)
+        for options in ({"resume": True}, {"overwrite": True}):
+            with pytest.raises(NLPTransferError, match=rf"being written by process {writer.pid} on this "
+                                                              r"machine .* wait for it to finish"):
+                rundir.plan(folder, **options)
+        record(other.pid)  # an id reused by another program: the record is stale
+        assert rundir.plan(folder, resume=True).work.name == ".run.nlp-transfer-new"
+    finally:
+        writer.kill()
+        other.kill()
+        writer.wait()
+        other.wait()
+    record(writer.pid)  # the writer was killed: its unfinished run is started again
+    assert rundir.plan(folder, resume=True).replacing
+    assert "starting it again" in capsys.readouterr().out
