@@ -144,17 +144,25 @@ def plan(output_dir: str | Path, resume: bool = False, overwrite: bool = False, 
         raise NLPTransferError(
             f"{source}: output_dir '{target}' holds files that no nlp-transfer run wrote (no {RUN_RECORD}); "
             f"they are left alone: choose a new or empty output_dir")
-    writer = live_writer(target)
-    if writer is not None:
-        raise NLPTransferError(
-            f"{source}: output_dir '{target}' is being written by process {writer} on this machine (a run started "
-            f"{read_record(target).get('started')}); wait for it to finish, stop it, or choose another output_dir")
+    for folder in (target, _sibling(target, NEW_SUFFIX)):  # the run itself, or a run replacing it
+        writer = live_writer(folder)
+        if writer is not None:
+            raise NLPTransferError(
+                f"{source}: output_dir '{target}' is being written by process {writer} on this machine (a run "
+                f"started {read_record(folder).get('started')}); wait for it to finish, stop it, or choose another "
+                f"output_dir")
     if resume:
         if is_finished(target):
             return RunPlan(target, target, finished=True)
         checkpoint = last_complete_checkpoint(target) if checkpoints else None
         if checkpoint is not None:
             return RunPlan(target, target, checkpoint=checkpoint)
+        # a run that started again (below) trains in the hidden sibling: its checkpoints are there
+        work = _sibling(target, NEW_SUFFIX)
+        checkpoint = last_complete_checkpoint(work) if checkpoints and is_run_folder(work) else None
+        if checkpoint is not None:
+            _refuse_protected(target, inputs, source)
+            return RunPlan(target, work, checkpoint=checkpoint)
         print(f"nlp-transfer: resume=true but {target} holds an unfinished run with no complete checkpoint; "
               f"starting it again", flush=True)
     elif not overwrite:
@@ -186,7 +194,7 @@ def _refuse_protected(target: Path, inputs: Iterable[str | Path], source: str) -
 
 def begin(run: RunPlan, description: dict[str, Any] | None = None) -> None:
     """Main process only: make the folder the run writes and record that a run is in it."""
-    if run.replacing and run.work.exists():
+    if run.replacing and run.work.exists() and run.checkpoint is None:
         shutil.rmtree(run.work)  # a replacing run that was interrupted earlier: ours (checked by plan)
     run.work.mkdir(parents=True, exist_ok=True)
     previous = read_record(run.work) or {}

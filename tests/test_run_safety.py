@@ -407,3 +407,32 @@ def test_a_folder_a_live_run_is_writing_is_refused_and_a_dead_ones_is_not(tmp_pa
     record(writer.pid)  # the writer was killed: its unfinished run is started again
     assert rundir.plan(folder, resume=True).replacing
     assert "starting it again" in capsys.readouterr().out
+
+
+def test_a_run_started_again_resumes_from_the_checkpoints_of_its_hidden_sibling(tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    target, sibling = tmp_path / "run", tmp_path / ".run.nlp-transfer-new"
+    for folder, status in ((target, "running"), (sibling, "running")):
+        folder.mkdir()
+        (folder / "run.json").write_text(json.dumps({"schema": 1, "status": status, "started": "today"}))
+    (sibling / "checkpoint-4").mkdir()
+    (sibling / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (sibling / "checkpoint-8").mkdir()  # killed while saving: no trainer_state.json
+    plan = rundir.plan(target, resume=True)
+    assert plan.work == sibling and plan.checkpoint == str(sibling / "checkpoint-4")
+    rundir.begin(plan)
+    assert (sibling / "checkpoint-4" / "trainer_state.json").is_file()  # kept, not cleared as a leftover
+    assert rundir.read_record(sibling)["resumed_from"] == "checkpoint-4"
+    # the sibling written by a live run is refused like the folder itself
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "nlp_transfer"])
+    try:
+        (sibling / "run.json").write_text(json.dumps({"schema": 1, "status": "running", "started": "today",
+                                                      "pid": writer.pid, "host": socket.gethostname()}))
+        with pytest.raises(NLPTransferError, match=f"being written by process {writer.pid}"):
+            rundir.plan(target, resume=True)
+    finally:
+        writer.kill()
+        writer.wait()
