@@ -96,23 +96,29 @@ def last_complete_checkpoint(out: Path) -> str | None:
     return None
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: clock ticks since boot, from /proc), or None where that is unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+    return fields[19] if len(fields) > 19 else None
+
+
 def live_writer(folder: Path) -> int | None:
     """The id of a live process on this machine whose unfinished run writes ``folder``, else None. A killed run's
-    stale record is not live; neither is a process whose id was reused by another program. The processes of one
-    distributed launch share their folder, so under ``WORLD_SIZE`` > 1 nothing is checked."""
+    stale record is not live; neither is a process that took over its id (Linux: the start time differs). The
+    processes of one distributed launch share their folder, so under ``WORLD_SIZE`` > 1 nothing is checked."""
     record = read_record(folder)
     if record is None or record.get("status") != "running" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return None
     pid = record.get("pid")
     if not isinstance(pid, int) or pid == os.getpid() or record.get("host") != socket.gethostname():
         return None
-    command = Path(f"/proc/{pid}/cmdline")
-    if Path("/proc/self").exists():  # Linux: alive, and still an nlp-transfer process
-        try:
-            text = command.read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            return None
-        return pid if "nlp_transfer" in text or "nlp-transfer" in text else None
+    if Path("/proc/self/stat").exists():
+        started = process_start(pid)
+        return pid if started is not None and started == record.get("pid_start") else None
     try:
         os.kill(pid, 0)  # elsewhere: alive is all we can tell
     except (OSError, ValueError):
@@ -199,7 +205,7 @@ def begin(run: RunPlan, description: dict[str, Any] | None = None) -> None:
     run.work.mkdir(parents=True, exist_ok=True)
     previous = read_record(run.work) or {}
     record = {"schema": RUN_RECORD_SCHEMA, "status": "running", "started": _now(), "pid": os.getpid(),
-              "host": socket.gethostname(),
+              "pid_start": process_start(os.getpid()), "host": socket.gethostname(),
               "resumed_from": Path(run.checkpoint).name if run.checkpoint else None,
               "first_started": previous.get("first_started") or previous.get("started") or _now(),
               **(description or {})}

@@ -384,27 +384,29 @@ def test_a_folder_a_live_run_is_writing_is_refused_and_a_dead_ones_is_not(tmp_pa
     folder = tmp_path / "run"
     folder.mkdir()
 
-    def record(pid: int) -> None:
+    def record(pid: int, start: str | None) -> None:
         (folder / "run.json").write_text(json.dumps({"schema": 1, "status": "running", "started": "today",
-                                                     "pid": pid, "host": socket.gethostname()}))
+                                                     "pid": pid, "pid_start": start, "host": socket.gethostname()}))
 
-    # a live process whose command line names the package stands for a run still training into the folder
-    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "nlp_transfer"])
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # alive, but not a run
+    # a live process stands for a run still training into the folder
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = rundir.process_start(writer.pid)
+    assert started is not None and started == rundir.process_start(writer.pid)
     try:
-        record(writer.pid)
+        record(writer.pid, started)
         for options in ({"resume": True}, {"overwrite": True}):
             with pytest.raises(NLPTransferError, match=rf"being written by process {writer.pid} on this "
                                                               r"machine .* wait for it to finish"):
                 rundir.plan(folder, **options)
-        record(other.pid)  # an id reused by another program: the record is stale
+        record(other.pid, "1")  # the id now belongs to a process started at another time: the record is stale
         assert rundir.plan(folder, resume=True).work.name == ".run.nlp-transfer-new"
     finally:
         writer.kill()
         other.kill()
         writer.wait()
         other.wait()
-    record(writer.pid)  # the writer was killed: its unfinished run is started again
+    record(writer.pid, started)  # the writer was killed: its unfinished run is started again
     assert rundir.plan(folder, resume=True).replacing
     assert "starting it again" in capsys.readouterr().out
 
@@ -427,10 +429,11 @@ def test_a_run_started_again_resumes_from_the_checkpoints_of_its_hidden_sibling(
     assert (sibling / "checkpoint-4" / "trainer_state.json").is_file()  # kept, not cleared as a leftover
     assert rundir.read_record(sibling)["resumed_from"] == "checkpoint-4"
     # the sibling written by a live run is refused like the folder itself
-    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "nlp_transfer"])
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (sibling / "run.json").write_text(json.dumps({"schema": 1, "status": "running", "started": "today",
-                                                      "pid": writer.pid, "host": socket.gethostname()}))
+                                                      "pid": writer.pid, "host": socket.gethostname(),
+                                                      "pid_start": rundir.process_start(writer.pid)}))
         with pytest.raises(NLPTransferError, match=f"being written by process {writer.pid}"):
             rundir.plan(target, resume=True)
     finally:
