@@ -191,7 +191,6 @@ def main() -> None:
         replace_section(RESULTS_MD, START, END, "\n".join(lines))
 
 
-
 def classifier_only(args) -> None:
     """One more classifier beside the main ONNX section (its own key and RESULTS.md section)."""
     import torch

@@ -150,7 +150,8 @@ def plan(output_dir: str | Path, resume: bool = False, overwrite: bool = False, 
         raise NLPTransferError(
             f"{source}: output_dir '{target}' holds files that no nlp-transfer run wrote (no {RUN_RECORD}); "
             f"they are left alone: choose a new or empty output_dir")
-    for folder in (target, _sibling(target, NEW_SUFFIX)):  # the run itself, or a run replacing it
+    work = _sibling(target, NEW_SUFFIX)  # where a run replacing it (or started again) writes
+    for folder in (target, work):
         writer = live_writer(folder)
         if writer is not None:
             raise NLPTransferError(
@@ -164,7 +165,6 @@ def plan(output_dir: str | Path, resume: bool = False, overwrite: bool = False, 
         if checkpoint is not None:
             return RunPlan(target, target, checkpoint=checkpoint)
         # a run that started again (below) trains in the hidden sibling: its checkpoints are there
-        work = _sibling(target, NEW_SUFFIX)
         checkpoint = last_complete_checkpoint(work) if checkpoints and is_run_folder(work) else None
         if checkpoint is not None:
             _refuse_protected(target, inputs, source)
@@ -176,7 +176,6 @@ def plan(output_dir: str | Path, resume: bool = False, overwrite: bool = False, 
             f"{source}: output_dir '{target}' already holds a run; pass resume=true to continue it, overwrite=true to "
             f"replace it (the old run stays until the new one has finished), or choose another output_dir")
     _refuse_protected(target, inputs, source)
-    work = _sibling(target, NEW_SUFFIX)
     if work.exists() and _has_entries(work) and not is_run_folder(work):
         raise NLPTransferError(f"{source}: '{work}' exists and is not a run folder; remove it or choose another "
                                f"output_dir")
