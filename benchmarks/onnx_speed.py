@@ -184,11 +184,7 @@ def main() -> None:
               "products that read a GELU output (feed-forward down-projections) left in fp32 (see "
               "nlp_transfer.export.onnx_export._quantize for why). fp32 differences are float rounding between two kernels.",
               END]
-    for key, value in figures.items():
-        print(f"{key}: {value}")
-    if not args.no_record:
-        record(figures, command)
-        replace_section(RESULTS_MD, START, END, "\n".join(lines))
+    publish(figures, lines, START, END, command, not args.no_record)
 
 
 def classifier_only(args) -> None:
@@ -204,9 +200,14 @@ def classifier_only(args) -> None:
     lines = [start, f"`{command}` ({time.strftime('%Y-%m-%d')}; {torch.get_num_threads()} threads; exported with "
              f"`nlp-transfer export RUN --format onnx --int8`)", "",
              *table("classifier", f"SST-2 dev, `{args.classifier}`", measured), end]
+    publish(figures, lines, start, end, command, not args.no_record)
+
+
+def publish(figures: dict[str, float], lines: list[str], start: str, end: str, command: str, keep: bool) -> None:
+    """Print the figures; with ``keep``, record them in results.json and their section in RESULTS.md."""
     for key, value in figures.items():
         print(f"{key}: {value}")
-    if not args.no_record:
+    if keep:
         record(figures, command)
         replace_section(RESULTS_MD, start, end, "\n".join(lines))
 

@@ -259,5 +259,7 @@ def test_bilstm_train_vectors_moves_every_row_and_reloads(sst2_toy, sst_vectors,
     texts = [r["text"] for r in read_rows(out / "predictions_validation.jsonl")]
     predicted = [r["predicted"] for r in read_rows(out / "predictions_validation.jsonl")]
     assert [p["label"] for p in load_model(out).predict(texts)] == predicted  # the trained rows were saved
-    with pytest.raises(NLPTransferError, match="static.train_vectors .* baseline bilstm"):
+    with pytest.raises(NLPTransferError, match="static.train_vectors .* static.baseline=bilstm"):
         train(recipe(sst2_toy, sst_vectors, tmp_path / "avg", baseline="average", train_vectors=True))
+    with pytest.raises(NLPTransferError, match="static.oov learned .* static.oov random or zeros"):
+        train(recipe(sst2_toy, sst_vectors, tmp_path / "avg", baseline="average", oov="learned"))

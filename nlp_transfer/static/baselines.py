@@ -99,12 +99,12 @@ def _check_combination(config: StaticConfig, task_name: str, source: str) -> Non
     if config.quadratic and (config.weighting == "sif" or removed_components(config)):
         raise NLPTransferError(f"{source}: static.quadratic does not combine with static.weighting=sif or "
                                f"static.remove_components (they act on the averaged vectors themselves); keep one")
-    if config.train_vectors and config.baseline == "average" and not tagger:
-        raise NLPTransferError(f"{source}: static.train_vectors trains the word vectors inside the BiLSTM; with "
-                               f"static.baseline=average the vectors stay as they are: drop it or use baseline bilstm")
-    if config.oov == "learned" and config.baseline == "average" and not tagger:
-        raise NLPTransferError(f"{source}: static.oov learned trains OOV rows inside the BiLSTM; with "
-                               f"static.baseline=average use oov random or zeros")
+    # what trains inside the BiLSTM means nothing to the averaged vectors, which stay as they are
+    for key, active, fix in (("train_vectors", config.train_vectors, "drop it or use static.baseline=bilstm"),
+                             ("oov learned", config.oov == "learned", "use static.oov random or zeros")):
+        if active and average:
+            raise NLPTransferError(f"{source}: static.{key} trains vectors inside the BiLSTM; with "
+                                   f"static.baseline=average they stay as they are: {fix}")
 
 
 # ---------------------------------------------------------------- the run
