@@ -7,6 +7,7 @@ Errors in the user's input print one line (``error: file: line N: what; fix``) a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -39,9 +40,11 @@ def _cmd_train(args) -> int:
 
     seeds = {}
     if args.seeds is not None:
-        from .seeds import parse_seeds
+        from .seeds import count_note, parse_seeds
 
         seeds["seeds"] = parse_seeds(args.seeds)
+        if count_note(args.seeds) and os.environ.get("RANK", "0") == "0":
+            print(count_note(args.seeds), file=sys.stderr)
     recipe = load_recipe(args.recipe, list(args.overrides), **seeds)  # a bad recipe is reported before torch loads
     from .training import train
 

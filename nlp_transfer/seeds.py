@@ -46,6 +46,16 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def count_note(text: str) -> str | None:
+    """A reminder that ``--seeds N`` (no comma) is a count, for a user who meant seed N alone; None for lists."""
+    text = str(text).strip()
+    if "," in text or not text.isdigit() or int(text) < 2:
+        return None
+    count = int(text)
+    listed = ", ".join(map(str, range(1, count + 1))) if count <= 4 else f"1, 2, ..., {count}"
+    return f"nlp-transfer: --seeds {count} is a count: seeds {listed} (seed {count} alone: --seeds {count},)"
+
+
 def seed_folder(output_dir: str | Path, seed: int) -> Path:
     return Path(output_dir) / f"seed-{seed}"
 

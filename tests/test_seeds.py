@@ -107,6 +107,17 @@ def test_seeds_is_a_count_or_a_list():
     assert parse_seeds("7,") == [7]
 
 
+def test_a_count_of_seeds_is_said_to_be_a_count(bilstm_recipe, capsys):
+    from nlp_transfer.cli import main
+    from nlp_transfer.seeds import count_note
+
+    assert count_note("3") == "nlp-transfer: --seeds 3 is a count: seeds 1, 2, 3 (seed 3 alone: --seeds 3,)"
+    assert count_note("10").endswith("seeds 1, 2, ..., 10 (seed 10 alone: --seeds 10,)")
+    assert count_note("3,") is None and count_note("2,3") is None and count_note("1") is None
+    assert main(["train", str(bilstm_recipe), "--seeds", "2", "max_lenght=64"]) == 2  # stops before any training
+    assert "--seeds 2 is a count: seeds 1, 2 (seed 2 alone: --seeds 2,)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["--seeds", "1,x"], "--seeds '1,x': give a count (--seeds 3: seeds 1, 2, 3) or seeds separated by commas"),
     (["--seeds", ""], "--seeds '': give a count"),
