@@ -4,7 +4,8 @@
 
 From the few labelled rows, `sentence_pairs` draws pairs: per iteration, every row once with another row of its
 label (target similarity 1) and once with a row of another label (0). sentence-transformers trains the encoder
-with its own trainer (`SentenceTransformerTrainer`) and cosine-similarity loss; the encoder is then saved
+with its own trainer (`SentenceTransformerTrainer`) and the loss ``strategy.loss`` names (`PAIR_LOSSES`; SetFit's
+cosine-similarity loss by default); the encoder is then saved
 (safetensors) into the run folder, and `nlp_transfer.probe` fits its linear probe on that encoder's pooled
 features, as it does on a frozen one. The trained folder loads with `load_model` like any probe run.
 
@@ -70,6 +71,22 @@ def sentence_pairs(labels: list[int], iterations: int, max_pairs: int | None,
     return np.asarray(first)[order], np.asarray(second)[order], np.asarray(target, dtype=np.float32)[order]
 
 
+# strategy.loss -> the sentence-transformers loss that trains the pairs (each takes the pair's target, 1 or 0):
+# cosine: squared error between the two texts' cosine similarity and the target (SetFit's);
+# contrastive: Hadsell et al.'s loss on cosine distance: same-label pairs pulled together, the others pushed
+# beyond a margin of 0.5 and left alone once there; online-contrastive: the same on each batch's hard pairs only
+# (same-label pairs farther apart than the nearest other-label pair, and the converse)
+PAIR_LOSSES = {"cosine": "CosineSimilarityLoss", "contrastive": "ContrastiveLoss",
+               "online-contrastive": "OnlineContrastiveLoss"}
+
+
+def pair_loss(name: str, encoder):
+    """The loss object for ``strategy.loss`` ``name`` (a key of `PAIR_LOSSES`), on ``encoder``."""
+    from sentence_transformers.sentence_transformer import losses
+
+    return getattr(losses, PAIR_LOSSES[name])(encoder)
+
+
 WIDE = 768  # hidden size from which an encoder trains its pairs at SetFit's rate
 NARROW_RATE, WIDE_RATE = 1e-4, 2e-5
 
@@ -86,14 +103,13 @@ def pair_learning_rate(hidden_size: int | None) -> float:
 def fine_tune_encoder(model: str, texts: list[str], labels: list[int], options, seed: int, max_length: int,
                       out: Path, trust_remote_code: bool, device: str) -> dict[str, Any]:
     """Train ``model``'s encoder on pairs of ``texts`` (`sentence_pairs`) with ``options`` (the `Contrastive`
-    strategy: iterations, max_pairs, epochs, batch_size, learning_rate, pooling) and save it to ``out``
+    strategy: iterations, max_pairs, epochs, batch_size, learning_rate, pooling, loss) and save it to ``out``
     (safetensors + tokenizer). Returns what metrics.json records of it."""
     check_installed()
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
     from sentence_transformers.base.modules.transformer import Transformer
-    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
     from sentence_transformers.sentence_transformer.modules.pooling import Pooling
     from transformers.utils import logging as hf_logging
 
@@ -117,7 +133,7 @@ def fine_tune_encoder(model: str, texts: list[str], labels: list[int], options, 
             report_to="none", logging_strategy="no", disable_tqdm=not hf_logging.is_progress_bar_enabled(),
             use_cpu=device == "cpu")
         trainer = SentenceTransformerTrainer(model=encoder, args=args, train_dataset=pairs,
-                                             loss=CosineSimilarityLoss(encoder))
+                                             loss=pair_loss(options.loss, encoder))
         result = trainer.train()
     out.mkdir(parents=True, exist_ok=True)
     word.model.save_pretrained(out, safe_serialization=True)
@@ -126,5 +142,5 @@ def fine_tune_encoder(model: str, texts: list[str], labels: list[int], options, 
             "loss": round(float(result.training_loss), 6), "seconds": round(time.perf_counter() - started, 2),
             "iterations": options.iterations, "epochs": options.epochs, "batch_size": options.batch_size,
             "learning_rate": rate, "learning_rate_from": "recipe" if options.learning_rate else "encoder width",
-            "loss_function": "CosineSimilarityLoss",
+            "loss_function": PAIR_LOSSES[options.loss],
             "trainer": "sentence_transformers.SentenceTransformerTrainer"}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .checks import check_value, checked
+from .contrastive import PAIR_LOSSES
 from .errors import NLPTransferError, did_you_mean
 from .layer_rates import SHARED_OPTIONS, HeadWarmup, LayerRates
 
@@ -260,6 +261,7 @@ class Contrastive(Strategy):
     # barely moves MiniLM-L6 in 40 steps), 2e-5 from 768 up (1e-4 over-fits MPNet's pairs); benchmarks/RESULTS.md
     learning_rate: float | None = checked(None, low=0, low_open=True)
     pooling: str = checked("mean", choices=POOLINGS)
+    loss: str = checked("cosine", choices=tuple(PAIR_LOSSES))  # the pairs' loss (`contrastive.PAIR_LOSSES`)
     normalize: bool = False  # L2-normalise the probe's features
     # the probe's C, fixed: after pair training the few rows are separated and every C fits them, so nothing is
     # chosen on the evaluation split (1.0: scikit-learn's default, SetFit's head); null: the grid, chosen there

@@ -119,3 +119,22 @@ def test_the_pair_learning_rate_follows_the_encoder_width_unless_the_recipe_give
     assert given["train"]["contrastive"]["learning_rate"] == 1e-3
     assert given["train"]["contrastive"]["learning_rate_from"] == "recipe"
     assert given["train"]["C"] == 1.0 and len(given["train"]["search"]) == 1  # a fixed C: nothing chosen on dev
+
+
+def test_the_pair_loss_is_chosen_by_name_and_changes_the_training(sst2_toy, tiny_bert, tmp_path):
+    from nlp_transfer.contrastive import PAIR_LOSSES
+    from nlp_transfer.errors import NLPTransferError
+
+    weights = {}
+    for name, cls in PAIR_LOSSES.items():
+        out = tmp_path / name
+        metrics = train(contrastive_recipe(sst2_toy, tiny_bert, out, max_pairs=64, loss=name)).metrics
+        info = metrics["train"]["contrastive"]
+        assert info["loss_function"] == cls and np.isfinite(info["loss"])
+        weights[name] = load_file(str(out / "encoder" / "model.safetensors"))["encoder.layer.0.output.dense.weight"]
+    base = load_file(str(tiny_bert / "model.safetensors"))["encoder.layer.0.output.dense.weight"]
+    assert all(not np.allclose(w, base) for w in weights.values())  # each loss trained the encoder
+    assert not np.allclose(weights["cosine"], weights["contrastive"])  # the same pairs and seed, another objective
+    with pytest.raises(NLPTransferError, match="cosine"):  # a close-match suggestion for a typo
+        load_recipe({"task": "sequence-classification", "data": "d.md", "model": "m",
+                     "strategy": {"name": "contrastive", "loss": "cosin"}})
