@@ -1,7 +1,8 @@
 """Few-shot SST-2 against SetFit 1.2 on identical rows (issue 30), side by side in one run.
 
     python -m benchmarks.fewshot_setfit [--models minilm-l6,mpnet-base] [--per-label 8,16] [--seeds 1,2,3,4,5]
-                                        [--systems setfit,contrastive] [--set strategy.learning_rate=2e-5 ...]
+                                        [--systems setfit,contrastive,setfit-e2e]
+                                        [--set strategy.learning_rate=2e-5 ...]
                                         [--tag NAME] [--out runs/fewshot-setfit] [--record] [--summary-only]
 
 For each seed and size, ``per-label`` rows of each label are drawn from SST-2's training sentences of 10 words or more
@@ -9,6 +10,7 @@ For each seed and size, ``per-label`` rows of each label are drawn from SST-2's 
 to both systems:
 - SetFit 1.2 with its defaults (`setfit.TrainingArguments()`: pairs by oversampling, body learning rate 2e-5, one
   epoch, batch 16, LogisticRegression head), the model folder loaded as a sentence-transformers model;
+- ``setfit-e2e`` (not run by default): SetFit 1.2 with its differentiable head trained end to end after the pairs;
 - `nlp-transfer train` with `strategy: contrastive` and its defaults (``--set`` changes them: an experiment is
   recorded under its ``--tag``).
 Both are scored on the 872 SST-2 dev sentences; nothing is chosen on them (the probe's C is fixed or
@@ -56,7 +58,9 @@ def train_rows(card: Path) -> tuple[list[str], list[int]]:
     return list(texts), [int(label) for label in labels]
 
 
-def run_setfit(model: str, card: Path, seed: int) -> float:
+def run_setfit(model: str, card: Path, seed: int, end_to_end: bool = False) -> float:
+    """SetFit 1.2 with its defaults; ``end_to_end``: its differentiable head, trained with the body after the pairs
+    (``use_differentiable_head=True``, ``end_to_end=True``: 16 head epochs, head rate 1e-2, body rate 1e-5)."""
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
@@ -65,10 +69,11 @@ def run_setfit(model: str, card: Path, seed: int) -> float:
     import tempfile
 
     texts, labels = train_rows(card)
-    classifier = SetFitModel.from_pretrained(resolve(model), device="cpu")
+    head = {"use_differentiable_head": True, "head_params": {"out_features": 2}} if end_to_end else {}
+    classifier = SetFitModel.from_pretrained(resolve(model), device="cpu", **head)
     with tempfile.TemporaryDirectory() as scratch:  # its defaults, but no checkpoints or logs in the working folder
         arguments = TrainingArguments(seed=seed, show_progress_bar=False, output_dir=scratch, save_strategy="no",
-                                      report_to="none")
+                                      report_to="none", end_to_end=end_to_end)
         trainer = Trainer(model=classifier, args=arguments,
                           train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
         trainer.train()
@@ -141,16 +146,19 @@ def main() -> None:
             for seed in [int(s) for s in args.seeds.split(",")]:
                 card = subset(per_label, seed, out / "data" / f"{per_label}-{seed}")
                 for system in args.systems.split(","):
-                    name = system if system == "setfit" or not args.tag else f"{system}[{args.tag}]"
+                    name = system if system.startswith("setfit") or not args.tag else f"{system}[{args.tag}]"
                     if any(p["model"] == model and p["per_label"] == per_label and p["seed"] == seed
                            and p["system"] == name for p in done):
                         continue
                     started = time.perf_counter()
-                    accuracy = (run_setfit(model, card, seed) if system == "setfit" else
-                                run_contrastive(model, card, seed, args.set, out / "runs" / f"{model}-{per_label}-{seed}"))
+                    if system.startswith("setfit"):
+                        accuracy = run_setfit(model, card, seed, end_to_end=system == "setfit-e2e")
+                    else:
+                        accuracy = run_contrastive(model, card, seed, args.set,
+                                                   out / "runs" / f"{model}-{per_label}-{seed}")
                     point = {"model": model, "per_label": per_label, "seed": seed, "system": name,
                              "accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - started, 1),
-                             "settings": args.set if system != "setfit" else []}
+                             "settings": [] if system.startswith("setfit") else args.set}
                     done.append(point)
                     with log.open("a") as handle:
                         handle.write(json.dumps(point) + "\n")
