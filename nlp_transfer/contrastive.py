@@ -100,10 +100,52 @@ def pair_learning_rate(hidden_size: int | None) -> float:
     return WIDE_RATE if (hidden_size or 0) >= WIDE else NARROW_RATE
 
 
+# strategy.end_to_end: after the pairs, the encoder trains with a linear head on the labelled rows themselves
+# (SetFit's differentiable head, ``end_to_end=True``: its rates and schedule, measured before adopting it)
+HEAD_RATE, BODY_RATE, HALVE_EVERY = 1e-2, 1e-5, 5  # the head's and the encoder's rates; halved every 5 epochs
+
+
+def train_through_head(encoder, texts: list[str], labels: list[int], epochs: int, batch_size: int,
+                       seed: int) -> float:
+    """Train ``encoder`` (a `SentenceTransformer`) and a fresh linear head on its sentence embeddings with
+    cross-entropy on ``texts``/``labels``, ``epochs`` passes in seeded shuffled batches (AdamW; the head at
+    `HEAD_RATE`, the encoder at `BODY_RATE`, both halved every `HALVE_EVERY` epochs). The head is dropped
+    afterwards: the probe refits on the trained encoder's features. Returns the last epoch's mean loss."""
+    import torch
+
+    torch.manual_seed(seed)
+    classes = {label: index for index, label in enumerate(sorted(set(labels)))}
+    head = torch.nn.Linear(encoder.get_embedding_dimension(), len(classes)).to(encoder.device)
+    optimizer = torch.optim.AdamW([{"params": encoder.parameters(), "lr": BODY_RATE},
+                                   {"params": head.parameters(), "lr": HEAD_RATE}])
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=HALVE_EVERY, gamma=0.5)
+    targets = torch.tensor([classes[label] for label in labels], device=encoder.device)
+    rng = np.random.default_rng(seed)
+    encoder.train()
+    losses = []
+    for _ in range(epochs):
+        losses = []
+        order = rng.permutation(len(texts))
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            features = encoder.preprocess([texts[i] for i in batch])
+            features = {key: value.to(encoder.device) if hasattr(value, "to") else value
+                        for key, value in features.items()}
+            loss = torch.nn.functional.cross_entropy(head(encoder(features)["sentence_embedding"]), targets[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+        schedule.step()
+    encoder.eval()
+    return float(np.mean(losses)) if losses else 0.0
+
+
 def fine_tune_encoder(model: str, texts: list[str], labels: list[int], options, seed: int, max_length: int,
                       out: Path, trust_remote_code: bool, device: str) -> dict[str, Any]:
     """Train ``model``'s encoder on pairs of ``texts`` (`sentence_pairs`) with ``options`` (the `Contrastive`
-    strategy: iterations, max_pairs, epochs, batch_size, learning_rate, pooling, loss) and save it to ``out``
+    strategy: iterations, max_pairs, epochs, batch_size, learning_rate, pooling, loss; with end_to_end, then
+    `train_through_head` on the rows themselves) and save it to ``out``
     (safetensors + tokenizer). Returns what metrics.json records of it."""
     check_installed()
     from datasets import Dataset
@@ -135,6 +177,8 @@ def fine_tune_encoder(model: str, texts: list[str], labels: list[int], options, 
         trainer = SentenceTransformerTrainer(model=encoder, args=args, train_dataset=pairs,
                                              loss=pair_loss(options.loss, encoder))
         result = trainer.train()
+    head_loss = (train_through_head(encoder, texts, labels, options.end_to_end_epochs, options.batch_size, seed)
+                 if options.end_to_end else None)
     out.mkdir(parents=True, exist_ok=True)
     word.model.save_pretrained(out, safe_serialization=True)
     word.processor.save_pretrained(out)
@@ -143,4 +187,7 @@ def fine_tune_encoder(model: str, texts: list[str], labels: list[int], options, 
             "iterations": options.iterations, "epochs": options.epochs, "batch_size": options.batch_size,
             "learning_rate": rate, "learning_rate_from": "recipe" if options.learning_rate else "encoder width",
             "loss_function": PAIR_LOSSES[options.loss],
-            "trainer": "sentence_transformers.SentenceTransformerTrainer"}
+            "trainer": "sentence_transformers.SentenceTransformerTrainer",
+            **({"end_to_end": {"epochs": options.end_to_end_epochs, "head_learning_rate": HEAD_RATE,
+                               "body_learning_rate": BODY_RATE, "loss": round(head_loss, 6)}}
+               if options.end_to_end else {})}

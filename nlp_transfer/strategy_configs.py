@@ -262,6 +262,9 @@ class Contrastive(Strategy):
     learning_rate: float | None = checked(None, low=0, low_open=True)
     pooling: str = checked("mean", choices=POOLINGS)
     loss: str = checked("cosine", choices=tuple(PAIR_LOSSES))  # the pairs' loss (`contrastive.PAIR_LOSSES`)
+    # after the pairs, the encoder trains through a linear head on the rows (`contrastive.train_through_head`)
+    end_to_end: bool = False
+    end_to_end_epochs: int = checked(16, low=1)
     normalize: bool = False  # L2-normalise the probe's features
     # the probe's C, fixed: after pair training the few rows are separated and every C fits them, so nothing is
     # chosen on the evaluation split (1.0: scikit-learn's default, SetFit's head); null: the grid, chosen there

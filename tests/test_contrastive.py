@@ -138,3 +138,19 @@ def test_the_pair_loss_is_chosen_by_name_and_changes_the_training(sst2_toy, tiny
     with pytest.raises(NLPTransferError, match="cosine"):  # a close-match suggestion for a typo
         load_recipe({"task": "sequence-classification", "data": "d.md", "model": "m",
                      "strategy": {"name": "contrastive", "loss": "cosin"}})
+
+
+def test_end_to_end_trains_the_encoder_through_a_head_after_the_pairs(sst2_toy, tiny_bert, tmp_path):
+    plain = train(contrastive_recipe(sst2_toy, tiny_bert, tmp_path / "plain", max_pairs=32)).metrics
+    out = tmp_path / "e2e"
+    metrics = train(contrastive_recipe(sst2_toy, tiny_bert, out, max_pairs=32, end_to_end=True,
+                                       end_to_end_epochs=3)).metrics
+    info = metrics["train"]["contrastive"]
+    assert "end_to_end" not in plain["train"]["contrastive"]
+    assert info["end_to_end"]["epochs"] == 3 and np.isfinite(info["end_to_end"]["loss"])
+    assert info["pairs"] == plain["train"]["contrastive"]["pairs"]  # the same pairs first
+    key = "encoder.layer.1.output.dense.weight"
+    after_pairs = load_file(str(tmp_path / "plain" / "encoder" / "model.safetensors"))[key]
+    assert not np.allclose(load_file(str(out / "encoder" / "model.safetensors"))[key], after_pairs)
+    rows = [json.loads(line) for line in (out / "predictions_validation.jsonl").read_text().splitlines()]
+    assert [p["label"] for p in load_model(out).predict([r["text"] for r in rows])] == [r["predicted"] for r in rows]
