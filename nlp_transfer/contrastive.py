@@ -101,7 +101,7 @@ def pair_learning_rate(hidden_size: int | None) -> float:
 
 
 # strategy.end_to_end: after the pairs, the encoder trains with a linear head on the labelled rows themselves
-# (SetFit's differentiable head, ``end_to_end=True``: its rates and schedule, measured before adopting it)
+# (SetFit's differentiable head with ``end_to_end=True``: its rates, schedule and AdamW)
 HEAD_RATE, BODY_RATE, HALVE_EVERY = 1e-2, 1e-5, 5  # the head's and the encoder's rates; halved every 5 epochs
 
 
