@@ -282,7 +282,7 @@ def test_the_registry_holds_the_seven_strategies_each_with_only_its_own_options(
                        "last-n": ("n",) + rates + warmup, "gradual": ("every",) + rates,
                        "lora": ("r", "alpha", "dropout", "target_modules", "pooler"),
                        "contrastive": ("iterations", "max_pairs", "epochs", "batch_size", "learning_rate", "pooling",
-                                       "normalize", "C"),
+                                       "loss", "end_to_end", "end_to_end_epochs", "normalize", "C"),
                        "distill": ("teacher", "temperature", "soft_weight", "unlabelled", "augment", "augment_seed",
                                    "mask_prob", "ngram_prob") + rates + warmup}
     lora = build_strategy({"name": "lora", "r": 4})
