@@ -12,7 +12,7 @@ to both systems:
   epoch, batch 16, LogisticRegression head), the model folder loaded as a sentence-transformers model;
 - ``setfit-e2e`` (not run by default): SetFit 1.2 with its differentiable head trained end to end after the pairs;
 - `nlp-transfer train` with `strategy: contrastive` and its defaults (``--set`` changes them: an experiment is
-  recorded under its ``--tag``).
+  recorded under its ``--tag``: results.json ``.../contrastive-TAG/...``, with the command that measures it).
 Both are scored on the 872 SST-2 dev sentences; nothing is chosen on them (the probe's C is fixed or
 cross-validated on the training rows, as the strategy says). Each point is appended to ``OUT/points.jsonl`` as it
 finishes, so a stopped run continues where it was. Threads: ``OMP_NUM_THREADS`` (default 2).
@@ -172,14 +172,28 @@ def main() -> None:
         start, end = "<!-- fewshot-setfit:start -->", "<!-- fewshot-setfit:end -->"
         replace_section(ROOT / "benchmarks" / "RESULTS.md", start, end,
                         "\n".join([start, *markdown(done, args), end]))
-        figures = {}
+        commands: dict[str, dict[str, float]] = {}  # each figure under the command that measures it
         for (model, per_label, system), (mean, std, n) in table.items():
-            if "[" in system:
-                continue  # experiments stay in points.jsonl
-            key = f"fewshot/sst2-sentences/{model}/{per_label}pc/{system}"
-            figures.update({f"{key}/mean": round(mean, 4), f"{key}/std": round(std, 4), f"{key}/n": float(n)})
-        record(figures, f"python -m benchmarks.fewshot_setfit --models {args.models} --per-label {args.per_label} "
-                        f"--seeds {args.seeds}")
+            key = f"fewshot/sst2-sentences/{model}/{per_label}pc/{system.replace('[', '-').rstrip(']')}"
+            commands.setdefault(experiment_command(done, model, per_label, system, args), {}).update(
+                {f"{key}/mean": round(mean, 4), f"{key}/std": round(std, 4), f"{key}/n": float(n)})
+        for command, figures in commands.items():
+            record(figures, command)
+
+
+def experiment_command(points: list[dict], model: str, per_label: int, system: str, args) -> str:
+    """The command that measures ``system``'s points: the benchmark's own for SetFit and contrastive with their
+    defaults; for an experiment (another system, or ``contrastive[TAG]``), one model, size and its settings."""
+    if system in ("setfit", "contrastive"):
+        return (f"python -m benchmarks.fewshot_setfit --models {args.models} --per-label {args.per_label} "
+                f"--seeds {args.seeds}")
+    base, _, tag = system.rstrip("]").partition("[")
+    settings = next(p["settings"] for p in points if p["model"] == model and p["system"] == system)
+    seeds = ",".join(str(p["seed"]) for p in points if (p["model"], p["per_label"], p["system"]) ==
+                     (model, per_label, system))
+    return (f"python -m benchmarks.fewshot_setfit --models {model} --per-label {per_label} --seeds {seeds} "
+            f"--systems {base}" + "".join(f" --set {setting}" for setting in settings)
+            + (f" --tag {tag}" if tag else ""))
 
 
 if __name__ == "__main__":
