@@ -199,3 +199,20 @@ def test_anchor_figures_average_the_finished_seeds_and_every_command_parses(tmp_
         if not written:
             written = [yaml.safe_load((anchors.REPO / args.recipe).read_text())["output_dir"]]
         assert written == [each.folder]
+
+
+def test_each_few_shot_experiment_is_recorded_with_the_command_that_measures_it():
+    from types import SimpleNamespace
+
+    from benchmarks.fewshot_setfit import experiment_command
+
+    args = SimpleNamespace(models="minilm-l6,mpnet-base", per_label="8,16", seeds="1,2,3,4,5")
+    points = [{"model": "minilm-l6", "per_label": 8, "seed": seed, "system": "contrastive[pooling-cls]",
+               "settings": ["strategy.pooling=cls"]} for seed in (1, 2)]
+    points += [{"model": "minilm-l6", "per_label": 8, "seed": 3, "system": "setfit-e2e", "settings": []}]
+    assert experiment_command(points, "minilm-l6", 8, "contrastive", args) == \
+        "python -m benchmarks.fewshot_setfit --models minilm-l6,mpnet-base --per-label 8,16 --seeds 1,2,3,4,5"
+    assert experiment_command(points, "minilm-l6", 8, "contrastive[pooling-cls]", args) == (
+        "python -m benchmarks.fewshot_setfit --models minilm-l6 --per-label 8 --seeds 1,2 --systems contrastive "
+        "--set strategy.pooling=cls --tag pooling-cls")
+    assert experiment_command(points, "minilm-l6", 8, "setfit-e2e", args).endswith("--seeds 3 --systems setfit-e2e")
