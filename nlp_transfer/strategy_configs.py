@@ -264,7 +264,7 @@ class Contrastive(Strategy):
     loss: str = checked("cosine", choices=tuple(PAIR_LOSSES))  # the pairs' loss (`contrastive.PAIR_LOSSES`)
     # after the pairs, the encoder trains through a linear head on the rows (`contrastive.train_through_head`)
     end_to_end: bool = False
-    end_to_end_epochs: int = checked(16, low=1)
+    end_to_end_epochs: int = checked(16, low=1)  # SetFit's 16
     normalize: bool = False  # L2-normalise the probe's features
     # the probe's C, fixed: after pair training the few rows are separated and every C fits them, so nothing is
     # chosen on the evaluation split (1.0: scikit-learn's default, SetFit's head); null: the grid, chosen there
@@ -280,6 +280,9 @@ class Contrastive(Strategy):
     def check(self, source: str) -> None:
         from .contrastive import check_installed
 
+        if self.end_to_end_epochs != 16 and not self.end_to_end:
+            raise NLPTransferError(f"{source}: strategy.end_to_end_epochs counts the epochs of the end-to-end "
+                                   f"phase; set strategy.end_to_end=true with it, or drop it")
         check_installed()
 
     def check_data(self, problem_type: str, pairs: bool, source: str) -> None:

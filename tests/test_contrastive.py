@@ -102,6 +102,8 @@ def test_contrastive_options_are_checked():
         load_recipe({**base, "strategy": {"name": "contrastive", "iterations": 0}})
     with pytest.raises(NLPTransferError, match="layers"):  # the pair-trained encoder is pooled at its last layer
         load_recipe({**base, "strategy": {"name": "contrastive", "layers": [-2]}})
+    with pytest.raises(NLPTransferError, match="end_to_end=true"):  # an option of a phase that is off
+        load_recipe({**base, "strategy": {"name": "contrastive", "end_to_end_epochs": 4}})
     with pytest.raises(NLPTransferError, match="training"):  # its own epochs/batch_size/learning_rate, not Trainer's
         load_recipe({**base, "strategy": "contrastive", "training": {"num_train_epochs": 3}})
 
