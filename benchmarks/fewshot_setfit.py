@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "sst2"
+SYSTEMS = ("setfit", "contrastive", "setfit-e2e")
 
 
 def subset(per_label: int, seed: int, folder: Path) -> Path:
@@ -136,6 +137,9 @@ def main() -> None:
     parser.add_argument("--summary-only", action="store_true", help="run nothing: summarise (and with --record, "
                         "record) the points OUT/points.jsonl already holds")
     args = parser.parse_args()
+    unknown = set(args.systems.split(",")) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"--systems: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SYSTEMS)}")
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
