@@ -43,8 +43,9 @@ def _cmd_train(args) -> int:
         from .seeds import count_note, parse_seeds
 
         seeds["seeds"] = parse_seeds(args.seeds)
-        if count_note(args.seeds) and os.environ.get("RANK", "0") == "0":
-            print(count_note(args.seeds), file=sys.stderr)
+        note = count_note(args.seeds)
+        if note and os.environ.get("RANK", "0") == "0":
+            print(note, file=sys.stderr)
     recipe = load_recipe(args.recipe, list(args.overrides), **seeds)  # a bad recipe is reported before torch loads
     from .training import train
 

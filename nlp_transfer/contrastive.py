@@ -103,6 +103,7 @@ def pair_learning_rate(hidden_size: int | None) -> float:
 # strategy.end_to_end: after the pairs, the encoder trains with a linear head on the labelled rows themselves
 # (SetFit's differentiable head with ``end_to_end=True``: its rates, schedule and AdamW)
 HEAD_RATE, BODY_RATE, HALVE_EVERY = 1e-2, 1e-5, 5  # the head's and the encoder's rates; halved every 5 epochs
+END_TO_END_EPOCHS = 16  # SetFit's: the default of strategy.end_to_end_epochs
 
 
 def train_through_head(encoder, texts: list[str], labels: list[int], epochs: int, batch_size: int,
@@ -112,6 +113,7 @@ def train_through_head(encoder, texts: list[str], labels: list[int], epochs: int
     `HEAD_RATE`, the encoder at `BODY_RATE`, both halved every `HALVE_EVERY` epochs). The head is dropped
     afterwards: the probe refits on the trained encoder's features. Returns the last epoch's mean loss."""
     import torch
+    from sentence_transformers.util import batch_to_device
 
     torch.manual_seed(seed)
     classes = {label: index for index, label in enumerate(sorted(set(labels)))}
@@ -128,9 +130,7 @@ def train_through_head(encoder, texts: list[str], labels: list[int], epochs: int
         order = rng.permutation(len(texts))
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            features = encoder.preprocess([texts[i] for i in batch])
-            features = {key: value.to(encoder.device) if hasattr(value, "to") else value
-                        for key, value in features.items()}
+            features = batch_to_device(encoder.preprocess([texts[i] for i in batch]), encoder.device)
             loss = torch.nn.functional.cross_entropy(head(encoder(features)["sentence_embedding"]), targets[batch])
             optimizer.zero_grad()
             loss.backward()

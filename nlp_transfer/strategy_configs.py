@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .checks import check_value, checked
-from .contrastive import PAIR_LOSSES
+from .contrastive import END_TO_END_EPOCHS, PAIR_LOSSES
 from .errors import NLPTransferError, did_you_mean
 from .layer_rates import SHARED_OPTIONS, HeadWarmup, LayerRates
 
@@ -264,9 +264,9 @@ class Contrastive(Strategy):
     loss: str = checked("cosine", choices=tuple(PAIR_LOSSES))  # the pairs' loss (`contrastive.PAIR_LOSSES`)
     # after the pairs, the encoder trains through a linear head on the rows (`contrastive.train_through_head`)
     end_to_end: bool = False
-    end_to_end_epochs: int = checked(16, low=1)  # SetFit's 16
-    # L2-normalise the probe's features: +0.9 points on MiniLM-L6 (higher on 5 of 5 few-shot subsets), even on MPNet
-    # (within 0.2 points on each of 5): the default since 2026-12-06 (benchmarks/RESULTS.md, few-shot against SetFit)
+    end_to_end_epochs: int = checked(END_TO_END_EPOCHS, low=1)
+    # L2-normalise the probe's features: +0.9 points on MiniLM-L6 (higher on 5 of 5 few-shot subsets), no cost on MPNet
+    # (within 0.25 points on each of 5): the default since 2026-12-06 (benchmarks/RESULTS.md, few-shot against SetFit)
     normalize: bool = True
     # the probe's C, fixed: after pair training the few rows are separated and every C fits them, so nothing is
     # chosen on the evaluation split (1.0: scikit-learn's default, SetFit's head); null: the grid, chosen there
@@ -282,7 +282,7 @@ class Contrastive(Strategy):
     def check(self, source: str) -> None:
         from .contrastive import check_installed
 
-        if self.end_to_end_epochs != 16 and not self.end_to_end:
+        if self.end_to_end_epochs != END_TO_END_EPOCHS and not self.end_to_end:
             raise NLPTransferError(f"{source}: strategy.end_to_end_epochs counts the epochs of the end-to-end "
                                    f"phase; set strategy.end_to_end=true with it, or drop it")
         check_installed()
